@@ -1,0 +1,63 @@
+# StagePass: `make run` serves the app, `make test` runs the whole suite. Both set everything up.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+FLASK := FLASK_APP=wsgi $(BIN)/flask
+MARIADB_URL ?= mysql+pymysql://root@127.0.0.1:3306
+
+.PHONY: run serve venv test test-sqlite test-mariadb services migrate seed worker scheduler dev-all clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+migrate: venv
+	mkdir -p instance
+	$(FLASK) db upgrade
+
+seed: migrate
+	$(FLASK) seed-demo
+
+## Serve the app on http://127.0.0.1:5000 (SQLite unless DATABASE_URL is set), with demo data.
+run: seed
+	$(FLASK) run --host 127.0.0.1 --port 5000
+
+## Production server (gunicorn + gevent, gunicorn.conf.py) against DATABASE_URL and REDIS_URL.
+## A SECRET_KEY is generated once into instance/secret_key unless you set one.
+serve: migrate
+	test -n "$$SECRET_KEY" || test -s instance/secret_key || $(BIN)/python -c "import secrets; print(secrets.token_hex(32))" > instance/secret_key
+	STAGEPASS_ENV=production SECRET_KEY="$${SECRET_KEY:-$$(cat instance/secret_key)}" $(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
+
+services:
+	bash scripts/ensure-services.sh --browser
+
+## Background work (needs Redis): the RQ worker and rq-scheduler (every-minute cleanup).
+worker: migrate
+	$(FLASK) rq-worker
+
+scheduler: migrate
+	$(FLASK) rq-scheduler
+
+## Web, worker and scheduler together (Ctrl-C stops all three).
+dev-all: seed
+	bash scripts/dev-all.sh
+
+## The whole suite, once on SQLite and once on a throwaway MariaDB database.
+test: venv services
+	@echo "================ test pass 1/2: SQLite ================"
+	STAGEPASS_TEST_DB=sqlite $(BIN)/python -m pytest
+	@echo "================ test pass 2/2: MariaDB ================"
+	STAGEPASS_TEST_DB=mariadb TEST_MARIADB_URL=$(MARIADB_URL) $(BIN)/python -m pytest
+
+test-sqlite: venv
+	STAGEPASS_TEST_DB=sqlite $(BIN)/python -m pytest $(ARGS)
+
+test-mariadb: venv services
+	STAGEPASS_TEST_DB=mariadb TEST_MARIADB_URL=$(MARIADB_URL) $(BIN)/python -m pytest $(ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache instance/stagepass.sqlite

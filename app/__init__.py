@@ -1,0 +1,95 @@
+"""StagePass: reserved-seat event ticketing."""
+import logging
+
+from flask import Flask
+
+from config import BASE_DIR, config_from_env
+from app.extensions import csrf, db, limiter, login_manager, migrate
+
+
+def create_app(config_class=None):
+    """Build the application: config, extensions, blueprints, error handlers, commands."""
+    config_class = config_class or config_from_env()
+    app = Flask(
+        __name__,
+        instance_path=str(BASE_DIR / "instance"),
+        template_folder=str(BASE_DIR / "templates"),
+        static_folder=str(BASE_DIR / "static"),
+    )
+    app.config.from_object(config_class)
+    _refuse_insecure_production(app)
+
+    register_extensions(app)
+    register_blueprints(app)
+    register_operations(app)
+    register_error_handlers(app)
+    register_security_headers(app)
+    register_template_helpers(app)
+    register_commands(app)
+    configure_logging(app)
+    return app
+
+
+def _refuse_insecure_production(app):
+    if app.config.get("PRODUCTION") and not app.config.get("SECRET_KEY"):
+        raise RuntimeError("SECRET_KEY must be set when STAGEPASS_ENV=production.")
+
+
+def register_extensions(app):
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(BASE_DIR / "migrations"))
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.login_message = "Please log in to continue."
+    login_manager.login_message_category = "info"
+    csrf.init_app(app)
+    limiter.init_app(app)
+
+
+def register_blueprints(app):
+    from app.admin import bp as admin_bp
+    from app.auth import bp as auth_bp
+    from app.booking import bp as booking_bp
+
+    app.register_blueprint(auth_bp, url_prefix="/auth")
+    app.register_blueprint(admin_bp, url_prefix="/admin")
+    app.register_blueprint(booking_bp)
+
+
+def register_operations(app):
+    from app import ops
+
+    ops.register(app)
+
+
+def register_error_handlers(app):
+    from app.errors import register
+
+    register(app)
+
+
+def register_security_headers(app):
+    from app import security
+
+    security.register(app)
+
+
+def register_template_helpers(app):
+    from app.templating import register
+
+    register(app)
+
+
+def register_commands(app):
+    from app.cli import register
+
+    register(app)
+
+
+def configure_logging(app):
+    if not app.debug and not app.testing:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+from app import models  # noqa: E402,F401  (models register with the metadata migrations read)
+from app.services import live  # noqa: E402,F401  (publishes seat changes after every commit)

@@ -1,0 +1,5 @@
+from flask import Blueprint
+
+bp = Blueprint("admin", __name__)
+
+from app.admin import bookings, dashboard, events, payments, users  # noqa: E402,F401

@@ -1,0 +1,180 @@
+"""Admin: events, their seat maps and life cycle (draft -> published -> cancelled)."""
+from flask import flash, redirect, render_template, request, url_for
+
+from app.admin import bp
+from app.admin.forms import CATEGORY_LINES, ConfirmForm, EventForm, event_form_data, new_event_data
+from app.auth.decorators import admin_required
+from app.extensions import db
+from app.models import EventStatus, utcnow
+from app.services import booking, events, reports
+from app.services.errors import DomainError
+from app.templating import money
+
+EVENTS_PER_PAGE = 25
+
+
+def event_or_404(event_id: int):
+    """The event, or the 404 page (a DomainError NotFound)."""
+    return events.get_event(event_id)
+
+
+@bp.route("/events")
+@admin_required
+def events_list():
+    """All events, filtered by status and searched by name, with their sales."""
+    status = request.args.get("status", "")
+    status = status if status in events.LIST_FILTERS else ""
+    search = request.args.get("q", "").strip()
+    page = db.paginate(events.list_query(status=status, search=search), per_page=EVENTS_PER_PAGE, error_out=False)
+    sales = {row.event.id: row for row in reports.sales_by_event(page.items)}
+    return render_template(
+        "admin/events.html",
+        page=page,
+        sales=sales,
+        status=status,
+        search=search,
+        filters=events.LIST_FILTERS,
+        display_status=events.display_status,
+    )
+
+
+@bp.route("/events/new", methods=["GET", "POST"])
+@admin_required
+def event_new():
+    """Create a draft event with its prices and seat map."""
+    form = EventForm(data=new_event_data())
+    if form.validate_on_submit():
+        try:
+            event = events.create_event(**vars(form.details()))
+        except DomainError as error:
+            db.session.rollback()
+            form.form_errors.append(error.message)
+        else:
+            flash(f"Created the draft '{event.name}' with {event.rows * event.columns} seats.", "success")
+            return redirect(url_for("admin.event_detail", event_id=event.id))
+    return render_event_form(form, event=None)
+
+
+@bp.route("/events/<int:event_id>/edit", methods=["GET", "POST"])
+@admin_required
+def event_edit(event_id):
+    """Edit an event; a new size regenerates its seat map (refused while seats are held or booked)."""
+    event = event_or_404(event_id)
+    if event.status == EventStatus.CANCELLED:
+        flash("A cancelled event can no longer be edited.", "error")
+        return redirect(url_for("admin.event_detail", event_id=event.id))
+    form = EventForm(data=event_form_data(event), original_date=event.date)
+    if form.validate_on_submit():
+        try:
+            events.update_event(event, form.details())
+        except DomainError as error:
+            db.session.rollback()
+            form.form_errors.append(error.message)
+        else:
+            flash(f"Saved '{event.name}'.", "success")
+            return redirect(url_for("admin.event_detail", event_id=event.id))
+    return render_event_form(form, event=event)
+
+
+def render_event_form(form: EventForm, event):
+    status = 400 if form.errors or form.category_errors else 200
+    return render_template("admin/event_form.html", form=form, event=event, category_lines=CATEGORY_LINES), status
+
+
+@bp.route("/events/<int:event_id>")
+@admin_required
+def event_detail(event_id):
+    """One event: its seat map with each seat's state, occupancy, sales and latest orders."""
+    event = event_or_404(event_id)
+    now = utcnow()
+    return render_template(
+        "admin/event_detail.html",
+        event=event,
+        now=now,
+        status=events.display_status(event, now),
+        seat_map=reports.seat_map(event, now),
+        colors={category.id: category.color for category in event.price_categories},
+        sales=reports.sales_by_event([event], now)[0],
+        latest_orders=reports.latest_orders(10, event_id=event.id),
+        form=ConfirmForm(),
+    )
+
+
+@bp.route("/events/<int:event_id>/publish", methods=["POST"])
+@admin_required
+def event_publish(event_id):
+    """Put a draft on sale."""
+    event = event_or_404(event_id)
+    if ConfirmForm().validate_on_submit():
+        try:
+            events.publish_event(event)
+        except DomainError as error:
+            db.session.rollback()
+            flash(f"Not published: {error.message}", "error")
+        else:
+            flash(f"'{event.name}' is published: buyers can book it now.", "success")
+    return redirect(url_for("admin.event_detail", event_id=event.id))
+
+
+@bp.route("/events/<int:event_id>/cancel", methods=["GET", "POST"])
+@admin_required
+def event_cancel(event_id):
+    """Cancel an event after confirmation: holds released, bookings cancelled, paid ones refunded."""
+    event = event_or_404(event_id)
+    form = ConfirmForm()
+    if event.status == EventStatus.CANCELLED:
+        flash("This event is already cancelled.", "info")
+        return redirect(url_for("admin.event_detail", event_id=event.id))
+    if form.validate_on_submit():
+        try:
+            summary = booking.cancel_event(event)
+        except DomainError as error:
+            flash(f"Not cancelled: {error.message}", "error")
+        else:
+            flash(
+                f"'{event.name}' is cancelled. {summary.orders} order(s) cancelled, {summary.refunded} refunded "
+                f"({money(summary.amount_refunded)}).",
+                "success",
+            )
+        return redirect(url_for("admin.event_detail", event_id=event.id))
+    affected = reports.live_order_counts(event)
+    return render_template(
+        "admin/confirm.html",
+        form=form,
+        title=f"Cancel “{event.name}”?",
+        lines=[
+            "Buyers can no longer book it, every hold is released and every booking is cancelled.",
+            f"{affected['orders']} live order(s) will be cancelled; {affected['paid']} paid order(s) will be "
+            f"refunded in full ({money(affected['amount'])}).",
+            "This cannot be undone.",
+        ],
+        submit_label="Cancel the event and refund",
+        back_url=url_for("admin.event_detail", event_id=event.id),
+    )
+
+
+@bp.route("/events/<int:event_id>/delete", methods=["GET", "POST"])
+@admin_required
+def event_delete(event_id):
+    """Delete an event nobody holds or has booked seats of, after confirmation (its history is kept)."""
+    event = event_or_404(event_id)
+    form = ConfirmForm()
+    if form.validate_on_submit():
+        try:
+            events.delete_event(event)
+        except DomainError as error:
+            flash(f"Not deleted: {error.message}", "error")
+            return redirect(url_for("admin.event_detail", event_id=event.id))
+        flash(f"Deleted '{event.name}'.", "success")
+        return redirect(url_for("admin.events_list"))
+    return render_template(
+        "admin/confirm.html",
+        form=form,
+        title=f"Delete “{event.name}”?",
+        lines=[
+            "The event disappears from every list; its past orders and payments stay on record.",
+            "An event with held or booked seats cannot be deleted: cancel it first, which refunds its buyers.",
+        ],
+        submit_label="Delete the event",
+        back_url=url_for("admin.event_detail", event_id=event.id),
+    )

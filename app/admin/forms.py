@@ -1,0 +1,215 @@
+"""Admin forms. The rules themselves live in the services; validators here ask them."""
+from flask_wtf import FlaskForm
+from wtforms import (
+    BooleanField,
+    DecimalField,
+    EmailField,
+    FieldList,
+    Form,
+    FormField,
+    IntegerField,
+    PasswordField,
+    StringField,
+    SubmitField,
+    TextAreaField,
+)
+from wtforms.fields import ColorField, DateTimeLocalField
+from wtforms.validators import DataRequired, Email, InputRequired, Length, Optional, ValidationError
+
+from app.auth.forms import MIN_PASSWORD_LENGTH
+from app.models import Event, row_label
+from app.services import accounts, events
+from app.services.errors import InvalidRequest
+
+# Category lines the form always has: enough for any real venue, and the page works without JS.
+CATEGORY_LINES = 8
+DATE_FORMATS = ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]
+# Each empty line starts with its own colour, so categories differ on the map unless chosen otherwise.
+LINE_COLORS = ["#2563eb", "#c2410c", "#7c3aed", "#0d9488", "#db2777", "#65a30d", "#ca8a04", "#475569"]
+
+
+def strip(value):
+    return value.strip() if isinstance(value, str) else value
+
+
+def checked_by(check):
+    """A validator that asks a service check, turning its InvalidRequest into the field's error."""
+
+    def validator(form, field):
+        if field.errors:
+            return
+        try:
+            check(field.data)
+        except InvalidRequest as error:
+            raise ValidationError(error.message) from None
+
+    return validator
+
+
+class CategoryLineForm(Form):
+    """One price category line; a line left blank is ignored."""
+
+    name = StringField("Category", filters=[strip], validators=[Length(max=60)])
+    price = DecimalField("Price (€)", places=None, validators=[Optional(), checked_by(events.check_price)])
+    color = ColorField("Colour", default=events.DEFAULT_COLOR, validators=[checked_by(events.check_color)])
+    first_row = StringField("From row", filters=[strip], validators=[Length(max=3)])
+    last_row = StringField("To row", filters=[strip], validators=[Length(max=3)])
+
+    @property
+    def is_blank(self) -> bool:
+        price_text = (self.price.raw_data or [""])[0] if self.price.raw_data is not None else ""
+        no_price = self.price.data is None and not str(price_text or "").strip()
+        return not self.name.data and no_price and not self.first_row.data and not self.last_row.data
+
+    def validate(self, extra_validators=None):
+        if self.is_blank:
+            return True
+        valid = super().validate(extra_validators)
+        if not self.name.data:
+            self.name.errors.append("Name this category.")
+            valid = False
+        if self.price.data is None and not self.price.errors:
+            self.price.errors.append("Enter a price.")
+            valid = False
+        for field in (self.first_row, self.last_row):
+            if field.data and not field.errors:
+                try:
+                    events.row_number(field.data)
+                except InvalidRequest as error:
+                    field.errors.append(error.message)
+                    valid = False
+        if self.last_row.data and not self.first_row.data:
+            self.first_row.errors.append("Give the first row of the range too.")
+            valid = False
+        return valid
+
+    def spec(self) -> events.CategorySpec:
+        first = events.row_number(self.first_row.data) if self.first_row.data else None
+        last = events.row_number(self.last_row.data) if self.last_row.data else first
+        return events.CategorySpec(self.name.data, self.price.data, self.color.data, first, last)
+
+
+class EventForm(FlaskForm):
+    name = StringField("Name", filters=[strip], validators=[checked_by(events.check_name)])
+    description = TextAreaField("Description", filters=[strip], validators=[Length(max=5000)])
+    date = DateTimeLocalField(
+        "Date and time (UTC)", format=DATE_FORMATS, validators=[InputRequired("Enter the date and time.")]
+    )
+    venue = StringField("Venue", filters=[strip], validators=[Length(max=200)])
+    rows = IntegerField("Rows", validators=[InputRequired("Enter the number of rows."), checked_by(events.check_rows)])
+    columns = IntegerField(
+        "Seats per row", validators=[InputRequired("Enter the number of seats per row."), checked_by(events.check_columns)]
+    )
+    categories = FieldList(FormField(CategoryLineForm), min_entries=CATEGORY_LINES, max_entries=CATEGORY_LINES)
+    submit = SubmitField("Save event")
+
+    def __init__(self, *args, original_date=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Editing may keep a date that has since passed; a new or changed date must be in the future.
+        self.original_date = original_date
+        self.category_errors = []
+
+    def validate_date(self, field):
+        original = self.original_date
+        if original is not None and field.data == original.replace(second=0, microsecond=0):
+            field.data = original
+            return
+        checked_by(events.check_future_date)(self, field)
+
+    def validate(self, extra_validators=None):
+        valid = super().validate(extra_validators)
+        if not self.categories.errors and not self.rows.errors:
+            try:
+                events.check_categories(self.category_specs(), self.rows.data)
+            except InvalidRequest as error:
+                self.category_errors.append(error.message)
+                valid = False
+        return valid
+
+    def category_specs(self) -> list[events.CategorySpec]:
+        return [line.form.spec() for line in self.categories if not line.form.is_blank]
+
+    def details(self) -> events.EventDetails:
+        return events.EventDetails(
+            name=self.name.data,
+            date=self.date.data,
+            rows=self.rows.data,
+            columns=self.columns.data,
+            categories=self.category_specs(),
+            description=self.description.data or "",
+            venue=self.venue.data or "",
+        )
+
+    @property
+    def visible_lines(self) -> int:
+        """How many category lines to show before the admin adds one (the rest wait, hidden)."""
+        used = [index for index, line in enumerate(self.categories) if not line.form.is_blank]
+        return max(used, default=-1) + 1 or 1
+
+
+def category_lines_data(lines: list[dict]) -> list[dict]:
+    """The given lines, then empty lines (each with its own colour) up to CATEGORY_LINES."""
+    return lines + [{"color": LINE_COLORS[index % len(LINE_COLORS)]} for index in range(len(lines), CATEGORY_LINES)]
+
+
+def new_event_data() -> dict:
+    return {"categories": category_lines_data([])}
+
+
+def event_form_data(event: Event) -> dict:
+    """The edit form's starting values, taken from the event."""
+    return {
+        "name": event.name,
+        "description": event.description,
+        "date": event.date,
+        "venue": event.venue,
+        "rows": event.rows,
+        "columns": event.columns,
+        "categories": category_lines_data(
+            [
+                {
+                    "name": category.name,
+                    "price": category.price,
+                    "color": category.color,
+                    "first_row": row_label(category.first_row) if category.first_row else "",
+                    "last_row": row_label(category.last_row) if category.last_row else "",
+                }
+                for category in event.price_categories
+            ]
+        ),
+    }
+
+
+class ConfirmForm(FlaskForm):
+    """A POST with a CSRF token: publish, cancel, delete."""
+
+    submit = SubmitField("Confirm")
+
+
+class CancelForm(FlaskForm):
+    reason = StringField("Reason shown to the buyer", filters=[strip], validators=[Length(max=200)])
+    submit = SubmitField("Cancel and refund")
+
+
+class UserForm(FlaskForm):
+    name = StringField("Name", filters=[strip], validators=[DataRequired(), Length(max=120)])
+    email = EmailField("Email", filters=[strip], validators=[DataRequired(), Email(), Length(max=255)])
+    password = PasswordField(
+        "Password",
+        validators=[Length(min=MIN_PASSWORD_LENGTH, max=200, message="The password must be at least 8 characters.")],
+    )
+    is_admin = BooleanField("Administrator")
+    submit = SubmitField("Save user")
+
+    def __init__(self, *args, user=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.user = user
+        if user is None:
+            self.password.validators = [DataRequired(), *self.password.validators]
+        else:
+            self.password.validators = [Optional(), *self.password.validators]
+
+    def validate_email(self, field):
+        owner = accounts.find_user_by_email(field.data)
+        if owner is not None and (self.user is None or owner.id != self.user.id):
+            raise ValidationError("Another account already uses this email.")

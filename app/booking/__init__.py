@@ -1,0 +1,5 @@
+from flask import Blueprint
+
+bp = Blueprint("booking", __name__)
+
+from app.booking import api, routes, stream  # noqa: E402,F401

@@ -1,0 +1,59 @@
+"""JSON endpoints the seat map calls: its seat states and holds."""
+from flask import abort, jsonify, make_response, request, url_for
+from flask_login import current_user
+
+from app import limits
+from app.booking import bp
+from app.extensions import db
+from app.models import Event, EventStatus
+from app.services import booking, seatmap
+from app.services.errors import InvalidRequest
+
+
+def visible_event(event_id: int) -> Event:
+    """A published or cancelled event buyers may look at; drafts and deleted ones are 404."""
+    event = db.session.get(Event, event_id)
+    if event is None or event.is_deleted or event.status == EventStatus.DRAFT:
+        abort(404, "No such event.")
+    return event
+
+
+@bp.get("/api/events/<int:event_id>/seats")
+def seat_states(event_id):
+    """The event's seat states, compactly; 304 when the caller already has this version."""
+    rendered = seatmap.rendered_map(event_id, load_event=visible_event)
+    if rendered.etag in request.if_none_match:
+        response = make_response("", 304)
+    else:
+        response = make_response(rendered.body)
+        response.mimetype = "application/json"
+    response.set_etag(rendered.etag)
+    # Browsers must ask every time; the ETag makes an unchanged answer a bodiless 304.
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+@bp.post("/api/events/<int:event_id>/holds")
+@limits.apply(limits.hold)
+def hold_seats(event_id):
+    """Hold the chosen seats for the logged-in buyer: 201 with the checkout URL, or why not."""
+    event = visible_event(event_id)
+    if not current_user.is_authenticated:
+        login_url = url_for("auth.login", next=url_for("booking.event_detail", event_id=event.id))
+        return jsonify(error="Log in to hold seats.", code="login_required", login_url=login_url), 401
+    if current_user.is_admin:
+        return jsonify(error="Administrators cannot buy tickets; use a buyer account.", code="forbidden"), 403
+    payload = request.get_json(silent=True)
+    if not isinstance(payload, dict) or not isinstance(payload.get("seat_ids"), list):
+        raise InvalidRequest('Send JSON like {"seat_ids": [1, 2]}.')
+    order = booking.hold(current_user, event, payload["seat_ids"])
+    return (
+        jsonify(
+            reference=order.reference,
+            expires_at=order.hold_expires_at.isoformat() + "Z",
+            total=f"{order.total_amount:.2f}",
+            seat_ids=sorted(int(seat_id) for seat_id in payload["seat_ids"]),
+            checkout_url=url_for("booking.checkout", reference=order.reference),
+        ),
+        201,
+    )

@@ -1,0 +1,29 @@
+from flask_wtf import FlaskForm
+from wtforms import RadioField, StringField, SubmitField
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import DataRequired, Length, ValidationError
+
+from app.services.payments import METHODS
+
+
+class PaymentForm(FlaskForm):
+    method = RadioField("Payment method", choices=[SelectChoice(value, label) for value, label in METHODS.items()], default="card", validators=[DataRequired()])
+    card_number = StringField(
+        "Card number",
+        validators=[Length(max=32)],
+        render_kw={"inputmode": "numeric", "autocomplete": "cc-number", "placeholder": "4242 4242 4242 4242"},
+    )
+    submit = SubmitField("Pay now")
+
+    def validate_card_number(self, field):
+        if self.method.data == "card" and not (field.data or "").strip():
+            raise ValidationError("Enter your card number.")
+
+
+class WalletForm(FlaskForm):
+    approve = SubmitField("Approve payment")
+    decline = SubmitField("Decline")
+
+
+class ReleaseForm(FlaskForm):
+    submit = SubmitField("Release seats")

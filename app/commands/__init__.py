@@ -1,0 +1,4 @@
+"""Operational commands, one module per area; each module lists its click commands here."""
+from app.commands import operations, simulate
+
+COMMANDS = [*simulate.COMMANDS, *operations.COMMANDS]

@@ -1,0 +1,49 @@
+"""Error handlers: JSON for API calls, a page for everything else."""
+from flask import jsonify, render_template, request
+from flask_limiter.errors import RateLimitExceeded
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException
+
+from app.extensions import db
+from app.services.errors import DomainError
+
+
+def wants_json() -> bool:
+    if request.is_json or request.path.startswith("/api/"):
+        return True
+    best = request.accept_mimetypes.best_match(["application/json", "text/html"])
+    return best == "application/json" and request.accept_mimetypes[best] > request.accept_mimetypes["text/html"]
+
+
+def error_response(status: int, message: str, code: str, **details):
+    if wants_json():
+        return jsonify(error=message, code=code, **details), status
+    return render_template("errors/error.html", status=status, message=message), status
+
+
+def register(app):
+    @app.errorhandler(CSRFError)
+    def csrf_error(error):
+        return error_response(400, f"The form has expired or is missing its security token ({error.description}). Please try again.", "csrf")
+
+    @app.errorhandler(RateLimitExceeded)
+    def rate_limited(error):
+        # Flask-Limiter adds Retry-After to this response (RATELIMIT_HEADERS_ENABLED).
+        return error_response(
+            429, f"Too many attempts ({error.description}). Please wait a moment and try again.", "rate_limited"
+        )
+
+    @app.errorhandler(DomainError)
+    def domain_error(error):
+        db.session.rollback()
+        return error_response(error.status, error.message, error.code, **error.details)
+
+    @app.errorhandler(HTTPException)
+    def http_error(error):
+        code = (error.name or "error").lower().replace(" ", "_")
+        return error_response(error.code, error.description, code)
+
+    @app.errorhandler(500)
+    def internal_error(error):
+        db.session.rollback()
+        return error_response(500, "Something went wrong on our side. Nothing was charged; please try again.", "server_error")

@@ -1,0 +1,74 @@
+"""Extension objects, created unbound and initialised by the app factory."""
+import logging
+import time
+
+import redis
+import sqlalchemy as sa
+from flask import current_app
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from flask_login import LoginManager
+from flask_migrate import Migrate
+from flask_sqlalchemy import SQLAlchemy
+from flask_wtf.csrf import CSRFProtect
+from sqlalchemy.orm import DeclarativeBase
+
+
+class Base(DeclarativeBase):
+    # Named constraints keep migrations portable: SQLite batch mode and MariaDB both need names.
+    metadata = sa.MetaData(
+        naming_convention={
+            "ix": "ix_%(column_0_label)s",
+            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+
+
+db = SQLAlchemy(model_class=Base)
+migrate = Migrate()
+login_manager = LoginManager()
+csrf = CSRFProtect()
+# Per-IP by default; the views that act for an account add a per-user limit (app/limits.py).
+limiter = Limiter(key_func=get_remote_address)
+
+
+def get_redis():
+    """The app's Redis client (one connection pool per process, created on first use)."""
+    client = current_app.extensions.get("stagepass_redis")
+    if client is None:
+        # A blocking pool: under a rush (hundreds of gevent requests at once) callers wait a
+        # moment for a connection instead of failing with "too many connections".
+        pool = redis.BlockingConnectionPool.from_url(
+            current_app.config["REDIS_URL"],
+            max_connections=current_app.config["REDIS_MAX_CONNECTIONS"],
+            timeout=2,
+            socket_connect_timeout=1,
+            socket_timeout=2,
+        )
+        client = redis.Redis(connection_pool=pool)
+        current_app.extensions["stagepass_redis"] = client
+    return client
+
+
+log = logging.getLogger(__name__)
+REDIS_RETRY_AFTER_SECONDS = 5.0
+_redis_down_until = [0.0]
+
+
+def redis_call(operation, default=None):
+    """Run `operation(client)` against Redis, or return `default` if Redis is unreachable.
+
+    After a failure Redis is left alone for a few seconds, so a dead Redis costs requests nothing
+    instead of a connect timeout each: nothing that sells tickets depends on it.
+    """
+    if time.monotonic() < _redis_down_until[0]:
+        return default
+    try:
+        return operation(get_redis())
+    except redis.RedisError as error:
+        _redis_down_until[0] = time.monotonic() + REDIS_RETRY_AFTER_SECONDS
+        log.warning("Redis unavailable, carrying on without it for %ss: %s", REDIS_RETRY_AFTER_SECONDS, error)
+        return default

@@ -1,0 +1,58 @@
+"""Rate limits for the endpoints worth abusing: log in, register, hold, pay."""
+from flask import current_app, request
+from flask_limiter.util import get_remote_address
+from flask_login import current_user
+
+from app.extensions import limiter
+
+
+def configured(name):
+    """A limit read from config at request time, so tests and operators can change it."""
+    return lambda: current_app.config[name]
+
+
+def per_user():
+    return f"user:{current_user.id}" if current_user.is_authenticated else f"ip:{get_remote_address()}"
+
+
+def per_login_account():
+    return "login:" + (request.form.get("email") or "").strip().lower()[:255]
+
+
+login = [
+    limiter.limit(configured("RATELIMIT_LOGIN_PER_IP"), methods=["POST"]),
+    limiter.limit(configured("RATELIMIT_LOGIN_PER_ACCOUNT"), key_func=per_login_account, methods=["POST"]),
+]
+register = [limiter.limit(configured("RATELIMIT_REGISTER_PER_IP"), methods=["POST"])]
+hold = [
+    limiter.limit(configured("RATELIMIT_HOLD_PER_USER"), key_func=per_user),
+    limiter.limit(configured("RATELIMIT_HOLD_PER_IP")),
+]
+pay = [
+    limiter.limit(configured("RATELIMIT_PAY_PER_USER"), key_func=per_user, methods=["POST"]),
+    limiter.limit(configured("RATELIMIT_PAY_PER_IP"), methods=["POST"]),
+]
+
+
+def apply(limits):
+    """Decorate a view with several limits: @apply(limits.hold)."""
+
+    def decorate(view):
+        for limit in reversed(limits):
+            view = limit(view)
+        return view
+
+    return decorate
+
+
+def status() -> dict:
+    """Whether limits are enforced through shared storage, for `flask health`."""
+    if not limiter.enabled:
+        return {"ok": True, "detail": "disabled by configuration"}
+    try:
+        shared = limiter.storage.check()
+    except Exception:  # any storage error means the same: limits are per process for now
+        shared = False
+    if shared:
+        return {"ok": True, "detail": f"enforced through {current_app.config['RATELIMIT_STORAGE_URI']}"}
+    return {"ok": False, "detail": "storage unreachable: failing open to per-process in-memory limits"}

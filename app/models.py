@@ -1,0 +1,401 @@
+"""The data model: users, events with price categories and seats, orders, bookings, payments.
+
+Times are naive datetimes in UTC. Money is Numeric(10, 2) and Decimal in Python, never float.
+"""
+from __future__ import annotations
+
+import secrets
+import string
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Optional
+
+import sqlalchemy as sa
+import sqlalchemy.orm as so
+from flask_login import UserMixin
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from app.extensions import db, login_manager
+
+Money = sa.Numeric(10, 2)
+
+
+def utcnow() -> datetime:
+    """Now, as the naive UTC datetime the database stores."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class TimestampMixin:
+    created_at: so.Mapped[datetime] = so.mapped_column(default=utcnow)
+    updated_at: so.Mapped[datetime] = so.mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class SoftDeleteMixin:
+    """Rows with deleted_at set are left out of every query unless it asks for include_deleted."""
+
+    deleted_at: so.Mapped[Optional[datetime]] = so.mapped_column(default=None)
+
+    @property
+    def is_deleted(self) -> bool:
+        return self.deleted_at is not None
+
+    def soft_delete(self, now: datetime | None = None) -> None:
+        self.deleted_at = now or utcnow()
+
+
+@sa.event.listens_for(so.Session, "do_orm_execute")
+def _hide_soft_deleted(execute_state):
+    if (
+        execute_state.is_select
+        and not execute_state.is_column_load
+        and not execute_state.is_relationship_load
+        and not execute_state.execution_options.get("include_deleted", False)
+    ):
+        execute_state.statement = execute_state.statement.options(
+            so.with_loader_criteria(
+                SoftDeleteMixin, lambda cls: cls.deleted_at.is_(None), include_aliases=True
+            )
+        )
+
+
+class User(UserMixin, TimestampMixin, db.Model):
+    __tablename__ = "users"
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    email: so.Mapped[str] = so.mapped_column(sa.String(255), unique=True)
+    name: so.Mapped[str] = so.mapped_column(sa.String(120))
+    password_hash: so.Mapped[str] = so.mapped_column(sa.String(255))
+    is_admin: so.Mapped[bool] = so.mapped_column(default=False)
+
+    orders: so.WriteOnlyMapped[Order] = so.relationship(back_populates="user", passive_deletes=True)
+
+    def set_password(self, password: str) -> None:
+        self.password_hash = generate_password_hash(password)
+
+    def check_password(self, password: str) -> bool:
+        return check_password_hash(self.password_hash, password)
+
+    def __repr__(self):
+        return f"<User {self.email}>"
+
+
+@login_manager.user_loader
+def load_user(user_id: str) -> User | None:
+    return db.session.get(User, int(user_id))
+
+
+class EventStatus:
+    DRAFT = "draft"
+    PUBLISHED = "published"
+    CANCELLED = "cancelled"
+    ALL = (DRAFT, PUBLISHED, CANCELLED)
+
+
+class Event(TimestampMixin, SoftDeleteMixin, db.Model):
+    __tablename__ = "events"
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    name: so.Mapped[str] = so.mapped_column(sa.String(200))
+    description: so.Mapped[str] = so.mapped_column(sa.Text, default="")
+    date: so.Mapped[datetime] = so.mapped_column(index=True)
+    venue: so.Mapped[str] = so.mapped_column(sa.String(200), default="")
+    rows: so.Mapped[int] = so.mapped_column(default=0)
+    columns: so.Mapped[int] = so.mapped_column(default=0)
+    status: so.Mapped[str] = so.mapped_column(sa.String(16), default=EventStatus.DRAFT, index=True)
+    # Set by the scheduled job once the event's date has passed; selling also stops by the date alone.
+    sales_ended_at: so.Mapped[Optional[datetime]] = so.mapped_column(default=None)
+    cancelled_at: so.Mapped[Optional[datetime]] = so.mapped_column(default=None)
+
+    price_categories: so.Mapped[list[PriceCategory]] = so.relationship(
+        back_populates="event", order_by="PriceCategory.position", cascade="all, delete-orphan"
+    )
+    seats: so.WriteOnlyMapped[Seat] = so.relationship(back_populates="event")
+
+    __table_args__ = (
+        sa.CheckConstraint("status IN ('draft', 'published', 'cancelled')", name="status"),
+    )
+
+    def is_on_sale(self, now: datetime) -> bool:
+        """Buyers can hold seats: published, not deleted, and not yet begun."""
+        return self.status == EventStatus.PUBLISHED and not self.is_deleted and self.date > now
+
+    def __repr__(self):
+        return f"<Event {self.id} {self.name!r}>"
+
+
+class PriceCategory(db.Model):
+    """A named price for a range of rows; the category without a range covers every other row."""
+
+    __tablename__ = "price_categories"
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    event_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("events.id"), index=True)
+    name: so.Mapped[str] = so.mapped_column(sa.String(60))
+    price: so.Mapped[Decimal] = so.mapped_column(Money)
+    color: so.Mapped[str] = so.mapped_column(sa.String(7), default="#4f7cff")
+    first_row: so.Mapped[Optional[int]] = so.mapped_column(default=None)
+    last_row: so.Mapped[Optional[int]] = so.mapped_column(default=None)
+    position: so.Mapped[int] = so.mapped_column(default=0)
+
+    event: so.Mapped[Event] = so.relationship(back_populates="price_categories")
+
+    __table_args__ = (sa.CheckConstraint("price >= 0", name="price_not_negative"),)
+
+    @property
+    def is_default(self) -> bool:
+        return self.first_row is None
+
+    def covers_row(self, row_number: int) -> bool:
+        return self.first_row is not None and self.first_row <= row_number <= self.last_row
+
+
+class SeatStatus:
+    AVAILABLE = "available"
+    RESERVED = "reserved"
+    BOOKED = "booked"
+    ALL = (AVAILABLE, RESERVED, BOOKED)
+
+
+def row_label(row_number: int) -> str:
+    """1 -> A, 26 -> Z, 27 -> AA: the spreadsheet scheme, so labels never run out."""
+    label = ""
+    while row_number > 0:
+        row_number, remainder = divmod(row_number - 1, 26)
+        label = string.ascii_uppercase[remainder] + label
+    return label
+
+
+class Seat(TimestampMixin, SoftDeleteMixin, db.Model):
+    __tablename__ = "seats"
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    event_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("events.id"), index=True)
+    row: so.Mapped[str] = so.mapped_column(sa.String(3))
+    column: so.Mapped[int] = so.mapped_column()
+    status: so.Mapped[str] = so.mapped_column(sa.String(16), default=SeatStatus.AVAILABLE)
+    reservation_expires_at: so.Mapped[Optional[datetime]] = so.mapped_column(default=None)
+    price_category_id: so.Mapped[int] = so.mapped_column(
+        sa.ForeignKey("price_categories.id"), index=True
+    )
+    # 1 while the seat is live, NULL once soft-deleted: the unique key below then ignores old seats.
+    live: so.Mapped[Optional[int]] = so.mapped_column(
+        sa.Integer, sa.Computed("CASE WHEN deleted_at IS NULL THEN 1 END", persisted=True)
+    )
+
+    event: so.Mapped[Event] = so.relationship(back_populates="seats")
+    price_category: so.Mapped[PriceCategory] = so.relationship()
+
+    __table_args__ = (
+        sa.UniqueConstraint("event_id", "row", "column", "live", name="uq_seats_live_position"),
+        sa.Index("ix_seats_status_reservation_expires_at", "status", "reservation_expires_at"),
+        sa.CheckConstraint("status IN ('available', 'reserved', 'booked')", name="status"),
+    )
+
+    @property
+    def label(self) -> str:
+        return f"{self.row}{self.column}"
+
+    def hold_has_expired(self, now: datetime) -> bool:
+        return (
+            self.status == SeatStatus.RESERVED
+            and self.reservation_expires_at is not None
+            and self.reservation_expires_at <= now
+        )
+
+    def is_free(self, now: datetime) -> bool:
+        """Available, or reserved by a hold that has run out (free even before any cleanup)."""
+        return self.status == SeatStatus.AVAILABLE or self.hold_has_expired(now)
+
+    def state_at(self, now: datetime) -> str:
+        return SeatStatus.AVAILABLE if self.is_free(now) else self.status
+
+    def __repr__(self):
+        return f"<Seat {self.id} {self.label} {self.status}>"
+
+
+class OrderStatus:
+    PENDING = "pending"
+    CONFIRMED = "confirmed"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    ALL = (PENDING, CONFIRMED, CANCELLED, FAILED, EXPIRED)
+    LIVE = (PENDING, CONFIRMED)
+
+
+# Bookings share the order's life cycle: one row per seat, mirroring its order's states.
+BookingStatus = OrderStatus
+
+
+class PaymentStatus:
+    PENDING = "pending"
+    PAID = "paid"
+    FAILED = "failed"
+    REFUNDED = "refunded"
+    ALL = (PENDING, PAID, FAILED, REFUNDED)
+
+
+def new_reference() -> str:
+    """A short public order reference, unambiguous to read aloud (no 0/O, 1/I)."""
+    alphabet = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # 32 symbols: each random byte's low 5 bits pick one
+    return "SP-" + "".join(alphabet[byte & 31] for byte in secrets.token_bytes(8))
+
+
+class Order(TimestampMixin, db.Model):
+    """One buyer's checkout of one or more seats of one event, paid once."""
+
+    __tablename__ = "orders"
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    reference: so.Mapped[str] = so.mapped_column(sa.String(16), unique=True, default=new_reference)
+    user_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("users.id"), index=True)
+    event_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("events.id"), index=True)
+    status: so.Mapped[str] = so.mapped_column(sa.String(16), default=OrderStatus.PENDING)
+    payment_status: so.Mapped[str] = so.mapped_column(sa.String(16), default=PaymentStatus.PENDING)
+    payment_method: so.Mapped[Optional[str]] = so.mapped_column(sa.String(20), default=None)
+    total_amount: so.Mapped[Decimal] = so.mapped_column(Money, default=Decimal("0.00"))
+    hold_expires_at: so.Mapped[datetime] = so.mapped_column(index=True)
+    card_last4: so.Mapped[Optional[str]] = so.mapped_column(sa.String(4), default=None)
+    provider_reference: so.Mapped[Optional[str]] = so.mapped_column(sa.String(64), default=None)
+    failure_reason: so.Mapped[Optional[str]] = so.mapped_column(sa.String(255), default=None)
+    refunded_amount: so.Mapped[Decimal] = so.mapped_column(Money, default=Decimal("0.00"))
+    paid_at: so.Mapped[Optional[datetime]] = so.mapped_column(default=None)
+    refunded_at: so.Mapped[Optional[datetime]] = so.mapped_column(default=None)
+    # Bumped on every update and checked by it (optimistic locking): a change made from a stale
+    # read fails instead of overwriting, also on SQLite where rows cannot be locked.
+    version: so.Mapped[int] = so.mapped_column(default=1)
+    # The event id while the order is pending, else NULL: with user_id it is unique, so the
+    # database itself allows one open checkout per buyer per event.
+    pending_event_id: so.Mapped[Optional[int]] = so.mapped_column(
+        sa.Integer, sa.Computed("CASE WHEN status = 'pending' THEN event_id END", persisted=True)
+    )
+
+    user: so.Mapped[User] = so.relationship(back_populates="orders")
+    event: so.Mapped[Event] = so.relationship()
+    bookings: so.Mapped[list[Booking]] = so.relationship(
+        back_populates="order", order_by="Booking.seat_id"
+    )
+    payments: so.Mapped[list[Payment]] = so.relationship(
+        back_populates="order", order_by="Payment.id"
+    )
+
+    __mapper_args__ = {"version_id_col": version}
+    __table_args__ = (
+        sa.UniqueConstraint("user_id", "pending_event_id", name="uq_orders_one_pending_per_event"),
+        sa.Index("ix_orders_status_hold_expires_at", "status", "hold_expires_at"),
+        sa.CheckConstraint(
+            "status IN ('pending', 'confirmed', 'cancelled', 'failed', 'expired')", name="status"
+        ),
+        sa.CheckConstraint(
+            "payment_status IN ('pending', 'paid', 'failed', 'refunded')", name="payment_status"
+        ),
+        sa.CheckConstraint("total_amount >= 0", name="total_not_negative"),
+    )
+
+    def hold_has_expired(self, now: datetime) -> bool:
+        return self.status == OrderStatus.PENDING and self.hold_expires_at <= now
+
+    def seconds_left(self, now: datetime) -> int:
+        return max(0, int((self.hold_expires_at - now).total_seconds()))
+
+    def __repr__(self):
+        return f"<Order {self.reference} {self.status}/{self.payment_status}>"
+
+
+class Booking(TimestampMixin, SoftDeleteMixin, db.Model):
+    """One seat of an order. Its status and payment_status mirror the order's."""
+
+    __tablename__ = "bookings"
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    order_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("orders.id"), index=True)
+    user_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("users.id"), index=True)
+    event_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("events.id"), index=True)
+    seat_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("seats.id"), index=True)
+    status: so.Mapped[str] = so.mapped_column(sa.String(16), default=BookingStatus.PENDING)
+    total_amount: so.Mapped[Decimal] = so.mapped_column(Money)
+    payment_status: so.Mapped[str] = so.mapped_column(sa.String(16), default=PaymentStatus.PENDING)
+    payment_method: so.Mapped[Optional[str]] = so.mapped_column(sa.String(20), default=None)
+    # The seat id while this booking is live (pending or confirmed), else NULL. Unique, so the
+    # database refuses a second live booking for a seat whatever the application does.
+    live_seat_id: so.Mapped[Optional[int]] = so.mapped_column(
+        sa.Integer,
+        sa.Computed(
+            "CASE WHEN deleted_at IS NULL AND status IN ('pending', 'confirmed') THEN seat_id END",
+            persisted=True,
+        ),
+        unique=True,
+    )
+
+    order: so.Mapped[Order] = so.relationship(back_populates="bookings")
+    user: so.Mapped[User] = so.relationship()
+    event: so.Mapped[Event] = so.relationship()
+    seat: so.Mapped[Seat] = so.relationship()
+
+    __table_args__ = (
+        sa.Index("ix_bookings_event_id_status", "event_id", "status"),
+        sa.CheckConstraint(
+            "status IN ('pending', 'confirmed', 'cancelled', 'failed', 'expired')", name="status"
+        ),
+        sa.CheckConstraint(
+            "payment_status IN ('pending', 'paid', 'failed', 'refunded')", name="payment_status"
+        ),
+        sa.CheckConstraint("total_amount >= 0", name="total_not_negative"),
+    )
+
+    def __repr__(self):
+        return f"<Booking {self.id} seat={self.seat_id} {self.status}>"
+
+
+class PaymentKind:
+    CHARGE = "charge"
+    REFUND = "refund"
+
+
+class PaymentResult:
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    DECLINED = "declined"
+    ERROR = "error"
+
+
+class Payment(db.Model):
+    """The payment provider's ledger: each charge or refund it was asked to make for an order.
+
+    At most one charge per order (unique key), so a double submit cannot charge twice. Refunds
+    cover the whole order or, with booking_id, a single seat of it.
+    """
+
+    __tablename__ = "payments"
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    order_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("orders.id"), index=True)
+    booking_id: so.Mapped[Optional[int]] = so.mapped_column(
+        sa.ForeignKey("bookings.id"), index=True, default=None
+    )
+    kind: so.Mapped[str] = so.mapped_column(sa.String(10), default=PaymentKind.CHARGE)
+    method: so.Mapped[str] = so.mapped_column(sa.String(20))
+    amount: so.Mapped[Decimal] = so.mapped_column(Money)
+    result: so.Mapped[str] = so.mapped_column(sa.String(16), default=PaymentResult.PENDING)
+    provider_reference: so.Mapped[str] = so.mapped_column(sa.String(64), unique=True)
+    card_last4: so.Mapped[Optional[str]] = so.mapped_column(sa.String(4), default=None)
+    failure_reason: so.Mapped[Optional[str]] = so.mapped_column(sa.String(255), default=None)
+    created_at: so.Mapped[datetime] = so.mapped_column(default=utcnow)
+    completed_at: so.Mapped[Optional[datetime]] = so.mapped_column(default=None)
+    # The order id on charges, NULL on refunds: unique, so an order is charged at most once.
+    charged_order_id: so.Mapped[Optional[int]] = so.mapped_column(
+        sa.Integer,
+        sa.Computed("CASE WHEN kind = 'charge' THEN order_id END", persisted=True),
+        unique=True,
+    )
+
+    order: so.Mapped[Order] = so.relationship(back_populates="payments")
+    booking: so.Mapped[Optional[Booking]] = so.relationship()
+
+    __table_args__ = (
+        sa.CheckConstraint("kind IN ('charge', 'refund')", name="kind"),
+        sa.CheckConstraint(
+            "result IN ('pending', 'succeeded', 'declined', 'error')", name="result"
+        ),
+        sa.CheckConstraint("amount >= 0", name="amount_not_negative"),
+    )

@@ -1,0 +1,122 @@
+"""Accounts: creating users and checking credentials."""
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from app.extensions import db
+from app.models import Order, User
+from app.services.errors import DomainError, InvalidRequest
+from app.services.querying import any_contains
+
+
+class EmailTaken(DomainError):
+    """An account with this email already exists."""
+
+    code = "email_taken"
+
+
+def normalize_email(email: str) -> str:
+    return (email or "").strip().lower()
+
+
+def find_user_by_email(email: str) -> User | None:
+    return db.session.scalar(sa.select(User).where(User.email == normalize_email(email)))
+
+
+def checked_email(email: str) -> str:
+    email = normalize_email(email)
+    if not email or "@" not in email:
+        raise InvalidRequest("A valid email address is required.")
+    return email
+
+
+def check_password(password: str) -> None:
+    if not password or len(password) < 8:
+        raise InvalidRequest("The password must be at least 8 characters.")
+
+
+def _commit_user(user: User) -> User:
+    try:
+        db.session.commit()
+    except IntegrityError:
+        # The unique index decides races between two accounts taking the same address.
+        db.session.rollback()
+        raise EmailTaken() from None
+    return user
+
+
+def create_user(email: str, name: str, password: str, is_admin: bool = False) -> User:
+    """Create and commit a user; raises EmailTaken if the email is in use."""
+    email = checked_email(email)
+    check_password(password)
+    user = User(email=email, name=(name or email.split("@")[0]).strip(), is_admin=is_admin)
+    user.set_password(password)
+    db.session.add(user)
+    return _commit_user(user)
+
+
+def authenticate(email: str, password: str) -> User | None:
+    """The user with these credentials, or None."""
+    user = find_user_by_email(email)
+    if user is None or not user.check_password(password):
+        return None
+    return user
+
+
+# --- administration --------------------------------------------------------------------------
+
+
+class UserChangeRefused(DomainError):
+    """That change to this account is not allowed."""
+
+    code = "user_change_refused"
+
+
+def search_users(query: str | None = None):
+    """A select of users, by name; with a query, those whose name or email contains it."""
+    statement = sa.select(User).order_by(User.name, User.id)
+    text = (query or "").strip()
+    if text:
+        statement = statement.where(any_contains((User.name, User.email), text))
+    return statement
+
+
+def update_user(
+    user: User, *, acting_admin: User, name: str, email: str, is_admin: bool, password: str | None = None
+) -> User:
+    """An admin edits an account (committed). Admins cannot take their own admin rights away."""
+    email = checked_email(email)
+    if not (name or "").strip():
+        raise InvalidRequest("A name is required.")
+    if user.id == acting_admin.id and user.is_admin and not is_admin:
+        raise UserChangeRefused("You cannot remove your own admin rights; ask another admin.")
+    if password:
+        check_password(password)
+    owner = find_user_by_email(email)
+    if owner is not None and owner.id != user.id:
+        raise EmailTaken()
+    user.name = name.strip()
+    user.email = email
+    user.is_admin = is_admin
+    if password:
+        user.set_password(password)
+    return _commit_user(user)
+
+
+def delete_user(user: User, *, acting_admin: User) -> None:
+    """Delete an account that never ordered anything (committed); others keep their history."""
+    if user.id == acting_admin.id:
+        raise UserChangeRefused("You cannot delete your own account.")
+    orders = db.session.scalar(sa.select(sa.func.count(Order.id)).where(Order.user_id == user.id))
+    if orders:
+        raise UserChangeRefused(
+            f"{user.email} has {orders} order{'s' if orders != 1 else ''}: accounts with bookings are kept "
+            "so their tickets, payments and refunds stay on record."
+        )
+    # Conditional, so an order placed since the check keeps the account (on SQLite too).
+    result = db.session.execute(
+        sa.delete(User).where(User.id == user.id, ~sa.exists().where(Order.user_id == User.id))
+    )
+    if result.rowcount != 1:
+        db.session.rollback()
+        raise UserChangeRefused(f"{user.email} has just placed an order, so the account is kept.")
+    db.session.commit()

@@ -1,0 +1,594 @@
+"""Holding seats, releasing them and closing orders: the rules that sell every seat at most once.
+
+Lock order, everywhere: the event row, then seats in ascending id, then orders, then bookings.
+Every function here is one short unit of work that commits (or changes nothing and raises).
+A seat is `reserved` exactly while one pending booking holds it and `booked` exactly while one
+confirmed booking does; the unique `bookings.live_seat_id` key makes the database refuse a second.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+import sqlalchemy as sa
+import sqlalchemy.orm as so
+from flask import current_app
+from sqlalchemy.exc import IntegrityError
+
+from app.extensions import db
+from app.models import (
+    Booking,
+    BookingStatus,
+    Event,
+    EventStatus,
+    Order,
+    OrderStatus,
+    PaymentKind,
+    PaymentResult,
+    PaymentStatus,
+    PriceCategory,
+    Seat,
+    SeatStatus,
+    User,
+    utcnow,
+)
+from app.services import seat_changes, states
+from app.services.errors import DomainError, InvalidRequest, NotFound
+from app.services.transactions import SeatsBusy, run_unit_of_work
+
+__all__ = ["SeatsBusy"]  # re-exported: callers catch booking.SeatsBusy
+
+
+class SeatUnavailable(DomainError):
+    """Those seats were just taken by someone else."""
+
+    code = "seat_unavailable"
+
+
+class TooManySeats(InvalidRequest):
+    code = "too_many_seats"
+
+
+class NoSeatsChosen(InvalidRequest):
+    """Choose at least one seat."""
+
+    code = "no_seats"
+
+
+class UnknownSeats(InvalidRequest):
+    """Some of those seats do not exist at this event."""
+
+    code = "unknown_seats"
+
+
+class EventNotOnSale(DomainError):
+    """This event is not on sale."""
+
+    code = "not_on_sale"
+
+
+class CheckoutAlreadyOpen(DomainError):
+    """You already have seats on hold for this event: pay for them or release them first."""
+
+    code = "checkout_open"
+
+
+class HoldExpired(DomainError):
+    """Your hold has expired and the seats were released. Nothing was charged."""
+
+    code = "hold_expired"
+
+
+class OrderNotFound(NotFound):
+    """No such booking."""
+
+    code = "order_not_found"
+
+
+class OrderNotPending(DomainError):
+    """This booking is no longer waiting for payment."""
+
+    code = "order_not_pending"
+
+
+@dataclass
+class CancelSummary:
+    orders: int = 0
+    refunded: int = 0
+    amount_refunded: Decimal = Decimal("0.00")
+
+
+PAYMENT_NEVER_COMPLETED = "The payment was not completed before the hold expired."
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+
+def find_order_for_user(reference: str, user: User) -> Order:
+    """The user's order with this reference; someone else's is 'not found', never 'forbidden'."""
+    order = db.session.scalar(
+        sa.select(Order).where(Order.reference == str(reference or "")[:16], Order.user_id == user.id)
+    )
+    if order is None:
+        raise OrderNotFound()
+    return order
+
+
+def pending_order_for(user: User, event: Event) -> Order | None:
+    """The buyer's open checkout for this event, if any (its hold may have run out)."""
+    return _pending_order(user.id, event.id)
+
+
+def _pending_order(user_id: int, event_id: int) -> Order | None:
+    return db.session.scalar(
+        sa.select(Order).where(Order.user_id == user_id, Order.event_id == event_id, Order.status == OrderStatus.PENDING)
+    )
+
+
+def _lock_seats(seat_ids, event_id=None) -> list[Seat]:
+    """SELECT ... FOR UPDATE the seats, in ascending id order (fresh values, not the session's)."""
+    query = sa.select(Seat).where(Seat.id.in_(sorted(set(seat_ids)))).order_by(Seat.id)
+    if event_id is not None:
+        query = query.where(Seat.event_id == event_id)
+    return list(
+        db.session.scalars(query.with_for_update().execution_options(populate_existing=True))
+    )
+
+
+def _lock_order(order_id: int) -> Order:
+    return db.session.scalars(
+        sa.select(Order)
+        .where(Order.id == order_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+        .options(so.selectinload(Order.bookings))
+    ).one()
+
+
+def _order_seat_ids(order_id: int) -> list[int]:
+    return list(
+        db.session.scalars(sa.select(Booking.seat_id).where(Booking.order_id == order_id))
+    )
+
+
+def lock_order_with_seats(order_id: int) -> Order:
+    """Lock an order's seats (ascending) and then the order itself, and return it fresh."""
+    _lock_seats(_order_seat_ids(order_id))
+    return _lock_order(order_id)
+
+
+# --- holding ---------------------------------------------------------------------------------
+
+
+MAX_ROW_ID = 2**31 - 1
+
+
+def _seat_id(value) -> int:
+    """A seat id as a whole positive number; 1.5, True or "1e3" are refused, not rounded into a seat."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_ROW_ID:
+        raise UnknownSeats("Seat ids must be whole positive numbers.")
+    return value
+
+
+def _checked_seat_ids(seat_ids) -> list[int]:
+    if isinstance(seat_ids, (str, bytes, dict)):
+        raise UnknownSeats("Send the seat ids as a list.")
+    try:
+        ids = [_seat_id(seat_id) for seat_id in seat_ids]
+    except TypeError:
+        raise UnknownSeats("Send the seat ids as a list.") from None
+    if not ids:
+        raise NoSeatsChosen()
+    if len(set(ids)) != len(ids):
+        raise UnknownSeats("The same seat was chosen twice.")
+    limit = current_app.config["MAX_SEATS_PER_ORDER"]
+    if len(ids) > limit:
+        raise TooManySeats(f"You can hold at most {limit} seats per order.", limit=limit)
+    return sorted(ids)
+
+
+def _check_on_sale(event: Event | None, now: datetime) -> Event:
+    if event is None or event.is_deleted:
+        raise EventNotOnSale("This event does not exist or was removed.")
+    if event.status == EventStatus.CANCELLED:
+        raise EventNotOnSale("This event has been cancelled.")
+    if event.status != EventStatus.PUBLISHED:
+        raise EventNotOnSale("This event is not on sale yet.")
+    if event.date <= now or event.sales_ended_at is not None:
+        raise EventNotOnSale("Sales for this event have ended.")
+    return event
+
+
+def hold(user: User, event: Event, seat_ids, *, now: datetime | None = None) -> Order:
+    """Hold all of the seats for the buyer, or none: one pending order, one pending booking per seat."""
+    ids = _checked_seat_ids(seat_ids)
+    event_id, user_id = event.id, user.id
+    # Without locks, a seat already taken fails fast: in a rush most buyers stop here instead of
+    # queueing for the row lock only to find the seat gone. The locked check below decides.
+    taken = [seat for seat in _seats_now(ids) if not seat.is_free(now or utcnow())]
+    if taken:
+        raise _unavailable(taken)
+
+    def work():
+        moment = now or utcnow()
+        # A shared lock on the event: holds do not block each other, but cancelling the event
+        # (an exclusive lock) waits for them and they wait for it.
+        locked_event = db.session.scalar(
+            sa.select(Event)
+            .where(Event.id == event_id)
+            .with_for_update(read=True)
+            .execution_options(populate_existing=True)
+        )
+        _check_on_sale(locked_event, moment)
+
+        stale = _pending_order(user_id, event_id)
+        if stale is not None and not stale.hold_has_expired(moment):
+            raise CheckoutAlreadyOpen(order_reference=stale.reference)
+        stale_seat_ids = _order_seat_ids(stale.id) if stale is not None else []
+
+        locked = {seat.id: seat for seat in _lock_seats(ids + stale_seat_ids)}
+        if stale is not None:
+            stale = _lock_order(stale.id)
+            if stale.status == OrderStatus.PENDING:
+                if not stale.hold_has_expired(moment):
+                    raise CheckoutAlreadyOpen(order_reference=stale.reference)
+                _close_pending(stale, OrderStatus.EXPIRED, moment)
+
+        seats = [locked[seat_id] for seat_id in ids if seat_id in locked]
+        if len(seats) != len(ids) or any(seat.event_id != event_id for seat in seats):
+            raise UnknownSeats()
+        taken = [seat for seat in seats if not seat.is_free(moment)]
+        if taken:
+            raise _unavailable(taken)
+
+        if any(seat.status == SeatStatus.RESERVED for seat in seats):
+            _expire_stale_bookings(ids)
+        expires_at = moment + timedelta(seconds=current_app.config["HOLD_TTL_SECONDS"])
+        _claim_seats(event_id, ids, moment, expires_at)
+        prices = _seat_prices(ids)
+        order = Order(
+            user_id=user_id,
+            event_id=event_id,
+            hold_expires_at=expires_at,
+            total_amount=sum(prices.values(), Decimal("0.00")),
+        )
+        db.session.add(order)
+        db.session.flush()
+        db.session.add_all(
+            Booking(order_id=order.id, user_id=user_id, event_id=event_id, seat_id=seat_id, total_amount=prices[seat_id])
+            for seat_id in ids
+        )
+        db.session.flush()
+        seat_changes.mark_changed(event_id, ids)
+        return order
+
+    try:
+        return run_unit_of_work(work)
+    except IntegrityError as error:
+        # Only reachable where row locks do not exist (SQLite): the unique keys decided the race.
+        if "pending_event_id" in str(error.orig) or "one_pending" in str(error.orig):
+            raise CheckoutAlreadyOpen() from None
+        raise _unavailable(_seats_taken_now(ids)) from None
+
+
+def _unavailable(seats) -> SeatUnavailable:
+    labels = [seat.label for seat in seats]
+    noun = "Seat" if len(labels) == 1 else "Seats"
+    verb = "was" if len(labels) == 1 else "were"
+    return SeatUnavailable(
+        f"{noun} {', '.join(labels)} {verb} just taken by someone else. Nothing was held; please choose again.",
+        seats=labels,
+        seat_ids=[seat.id for seat in seats],
+    )
+
+
+def _seats_now(ids) -> list[Seat]:
+    return db.session.scalars(
+        sa.select(Seat).where(Seat.id.in_(ids)).order_by(Seat.id).execution_options(populate_existing=True)
+    ).all()
+
+
+def _seats_taken_now(ids) -> list[Seat]:
+    now = utcnow()
+    seats = _seats_now(ids)
+    return [seat for seat in seats if not seat.is_free(now)] or list(seats)
+
+
+def _claim_seats(event_id: int, ids, now: datetime, expires_at: datetime) -> None:
+    """Reserve the seats with one conditional UPDATE that must match every seat, or nothing is held.
+
+    The conditions repeat what was checked under the row locks (seats free, event on sale), so the
+    claim stays atomic where rows cannot be locked (SQLite) and a concurrent cancellation wins.
+    """
+    on_sale = sa.exists().where(
+        Event.id == event_id,
+        Event.status == EventStatus.PUBLISHED,
+        Event.deleted_at.is_(None),
+        Event.sales_ended_at.is_(None),
+        Event.date > now,
+    )
+    result = db.session.execute(
+        sa.update(Seat)
+        .where(
+            Seat.id.in_(ids),
+            sa.or_(
+                Seat.status == SeatStatus.AVAILABLE,
+                sa.and_(Seat.status == SeatStatus.RESERVED, Seat.reservation_expires_at <= now),
+            ),
+            on_sale,
+        )
+        .values(status=SeatStatus.RESERVED, reservation_expires_at=expires_at, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != len(ids):
+        _check_on_sale(db.session.get(Event, event_id, populate_existing=True), now)
+        raise _unavailable(_seats_taken_now(ids))
+
+
+def _expire_stale_bookings(seat_ids) -> None:
+    """Bookings of holds that ran out on these seats give way (their orders close on cleanup)."""
+    stale = db.session.scalars(
+        sa.select(Booking).where(Booking.live_seat_id.in_(seat_ids), Booking.status == BookingStatus.PENDING)
+    ).all()
+    for booking in stale:
+        states.check(states.BOOKING_TRANSITIONS, booking.status, BookingStatus.EXPIRED, "booking")
+        booking.status = BookingStatus.EXPIRED
+    db.session.flush()
+
+
+def _seat_prices(seat_ids) -> dict[int, Decimal]:
+    rows = db.session.execute(
+        sa.select(Seat.id, PriceCategory.price)
+        .join(PriceCategory, PriceCategory.id == Seat.price_category_id)
+        .where(Seat.id.in_(seat_ids))
+    )
+    return {seat_id: price for seat_id, price in rows}
+
+
+# --- closing orders --------------------------------------------------------------------------
+
+
+def move_seats(seat_ids, new: str, now: datetime, *, only_unclaimed: bool = False) -> int:
+    """Move seats to `new` with one conditional UPDATE that only matches legal source states.
+
+    With only_unclaimed, a seat that some live booking still holds is left alone: the caller has
+    already closed its own bookings, so such a booking is another buyer's (it took over an expired
+    hold). This guard holds even where rows cannot be locked (SQLite).
+    """
+    if not seat_ids:
+        return 0
+    conditions = [Seat.id.in_(list(seat_ids)), Seat.status.in_(states.sources(states.SEAT_TRANSITIONS, new))]
+    if only_unclaimed:
+        db.session.flush()
+        conditions.append(~sa.exists().where(Booking.live_seat_id == Seat.id))
+    values = {"status": new, "updated_at": now}
+    if new != SeatStatus.RESERVED:
+        values["reservation_expires_at"] = None
+    result = db.session.execute(
+        sa.update(Seat).where(*conditions).values(**values).execution_options(synchronize_session=False)
+    )
+    return result.rowcount
+
+
+def _free_seats(seat_ids, now: datetime) -> None:
+    move_seats(seat_ids, SeatStatus.AVAILABLE, now, only_unclaimed=True)
+
+
+def _close_pending(order: Order, status: str, now: datetime, reason: str | None = None) -> None:
+    """Close a pending order as expired, failed or cancelled, freeing the seats it still holds."""
+    holding = [b.seat_id for b in order.bookings if b.status == BookingStatus.PENDING]
+    payment_status = PaymentStatus.FAILED if status == OrderStatus.FAILED else None
+    states.check(states.ORDER_TRANSITIONS, order.status, status, "order")
+    for booking in order.bookings:
+        if booking.status == BookingStatus.PENDING:
+            booking.status = status
+            if payment_status:
+                booking.payment_status = payment_status
+    order.status = status
+    if payment_status:
+        states.move(order, "payment_status", states.PAYMENT_TRANSITIONS, payment_status, "payment")
+    if reason:
+        order.failure_reason = reason[:255]
+    _free_seats(holding, now)
+    seat_changes.mark_changed(order.event_id, holding)
+
+
+def close_expired(order: Order, now: datetime) -> None:
+    """Close a pending order whose hold ran out (inside the caller's unit of work, order locked)."""
+    attempt = next(
+        (p for p in order.payments if p.kind == PaymentKind.CHARGE and p.result == PaymentResult.PENDING), None
+    )
+    if attempt is None:
+        _close_pending(order, OrderStatus.EXPIRED, now)
+        return
+    attempt.result = PaymentResult.ERROR
+    attempt.failure_reason = PAYMENT_NEVER_COMPLETED
+    attempt.completed_at = now
+    _close_pending(order, OrderStatus.FAILED, now, reason=PAYMENT_NEVER_COMPLETED)
+
+
+def release(order: Order, *, user: User, now: datetime | None = None) -> Order:
+    """The buyer gives up a hold before paying: the seats are free again at once."""
+    if order.user_id != user.id:
+        raise OrderNotFound()
+    order_id = order.id
+
+    def work():
+        moment = now or utcnow()
+        locked = lock_order_with_seats(order_id)
+        if locked.status != OrderStatus.PENDING:
+            raise OrderNotPending(f"This booking is already {locked.status}.")
+        if locked.hold_has_expired(moment):
+            close_expired(locked, moment)
+        else:
+            _close_pending(locked, OrderStatus.CANCELLED, moment, reason="Released by the buyer.")
+        return locked
+
+    return run_unit_of_work(work)
+
+
+def expire_if_due(order: Order, now: datetime | None = None) -> Order:
+    """Close this order now if its hold has run out (so pages show the truth without a cron)."""
+    moment = now or utcnow()
+    if not order.hold_has_expired(moment):
+        return order
+    order_id = order.id
+
+    def work():
+        locked = lock_order_with_seats(order_id)
+        if locked.hold_has_expired(moment):
+            close_expired(locked, moment)
+        return locked
+
+    return run_unit_of_work(work)
+
+
+def release_expired(now: datetime | None = None, *, batch_size: int = 200) -> int:
+    """Close every pending order whose hold has run out, in batches; returns how many it closed."""
+    moment = now or utcnow()
+    closed = 0
+    seen = set()
+    while True:
+        ids = list(
+            db.session.scalars(
+                sa.select(Order.id)
+                .where(Order.status == OrderStatus.PENDING, Order.hold_expires_at <= moment)
+                .order_by(Order.id)
+                .limit(batch_size)
+            )
+        )
+        db.session.rollback()
+        ids = [order_id for order_id in ids if order_id not in seen]
+        if not ids:
+            return closed
+        seen.update(ids)
+        closed += run_unit_of_work(lambda batch=ids: _close_expired_batch(batch, moment))
+
+
+def _close_expired_batch(order_ids, now: datetime) -> int:
+    seat_ids = db.session.scalars(sa.select(Booking.seat_id).where(Booking.order_id.in_(order_ids))).all()
+    _lock_seats(seat_ids)
+    orders = db.session.scalars(
+        sa.select(Order)
+        .where(Order.id.in_(order_ids))
+        .order_by(Order.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+        .options(so.selectinload(Order.bookings), so.selectinload(Order.payments))
+    ).all()
+    closed = 0
+    for order in orders:
+        if order.hold_has_expired(now):
+            close_expired(order, now)
+            closed += 1
+    return closed
+
+
+# --- admin cancellations ---------------------------------------------------------------------
+
+
+def _cancel_locked_order(order: Order, now: datetime, reason: str) -> Decimal:
+    """Cancel a locked live order, refunding what was paid; returns the amount refunded."""
+    from app.services import payments
+
+    if order.status == OrderStatus.PENDING:
+        _close_pending(order, OrderStatus.CANCELLED, now, reason=reason)
+        return Decimal("0.00")
+    if order.status != OrderStatus.CONFIRMED:
+        raise OrderNotPending(f"This order is already {order.status}.")
+    live = [b for b in order.bookings if b.status == BookingStatus.CONFIRMED]
+    refunded = Decimal("0.00")
+    if order.payment_status == PaymentStatus.PAID:
+        refunded = payments.refund(order, now=now).amount
+    for booking in live:
+        booking.status = BookingStatus.CANCELLED
+    states.move(order, "status", states.ORDER_TRANSITIONS, OrderStatus.CANCELLED, "order")
+    order.failure_reason = reason[:255]
+    seat_ids = [b.seat_id for b in live]
+    _free_seats(seat_ids, now)
+    seat_changes.mark_changed(order.event_id, seat_ids)
+    return refunded
+
+
+def cancel_order(order: Order, *, now: datetime | None = None, reason: str = "Cancelled by the organiser.") -> Order:
+    """Admin: cancel a live order, refund it in full if paid, and free its seats."""
+    order_id = order.id
+
+    def work():
+        locked = lock_order_with_seats(order_id)
+        _cancel_locked_order(locked, now or utcnow(), reason)
+        return locked
+
+    return run_unit_of_work(work)
+
+
+def cancel_booking(booking: Booking, *, now: datetime | None = None, reason: str = "Cancelled by the organiser.") -> Booking:
+    """Admin: cancel one seat of an order, refund that seat if it was paid, and free the seat."""
+    from app.services import payments
+
+    booking_id, order_id, seat_id = booking.id, booking.order_id, booking.seat_id
+
+    def work():
+        moment = now or utcnow()
+        _lock_seats([seat_id])
+        order = _lock_order(order_id)
+        target = next(b for b in order.bookings if b.id == booking_id)
+        if target.status not in OrderStatus.LIVE:
+            raise OrderNotPending(f"This booking is already {target.status}.")
+        others_live = [b for b in order.bookings if b.id != booking_id and b.status in OrderStatus.LIVE]
+        if not others_live:
+            _cancel_locked_order(order, moment, reason)
+            return target
+        if target.status == BookingStatus.CONFIRMED and target.payment_status == PaymentStatus.PAID:
+            payments.refund(order, now=moment, booking=target)
+        states.check(states.BOOKING_TRANSITIONS, target.status, BookingStatus.CANCELLED, "booking")
+        target.status = BookingStatus.CANCELLED
+        if order.status == OrderStatus.PENDING:
+            order.total_amount -= target.total_amount
+        _free_seats([seat_id], moment)
+        seat_changes.mark_changed(order.event_id, [seat_id])
+        return target
+
+    return run_unit_of_work(work)
+
+
+def cancel_event(event: Event, *, now: datetime | None = None) -> CancelSummary:
+    """Admin: cancel the event, cancel every live order (refunding paid ones) and free every seat."""
+    event_id = event.id
+
+    def work():
+        moment = now or utcnow()
+        locked_event = db.session.scalar(
+            sa.select(Event).where(Event.id == event_id).with_for_update().execution_options(populate_existing=True)
+        )
+        if locked_event is None:
+            raise NotFound("No such event.")
+        if locked_event.status == EventStatus.CANCELLED:
+            raise DomainError("This event is already cancelled.")
+        locked_event.status = EventStatus.CANCELLED
+        locked_event.cancelled_at = moment
+        seat_changes.mark_changed(event_id, [])
+        db.session.scalars(
+            sa.select(Seat.id).where(Seat.event_id == event_id).order_by(Seat.id).with_for_update()
+        ).all()
+        orders = db.session.scalars(
+            sa.select(Order)
+            .where(Order.event_id == event_id, Order.status.in_(OrderStatus.LIVE))
+            .order_by(Order.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+            .options(so.selectinload(Order.bookings))
+        ).all()
+        summary = CancelSummary()
+        for order in orders:
+            amount = _cancel_locked_order(order, moment, "The event was cancelled.")
+            summary.orders += 1
+            if amount:
+                summary.refunded += 1
+                summary.amount_refunded += amount
+        return summary
+
+    return run_unit_of_work(work)

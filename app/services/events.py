@@ -1,0 +1,530 @@
+"""Events, their price categories and seat maps.
+
+Changes to a seat map that buyers may be using lock the event row first (holds take a shared lock
+on it, so they wait for the change and the change waits for them), then the seats in ascending id.
+"""
+from __future__ import annotations
+
+import re
+import string
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+
+import sqlalchemy as sa
+from flask import current_app
+
+from app.extensions import db
+from app.models import Event, EventStatus, PriceCategory, Seat, SeatStatus, row_label, utcnow
+from app.services import seat_changes
+from app.services.errors import DomainError, IllegalTransition, InvalidRequest, NotFound
+from app.services.querying import contains
+from app.services.transactions import run_unit_of_work
+
+SEAT_INSERT_CHUNK = 500
+MAX_PRICE = Decimal("10000.00")
+MAX_NAME_LENGTH = 200
+DEFAULT_COLOR = "#4f7cff"
+COLOR_PATTERN = re.compile(r"^#(?:[0-9a-fA-F]{3}){1,2}$")
+# How many taken seats a refusal names before it says "and N more".
+LABELS_SHOWN = 5
+
+
+@dataclass
+class CategorySpec:
+    """A price category as the admin describes it; no row range means 'every other row'."""
+
+    name: str
+    price: Decimal
+    color: str = DEFAULT_COLOR
+    first_row: int | None = None
+    last_row: int | None = None
+
+    def rows_text(self) -> str:
+        if self.first_row is None:
+            return "all other rows"
+        if self.first_row == self.last_row:
+            return f"row {row_label(self.first_row)}"
+        return f"rows {row_label(self.first_row)}-{row_label(self.last_row)}"
+
+
+@dataclass
+class EventDetails:
+    """What the admin edits about an event."""
+
+    name: str
+    date: datetime
+    rows: int
+    columns: int
+    categories: list[CategorySpec]
+    description: str = ""
+    venue: str = ""
+
+
+class EventNotPublishable(DomainError):
+    """This event cannot be published."""
+
+    code = "not_publishable"
+
+
+class EventNotEditable(DomainError):
+    """This event can no longer be changed."""
+
+    code = "not_editable"
+
+
+class SeatsTaken(DomainError):
+    """Some seats are held or booked, so the seat map cannot change."""
+
+    code = "seats_taken"
+
+
+# --- validation ------------------------------------------------------------------------------
+
+
+def check_name(name: str | None) -> str:
+    """The stripped name; raises InvalidRequest when empty or too long."""
+    name = (name or "").strip()
+    if not name:
+        raise InvalidRequest("The event needs a name.")
+    if len(name) > MAX_NAME_LENGTH:
+        raise InvalidRequest(f"The name can be at most {MAX_NAME_LENGTH} characters.")
+    return name
+
+
+def check_future_date(date: datetime | None, now: datetime | None = None) -> None:
+    if date is None:
+        raise InvalidRequest("The event needs a date and time.")
+    if date <= (now or utcnow()):
+        raise InvalidRequest("The date must be in the future.")
+
+
+def check_rows(rows: int | None) -> None:
+    max_rows = current_app.config["MAX_SEAT_ROWS"]
+    if rows is None or not 1 <= rows <= max_rows:
+        raise InvalidRequest(f"Rows must be between 1 and {max_rows}.")
+
+
+def check_columns(columns: int | None) -> None:
+    max_columns = current_app.config["MAX_SEAT_COLUMNS"]
+    if columns is None or not 1 <= columns <= max_columns:
+        raise InvalidRequest(f"Columns must be between 1 and {max_columns}.")
+
+
+def check_dimensions(rows: int, columns: int) -> None:
+    check_rows(rows)
+    check_columns(columns)
+
+
+def check_price(price: Decimal | None) -> None:
+    """Prices are 0.00 to 10,000.00 with at most two decimals."""
+    if price is None or not isinstance(price, Decimal) or not price.is_finite():
+        raise InvalidRequest("Enter a price such as 40 or 12.50.")
+    if not Decimal("0") <= price <= MAX_PRICE:
+        raise InvalidRequest(f"Prices must be between 0.00 and {MAX_PRICE:,.2f}.")
+    try:
+        exact = price == price.quantize(Decimal("0.01"))
+    except InvalidOperation:
+        exact = False
+    if not exact:
+        raise InvalidRequest("Prices have at most two decimals.")
+
+
+def check_color(color: str | None) -> None:
+    if not color or not COLOR_PATTERN.match(color):
+        raise InvalidRequest("Colours are written #rrggbb, for example #4f7cff.")
+
+
+def normalize_color(color: str | None) -> str:
+    """#rrggbb in lower case (#f00 becomes #ff0000), as colour inputs need it."""
+    color = (color or DEFAULT_COLOR).lower()
+    if len(color) == 4:
+        color = "#" + "".join(char * 2 for char in color[1:])
+    return color
+
+
+def row_number(label: str | None) -> int:
+    """A -> 1, Z -> 26, AA -> 27: the inverse of row_label; raises InvalidRequest."""
+    label = (label or "").strip().upper()
+    if not label or len(label) > 3 or any(char not in string.ascii_uppercase for char in label):
+        raise InvalidRequest(f"'{label}' is not a row: rows are letters such as A, B or AA.")
+    number = 0
+    for char in label:
+        number = number * 26 + string.ascii_uppercase.index(char) + 1
+    return number
+
+
+def check_categories(categories: list[CategorySpec], rows: int) -> None:
+    """At least one price; ranges inside the map, not overlapping; every row has a price."""
+    if not categories:
+        raise InvalidRequest("An event needs at least one price.")
+    names = set()
+    for category in categories:
+        if not category.name or not category.name.strip():
+            raise InvalidRequest("Every price category needs a name.")
+        key = category.name.strip().lower()
+        if key in names:
+            raise InvalidRequest(f"Two price categories are called '{category.name.strip()}'.")
+        names.add(key)
+        try:
+            check_price(category.price)
+        except InvalidRequest as error:
+            raise InvalidRequest(f"'{category.name}': {error.message}") from None
+        check_color(category.color)
+    defaults = [c for c in categories if c.first_row is None]
+    if len(defaults) > 1:
+        raise InvalidRequest("Only one price category can cover 'all other rows' (leave its rows blank).")
+
+    owner = {}
+    for category in categories:
+        if category.first_row is None:
+            continue
+        if category.last_row is None or not 1 <= category.first_row <= category.last_row <= rows:
+            raise InvalidRequest(
+                f"The rows of '{category.name}' must be a range within rows A-{row_label(rows)}."
+            )
+        for number in range(category.first_row, category.last_row + 1):
+            if number in owner:
+                other = owner[number]
+                raise InvalidRequest(
+                    f"'{other.name}' ({other.rows_text()}) and '{category.name}' ({category.rows_text()}) "
+                    f"both cover row {row_label(number)}."
+                )
+            owner[number] = category
+    uncovered = [row_label(number) for number in range(1, rows + 1) if number not in owner]
+    if uncovered and not defaults:
+        raise InvalidRequest(
+            f"Row{'s' if len(uncovered) > 1 else ''} {', '.join(uncovered[:LABELS_SHOWN])}"
+            f"{' …' if len(uncovered) > LABELS_SHOWN else ''} ha{'ve' if len(uncovered) > 1 else 's'} no price: "
+            "add a category with blank rows for all other rows."
+        )
+
+
+def check_details(details: EventDetails) -> str:
+    """Validate everything but the date (which only the admin forms require to be in the future)."""
+    name = check_name(details.name)
+    if details.date is None:
+        raise InvalidRequest("The event needs a date and time.")
+    check_dimensions(details.rows, details.columns)
+    check_categories(details.categories, details.rows)
+    return name
+
+
+# --- creating --------------------------------------------------------------------------------
+
+
+def create_event(
+    *,
+    name: str,
+    date: datetime,
+    rows: int,
+    columns: int,
+    categories: list[CategorySpec],
+    description: str = "",
+    venue: str = "",
+    status: str = EventStatus.DRAFT,
+) -> Event:
+    """Create an event with its price categories and seat map, in one transaction (committed)."""
+    details = EventDetails(name, date, rows, columns, categories, description, venue)
+    event = Event(status=status)
+    _apply_details(event, details)
+    _replace_categories(event, categories)
+    db.session.add(event)
+    db.session.flush()
+    generate_seats(event)
+    db.session.commit()
+    return event
+
+
+def _apply_details(event: Event, details: EventDetails) -> None:
+    event.name = check_details(details)
+    event.date = details.date
+    event.description = (details.description or "").strip()
+    event.venue = (details.venue or "").strip()
+    event.rows = details.rows
+    event.columns = details.columns
+
+
+def _replace_categories(event: Event, specs: list[CategorySpec]) -> None:
+    """Update the event's categories in place by position (ids stay stable), adding or dropping the rest.
+
+    Seats of a dropped category (soft-deleted ones included: the foreign key still points at it)
+    move to the category that now prices their row before it is deleted.
+    """
+    existing = list(event.price_categories)
+    kept = []
+    for position, spec in enumerate(specs):
+        category = existing[position] if position < len(existing) else PriceCategory()
+        category.name = spec.name.strip()
+        category.price = spec.price
+        category.color = normalize_color(spec.color)
+        category.first_row = spec.first_row
+        category.last_row = spec.last_row if spec.first_row is not None else None
+        category.position = position
+        kept.append(category)
+    dropped = existing[len(specs):]
+    if not dropped:
+        event.price_categories = kept
+        return
+    event.price_categories = kept + dropped
+    db.session.flush()
+    fallback = next((c for c in kept if c.is_default), kept[0])
+    db.session.execute(
+        sa.update(Seat)
+        .where(Seat.price_category_id.in_([c.id for c in dropped]))
+        .values(price_category_id=fallback.id)
+        .execution_options(synchronize_session=False)
+    )
+    event.price_categories = kept
+    db.session.flush()
+
+
+def category_for_row(categories: list[PriceCategory], row_number: int) -> PriceCategory:
+    for category in categories:
+        if category.covers_row(row_number):
+            return category
+    return next(category for category in categories if category.is_default)
+
+
+def generate_seats(event: Event) -> int:
+    """Insert the event's rows x columns seats in chunked bulk inserts (not one round trip each)."""
+    db.session.flush()
+    now = utcnow()
+    seats = [
+        {
+            "event_id": event.id,
+            "row": row_label(row_number),
+            "column": column,
+            "status": SeatStatus.AVAILABLE,
+            "price_category_id": category_for_row(event.price_categories, row_number).id,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for row_number in range(1, event.rows + 1)
+        for column in range(1, event.columns + 1)
+    ]
+    for start in range(0, len(seats), SEAT_INSERT_CHUNK):
+        db.session.execute(sa.insert(Seat), seats[start : start + SEAT_INSERT_CHUNK])
+    return len(seats)
+
+
+def count_seats(event: Event) -> int:
+    return db.session.scalar(sa.select(sa.func.count(Seat.id)).where(Seat.event_id == event.id))
+
+
+# --- editing ---------------------------------------------------------------------------------
+
+
+def _taken(now: datetime):
+    """SQL condition: the seat is booked, or reserved by a hold that has not run out."""
+    return sa.or_(
+        Seat.status == SeatStatus.BOOKED,
+        sa.and_(Seat.status == SeatStatus.RESERVED, Seat.reservation_expires_at > now),
+    )
+
+
+def _labels_text(labels: list[str]) -> str:
+    shown = ", ".join(labels[:LABELS_SHOWN])
+    more = len(labels) - LABELS_SHOWN
+    return shown + (f" and {more} more" if more > 0 else "")
+
+
+def _lock_event(event_id: int) -> Event:
+    event = db.session.scalar(
+        sa.select(Event).where(Event.id == event_id).with_for_update().execution_options(populate_existing=True)
+    )
+    if event is None:
+        raise NotFound("No such event.")
+    return event
+
+
+def _lock_event_seats(event_id: int) -> list[Seat]:
+    return list(
+        db.session.scalars(
+            sa.select(Seat)
+            .where(Seat.event_id == event_id)
+            .order_by(Seat.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    )
+
+
+def _retire_seats(event: Event, now: datetime) -> list[int]:
+    """Soft-delete the event's live seats, then check (under the write lock) none was taken."""
+    retired = list(db.session.scalars(sa.select(Seat.id).where(Seat.event_id == event.id)))
+    db.session.execute(
+        sa.update(Seat)
+        .where(Seat.event_id == event.id, Seat.deleted_at.is_(None))
+        .values(deleted_at=now, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    taken = db.session.scalars(
+        sa.select(Seat)
+        .where(Seat.id.in_(retired), _taken(now))
+        .order_by(Seat.id)
+        .execution_options(include_deleted=True)
+    ).all()
+    if taken:
+        raise SeatsTaken(
+            f"The seat map cannot be regenerated while seats are held or booked "
+            f"({_labels_text([seat.label for seat in taken])}). Wait for holds to run out, "
+            "or cancel those bookings first.",
+            seats=[seat.label for seat in taken],
+        )
+    return retired
+
+
+def _refuse_price_changes(event: Event, seats: list[Seat], specs: list[CategorySpec], now: datetime) -> None:
+    """Held or booked seats keep their price: refuse categories that would change it."""
+    old_prices = {category.id: category.price for category in event.price_categories}
+    changed = []
+    for seat in seats:
+        if seat.is_free(now):
+            continue
+        number = row_number(seat.row)
+        spec = next((s for s in specs if s.first_row is not None and s.first_row <= number <= s.last_row), None)
+        spec = spec or next(s for s in specs if s.first_row is None)
+        if spec.price != old_prices[seat.price_category_id]:
+            changed.append(seat.label)
+    if changed:
+        raise SeatsTaken(
+            f"These prices would change seats that are held or booked ({_labels_text(changed)}). "
+            "Their price cannot change while they are sold; change only rows without sales, "
+            "or cancel those bookings first.",
+            seats=changed,
+        )
+
+
+def _assign_categories(event: Event) -> None:
+    """Point every live seat at the category that prices its row: one UPDATE per category."""
+    ranged_labels = []
+    default = None
+    for category in event.price_categories:
+        if category.is_default:
+            default = category
+            continue
+        labels = [row_label(n) for n in range(category.first_row, category.last_row + 1)]
+        ranged_labels += labels
+        _set_category(event, category, Seat.row.in_(labels))
+    if default is not None:
+        _set_category(event, default, Seat.row.not_in(ranged_labels) if ranged_labels else sa.true())
+
+
+def _set_category(event: Event, category: PriceCategory, rows_condition) -> None:
+    db.session.execute(
+        sa.update(Seat)
+        .where(Seat.event_id == event.id, Seat.deleted_at.is_(None), rows_condition)
+        .values(price_category_id=category.id)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def update_event(event: Event, details: EventDetails, *, now: datetime | None = None) -> Event:
+    """Save the admin's changes (committed): a new size regenerates the seat map, new categories re-price seats.
+
+    Both are refused (SeatsTaken, nothing changed) when they would touch a seat that is held or booked.
+    """
+    check_details(details)
+    event_id = event.id
+
+    def work():
+        moment = now or utcnow()
+        locked = _lock_event(event_id)
+        if locked.status == EventStatus.CANCELLED:
+            raise EventNotEditable("A cancelled event can no longer be edited.")
+        resized = (details.rows, details.columns) != (locked.rows, locked.columns)
+        seats = _lock_event_seats(event_id)
+        if not resized:
+            _refuse_price_changes(locked, seats, details.categories, moment)
+        changed_ids = _retire_seats(locked, moment) if resized else [seat.id for seat in seats]
+        _apply_details(locked, details)
+        _replace_categories(locked, details.categories)
+        db.session.flush()
+        if resized:
+            generate_seats(locked)
+        else:
+            _assign_categories(locked)
+        seat_changes.mark_changed(event_id, changed_ids)
+        return locked
+
+    return run_unit_of_work(work)
+
+
+# --- life cycle ------------------------------------------------------------------------------
+
+
+def publish_event(event: Event, now: datetime | None = None) -> None:
+    """Put a draft on sale: it needs a seat map and a date in the future (committed)."""
+    now = now or utcnow()
+    if event.is_deleted:
+        raise EventNotPublishable("This event was deleted.")
+    if event.status != EventStatus.DRAFT:
+        raise EventNotPublishable(f"Only a draft can be published; this event is {event.status}.")
+    if event.date <= now:
+        raise EventNotPublishable("The event's date has passed; set a future date to publish it.")
+    if count_seats(event) == 0:
+        raise EventNotPublishable("The event has no seat map yet.")
+    event.status = EventStatus.PUBLISHED
+    seat_changes.mark_changed(event.id, [])
+    db.session.commit()
+
+
+def delete_event(event: Event, *, now: datetime | None = None) -> None:
+    """Soft-delete an event nobody holds or has booked a seat of (committed); its history stays."""
+    event_id = event.id
+
+    def work():
+        moment = now or utcnow()
+        locked = _lock_event(event_id)
+        taken = db.session.scalar(
+            sa.select(sa.func.count(Seat.id)).where(Seat.event_id == event_id, _taken(moment))
+        )
+        if taken:
+            raise IllegalTransition(
+                f"{taken} seat{'s are' if taken != 1 else ' is'} held or booked: cancel the event first "
+                "(that refunds its buyers), then delete it."
+            )
+        locked.soft_delete(moment)
+        seat_changes.mark_changed(event_id, [])
+
+    run_unit_of_work(work)
+
+
+def get_event(event_id: int) -> Event:
+    """The (not deleted) event with this id, or NotFound."""
+    event = db.session.get(Event, event_id)
+    if event is None or event.is_deleted:
+        raise NotFound("No such event.")
+    return event
+
+
+# --- listing ---------------------------------------------------------------------------------
+
+# "ended" is not a stored status: a published event whose date has passed (or whose sales the
+# scheduled job closed) no longer sells.
+LIST_FILTERS = ("draft", "published", "ended", "cancelled")
+
+
+def list_query(*, status: str | None = None, search: str | None = None, now: datetime | None = None):
+    """A select of events for the admin list, soonest first, filtered by status and name."""
+    now = now or utcnow()
+    ended = sa.or_(Event.date <= now, Event.sales_ended_at.is_not(None))
+    query = sa.select(Event).order_by(Event.date, Event.id)
+    if status == "published":
+        query = query.where(Event.status == EventStatus.PUBLISHED, ~ended)
+    elif status == "ended":
+        query = query.where(Event.status == EventStatus.PUBLISHED, ended)
+    elif status in EventStatus.ALL:
+        query = query.where(Event.status == status)
+    if search and search.strip():
+        query = query.where(contains(Event.name, search.strip()))
+    return query
+
+
+def display_status(event: Event, now: datetime | None = None) -> str:
+    """The status as the admin thinks of it: draft, published, ended or cancelled."""
+    now = now or utcnow()
+    if event.status == EventStatus.PUBLISHED and (event.date <= now or event.sales_ended_at is not None):
+        return "ended"
+    return event.status

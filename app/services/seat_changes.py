@@ -1,0 +1,70 @@
+"""Seat changes, announced once their transaction has committed (never before).
+
+Services call `mark_changed(event_id, seat_ids)` inside the unit of work that changes seats. Just
+before the commit the seats' new states are read on the same connection (so announcing needs no
+second connection, which a busy pool may not have); after the commit every registered listener
+gets `(event_id, [[seat_id, state_code], ...])` once per event. After a rollback nothing is said.
+"""
+import logging
+from collections import defaultdict
+
+import sqlalchemy as sa
+import sqlalchemy.orm as so
+
+from app.extensions import db
+
+log = logging.getLogger(__name__)
+_listeners = []
+_describe = [None]
+_CHANGED = "stagepass_seat_changes"
+_STATES = "stagepass_seat_states"
+
+
+def on_seats_changed(listener):
+    """Register `listener(event_id, seat_states)`, called after each commit that changed seats."""
+    if listener not in _listeners:
+        _listeners.append(listener)
+    return listener
+
+
+def describe_with(describe):
+    """Set `describe(connection, seat_ids) -> [[seat_id, code], ...]`, used just before commit."""
+    _describe[0] = describe
+
+
+def mark_changed(event_id: int, seat_ids, session=None) -> None:
+    """Note that seats of the event changed (no seat ids: the event itself changed)."""
+    session = session or db.session()
+    session.info.setdefault(_CHANGED, defaultdict(set))[event_id].update(seat_ids)
+
+
+@sa.event.listens_for(so.Session, "before_commit")
+def _describe_changes(session):
+    changes = session.info.get(_CHANGED)
+    if not changes or _describe[0] is None:
+        return
+    session.flush()
+    connection = session.connection()
+    session.info[_STATES] = {
+        event_id: (_describe[0](connection, sorted(seat_ids)) if seat_ids else []) for event_id, seat_ids in changes.items()
+    }
+
+
+@sa.event.listens_for(so.Session, "after_commit")
+def _announce(session):
+    changes = session.info.pop(_CHANGED, None)
+    described = session.info.pop(_STATES, {})
+    if not changes:
+        return
+    for event_id in changes:
+        for listener in list(_listeners):
+            try:
+                listener(event_id, described.get(event_id, []))
+            except Exception:  # an announcement must never undo or fail a committed sale
+                log.exception("seat change listener %s failed for event %s", listener, event_id)
+
+
+@sa.event.listens_for(so.Session, "after_rollback")
+def _forget(session):
+    session.info.pop(_CHANGED, None)
+    session.info.pop(_STATES, None)

@@ -1,0 +1,153 @@
+"""The seat map as buyers and the live stream see it: compact, and true at this moment."""
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from app.extensions import db, redis_call
+from app.models import Event, PriceCategory, Seat, SeatStatus, utcnow
+
+STATE_CODES = {SeatStatus.AVAILABLE: "a", SeatStatus.RESERVED: "r", SeatStatus.BOOKED: "b"}
+
+
+def state_code(status: str, reservation_expires_at: datetime | None, now: datetime) -> str:
+    """'a', 'r' or 'b'; a hold that has run out reads as available."""
+    if status == SeatStatus.RESERVED and reservation_expires_at is not None and reservation_expires_at <= now:
+        return "a"
+    return STATE_CODES[status]
+
+
+def seat_codes(connection, seat_ids, now: datetime | None = None) -> list[list]:
+    """[[seat_id, code], ...] for these seats, read fresh through `connection`."""
+    now = now or utcnow()
+    rows = connection.execute(
+        sa.select(Seat.id, Seat.status, Seat.reservation_expires_at).where(Seat.id.in_(list(seat_ids))).order_by(Seat.id)
+    )
+    return [[seat_id, state_code(status, expires, now)] for seat_id, status, expires in rows]
+
+
+def seat_states(event: Event, now: datetime | None = None) -> dict:
+    """The whole map in one query for the seats and one for the categories."""
+    return _compute(event, now or utcnow())[0]
+
+
+def _compute(event: Event, now: datetime) -> tuple[dict, datetime | None]:
+    """The map, and the moment it next changes by itself (the earliest hold to run out)."""
+    rows = db.session.execute(
+        sa.select(Seat.id, Seat.row, Seat.column, Seat.status, Seat.reservation_expires_at, Seat.price_category_id)
+        .where(Seat.event_id == event.id)
+        .order_by(Seat.id)
+    ).all()
+    seats = [
+        [seat_id, row, column, state_code(status, expires, now), category_id]
+        for seat_id, row, column, status, expires, category_id in rows
+    ]
+    categories = db.session.execute(
+        sa.select(PriceCategory.id, PriceCategory.name, PriceCategory.price, PriceCategory.color)
+        .where(PriceCategory.event_id == event.id)
+        .order_by(PriceCategory.position)
+    ).all()
+    fingerprint = hashlib.blake2b(repr((seats, categories)).encode(), digest_size=10).hexdigest()
+    next_expiry = min(
+        (expires for _, _, _, status, expires, _ in rows if status == SeatStatus.RESERVED and expires and expires > now),
+        default=None,
+    )
+    state = {
+        "event_id": event.id,
+        "rows": event.rows,
+        "columns": event.columns,
+        "version": fingerprint,
+        "categories": [
+            {"id": cid, "name": name, "price": f"{price:.2f}", "color": color} for cid, name, price, color in categories
+        ],
+        "seats": seats,
+    }
+    return state, next_expiry
+
+
+# --- the cached map --------------------------------------------------------------------------
+# Reads of a popular map vastly outnumber changes to it. Each process keeps the rendered JSON per
+# event and serves it while (a) the event's change counter in Redis, bumped after every commit
+# that changed seats, is unchanged, (b) no hold has run out since, and (c) it is at most
+# MAX_AGE_SECONDS old, which bounds staleness even if a bump was lost (say, Redis was down).
+
+MAX_AGE_SECONDS = 1.0
+
+
+@dataclass
+class RenderedMap:
+    counter: int | None
+    etag: str
+    body: bytes
+    fresh_until: float
+    next_expiry: datetime | None
+
+    def usable(self, counter, now: datetime) -> bool:
+        return (
+            counter is not None
+            and counter == self.counter
+            and time.monotonic() < self.fresh_until
+            and (self.next_expiry is None or now < self.next_expiry)
+        )
+
+
+_rendered: dict[int, RenderedMap] = {}
+_rendered_lock = threading.Lock()
+
+
+def _counter_key(event_id: int) -> str:
+    return f"stagepass:seatmap:{event_id}:changes"
+
+
+def change_counter(event_id: int) -> int | None:
+    """The event's change counter, or None when Redis cannot say (then nothing is cached)."""
+    value = redis_call(lambda client: client.get(_counter_key(event_id)), default=False)
+    if value is False:
+        return None
+    return int(value or 0)
+
+
+def rendered_map(event_id: int, load_event, now: datetime | None = None) -> RenderedMap:
+    """The event's map as JSON bytes with its ETag, from this process's cache while still true.
+
+    `load_event(event_id)` is called only on a miss; it returns the event or refuses (404), and
+    anything that changes what it would say (cancelling, deleting) counts as a change of the map.
+    """
+    now = now or utcnow()
+    counter = change_counter(event_id)
+    cached = _rendered.get(event_id)
+    if cached is not None and cached.usable(counter, now):
+        return cached
+    event = load_event(event_id)
+    state, next_expiry = _compute(event, now)
+    rendered = RenderedMap(
+        counter=counter,
+        etag=state["version"],
+        body=json.dumps(state, separators=(",", ":")).encode(),
+        fresh_until=time.monotonic() + MAX_AGE_SECONDS,
+        next_expiry=next_expiry,
+    )
+    if counter is not None:
+        with _rendered_lock:
+            _rendered[event.id] = rendered
+    return rendered
+
+
+def forget_rendered_maps() -> None:
+    with _rendered_lock:
+        _rendered.clear()
+
+
+def forget_rendered_map(event_id: int) -> None:
+    with _rendered_lock:
+        _rendered.pop(event_id, None)
+
+
+def counter_key(event_id: int) -> str:
+    return _counter_key(event_id)

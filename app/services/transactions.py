@@ -1,0 +1,81 @@
+"""Units of work that lock rows, retried when the database says the locks collided."""
+import logging
+import random
+import time
+
+from flask import current_app
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm.exc import StaleDataError
+
+from app.extensions import db
+from app.services.errors import DomainError
+
+log = logging.getLogger(__name__)
+
+MYSQL_DEADLOCK = 1213
+MYSQL_LOCK_WAIT_TIMEOUT = 1205
+
+
+class Conflict(Exception):
+    """Rows changed under a unit of work between its read and its write: run it again."""
+
+
+class SeatsBusy(DomainError):
+    """So many people are booking right now that we could not get your seats. Please try again."""
+
+    code = "busy"
+    status = 503
+
+
+MYSQL_CONNECTION_LOST = (2006, 2013, 1927)  # server gone away, lost during query, killed
+
+
+def is_lock_conflict(error: DBAPIError) -> bool:
+    """Safe to run the whole unit again: a deadlock or lock-wait timeout (MySQL/MariaDB), a busy
+    SQLite file, or a connection that died mid-transaction (the server rolled it back)."""
+    if getattr(error, "connection_invalidated", False):
+        return True
+    original = getattr(error, "orig", None)
+    args = getattr(original, "args", ())
+    if args and args[0] in (MYSQL_DEADLOCK, MYSQL_LOCK_WAIT_TIMEOUT, *MYSQL_CONNECTION_LOST):
+        return True
+    return "database is locked" in str(original)
+
+
+def _begin_writing() -> None:
+    """SQLite has no row locks: take its write lock up front, so the unit of work reads only what
+    no one else can change before it commits (MySQL/MariaDB lock rows with FOR UPDATE instead)."""
+    connection = db.session.connection()
+    if connection.dialect.name == "sqlite" and not connection.connection.driver_connection.in_transaction:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def run_unit_of_work(work, *, attempts=None):
+    """Run `work()` and commit; on a lock conflict roll back and run it again, a bounded number of times.
+
+    Domain errors roll back and propagate at once. After the last attempt a conflict becomes SeatsBusy.
+    """
+    attempts = attempts or current_app.config["SEAT_LOCK_RETRIES"]
+    for attempt in range(1, attempts + 1):
+        try:
+            _begin_writing()
+            result = work()
+            db.session.commit()
+            return result
+        except OperationalError as error:
+            db.session.rollback()
+            if not is_lock_conflict(error):
+                raise
+            log.info("lock conflict (attempt %d/%d): %s", attempt, attempts, error.orig)
+            if attempt == attempts:
+                raise SeatsBusy() from error
+            # Back off a little, with jitter, so the colliding transactions do not meet again.
+            time.sleep(random.uniform(0, 0.02 * attempt))
+        except (Conflict, StaleDataError) as error:
+            db.session.rollback()
+            log.info("stale read (attempt %d/%d): %s", attempt, attempts, error)
+            if attempt == attempts:
+                raise SeatsBusy() from error
+        except BaseException:
+            db.session.rollback()
+            raise

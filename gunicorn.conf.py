@@ -1,0 +1,20 @@
+"""gunicorn settings for StagePass: `gunicorn -c gunicorn.conf.py wsgi:app`.
+
+gevent workers: an open seat-map stream is a parked greenlet, so one worker holds a thousand of
+them and plain requests are not starved. Measured with scripts/bench/streams.py (500 streams):
+gevent opened all in 0.3 s and delivered every change (p95 34 ms) while /livez answered in
+1.5 ms; gthread with 2x256 threads left streams and plain requests waiting until they timed out
+(docs/benchmarks.md).
+"""
+import os
+
+bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gevent")
+workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
+worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "1000"))
+threads = int(os.environ.get("GUNICORN_THREADS", "32"))  # gthread only
+keepalive = 5
+timeout = 30
+graceful_timeout = 10
+accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-")
+errorlog = "-"

@@ -1,0 +1,119 @@
+"""A small keep-alive HTTP client for the benchmarks: cookies, CSRF tokens, JSON, timings.
+
+Standard library only, so the load generator adds nothing to the app's dependencies.
+"""
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import time
+from http.cookies import SimpleCookie
+from urllib.parse import urlencode, urlsplit
+
+CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
+
+
+class Response:
+    def __init__(self, status: int, headers: dict, body: bytes, elapsed: float):
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self.elapsed = elapsed
+
+    def json(self):
+        return json.loads(self.body or b"null")
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", "replace")
+
+
+class Browser:
+    """One buyer: one persistent connection to one base URL, with its own cookie jar."""
+
+    def __init__(self, base_url: str, timeout: float = 30.0):
+        parts = urlsplit(base_url)
+        self.host, self.port = parts.hostname, parts.port or 80
+        assert self.host in ("127.0.0.1", "localhost", "::1"), "benchmarks target this machine only"
+        self.timeout = timeout
+        self.cookies: dict[str, str] = {}
+        self.csrf_token = ""
+        self._connection = None
+
+    def _connect(self):
+        if self._connection is None:
+            self._connection = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        return self._connection
+
+    def close(self):
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    def request(self, method: str, path: str, body=None, headers=None) -> Response:
+        headers = dict(headers or {})
+        if self.cookies:
+            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        for attempt in (1, 2):
+            connection = self._connect()
+            started = time.perf_counter()
+            try:
+                connection.request(method, path, body=body, headers=headers)
+                raw = connection.getresponse()
+                payload = raw.read()
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                # A keep-alive connection the server closed: reconnect once.
+                self.close()
+                if attempt == 2:
+                    raise
+                continue
+            elapsed = time.perf_counter() - started
+            if raw.getheader("Connection", "").lower() == "close":
+                self.close()
+            for value in raw.headers.get_all("Set-Cookie") or []:
+                cookie = SimpleCookie()
+                cookie.load(value)
+                for key, morsel in cookie.items():
+                    self.cookies[key] = morsel.value
+            return Response(raw.status, dict(raw.getheaders()), payload, elapsed)
+        raise RuntimeError("unreachable")
+
+    def get(self, path: str, headers=None) -> Response:
+        return self.request("GET", path, headers=headers)
+
+    def post_form(self, path: str, fields: dict) -> Response:
+        fields = {"csrf_token": self.csrf_token, **fields}
+        return self.request(
+            "POST", path, body=urlencode(fields), headers={"Content-Type": "application/x-www-form-urlencoded"}
+        )
+
+    def post_json(self, path: str, payload) -> Response:
+        return self.request(
+            "POST",
+            path,
+            body=json.dumps(payload),
+            headers={"Content-Type": "application/json", "X-CSRFToken": self.csrf_token, "Accept": "application/json"},
+        )
+
+    def refresh_csrf(self, path: str = "/auth/login") -> str:
+        page = self.get(path)
+        match = CSRF_META.search(page.text)
+        if not match:
+            raise RuntimeError(f"no CSRF token on {path} ({page.status})")
+        self.csrf_token = match.group(1)
+        return self.csrf_token
+
+    def log_in(self, email: str, password: str) -> None:
+        self.refresh_csrf("/auth/login")
+        response = self.post_form("/auth/login", {"email": email, "password": password})
+        if response.status != 302:
+            raise RuntimeError(f"login failed for {email}: {response.status}")
+        self.refresh_csrf("/")
+
+
+def percentile(values, fraction: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]

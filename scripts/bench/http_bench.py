@@ -1,0 +1,281 @@
+"""HTTP benchmarks against running StagePass servers on this machine (never another host).
+
+    throughput  requests/s of holds and seat-map reads as ratios to a trivial endpoint, same server, same run
+    rush        N buyers fight over an event's seats through HTTP until it sells out
+
+Both write fixtures (an event, bench buyers) into DATABASE_URL, which must be the servers' database.
+See scripts/bench/run.sh for the whole set-up; results go to docs/benchmarks.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from scripts.bench import fixtures  # noqa: E402
+from scripts.bench.client import Browser, percentile  # noqa: E402
+
+TRIVIAL_PATH = "/livez"
+
+
+def logged_in_browsers(base_urls, emails, workers=16):
+    """One logged-in Browser per email, spread round-robin over the servers."""
+
+    def login(index):
+        browser = Browser(base_urls[index % len(base_urls)])
+        browser.log_in(emails[index], fixtures.BENCH_PASSWORD)
+        return browser
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(login, range(len(emails))))
+
+
+def free_seats(browser, event_id):
+    response = browser.get(f"/api/events/{event_id}/seats")
+    return [seat[0] for seat in response.json()["seats"] if seat[3] == "a"]
+
+
+class Phase:
+    """Run `action(worker_index)` from `concurrency` threads for `seconds`; count outcomes and latencies."""
+
+    def __init__(self, name, concurrency, seconds):
+        self.name, self.concurrency, self.seconds = name, concurrency, seconds
+        self.latencies, self.outcomes = [], Counter()
+        self.lock = threading.Lock()
+
+    def run(self, action):
+        deadline = time.perf_counter() + self.seconds
+
+        def worker(index):
+            latencies, outcomes = [], Counter()
+            while time.perf_counter() < deadline:
+                started = time.perf_counter()
+                outcome = action(index)
+                latencies.append(time.perf_counter() - started)
+                outcomes[outcome] += 1
+            with self.lock:
+                self.latencies.extend(latencies)
+                self.outcomes.update(outcomes)
+
+        started = time.perf_counter()
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(self.concurrency)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        self.elapsed = time.perf_counter() - started
+        return self
+
+    def rate(self, outcome="ok"):
+        return self.outcomes[outcome] / self.elapsed
+
+    def summary(self, outcome="ok"):
+        return {
+            "phase": self.name,
+            "per_s": round(self.rate(outcome), 1),
+            "p50_ms": round(statistics.median(self.latencies) * 1000, 1) if self.latencies else 0,
+            "p95_ms": round(percentile(self.latencies, 0.95) * 1000, 1),
+            "outcomes": dict(self.outcomes),
+        }
+
+
+def throughput(args):
+    """Trivial endpoint vs seat-map reads (full and 304) vs holds, on one server, in one run.
+
+    Holds: each worker owns a slice of every event's seats and its own buyers; a buyer holds one
+    random seat of its slice per event (one open checkout per buyer per event), so every hold is
+    a real, successful hold of a free seat and no release traffic dilutes the figure.
+    """
+    app = fixtures.make_app()
+    events_per_round = args.hold_events
+    seats_per_worker = -(-400 // args.concurrency)
+    emails = fixtures.buyers(app, args.concurrency * seats_per_worker)
+    print(f"logging in {len(emails)} buyers...", file=sys.stderr, flush=True)
+    browsers = logged_in_browsers(args.base_url, emails)
+    map_event = fixtures.big_event(app, f"Throughput map {time.time():.0f}", 20, 20)
+    results = []
+
+    def trivial(i):
+        return "ok" if browsers[i].get(TRIVIAL_PATH).status == 200 else "error"
+
+    def seatmap_full(i):
+        return "ok" if browsers[i].get(f"/api/events/{map_event}/seats").status == 200 else "error"
+
+    version = browsers[0].get(f"/api/events/{map_event}/seats").headers.get("ETag")
+
+    def seatmap_conditional(i):
+        status = browsers[i].get(f"/api/events/{map_event}/seats", headers={"If-None-Match": version}).status
+        return "ok" if status in (200, 304) else "error"
+
+    for _ in range(args.rounds):
+        hold_events = [fixtures.big_event(app, f"Throughput holds {time.time():.0f}", 20, 20) for _ in range(events_per_round)]
+        queues = []
+        for worker in range(args.concurrency):
+            queue = []
+            for event_id in hold_events:
+                ids = fixtures.seat_ids(app, event_id)[worker::args.concurrency]
+                random.shuffle(ids)
+                queue.extend((worker * seats_per_worker + n, event_id, seat_id) for n, seat_id in enumerate(ids))
+            queues.append(iter(queue))
+
+        def hold(i):
+            try:
+                buyer, event_id, seat_id = next(queues[i])
+            except StopIteration:
+                time.sleep(0.01)
+                return "exhausted"
+            response = browsers[buyer].post_json(f"/api/events/{event_id}/holds", {"seat_ids": [seat_id]})
+            return "ok" if response.status == 201 else f"error-{response.status}"
+
+        round_results = {}
+        for name, action, workers in (("trivial", trivial, args.concurrency), ("seatmap_full", seatmap_full, args.concurrency),
+                                      ("seatmap_304", seatmap_conditional, args.concurrency), ("hold", hold, args.concurrency)):
+            round_results[name] = Phase(name, workers, args.seconds).run(action).summary()
+        trivial_rate = round_results["trivial"]["per_s"] or 1
+        for name in ("seatmap_full", "seatmap_304", "hold"):
+            round_results[name]["ratio_to_trivial"] = round(round_results[name]["per_s"] / trivial_rate, 3)
+        results.append(round_results)
+        print(json.dumps(round_results), flush=True)
+
+    medians = {
+        name: {
+            "per_s": statistics.median(r[name]["per_s"] for r in results),
+            "ratio_to_trivial": statistics.median(r[name].get("ratio_to_trivial", 1.0) for r in results),
+            "p50_ms": statistics.median(r[name]["p50_ms"] for r in results),
+            "p95_ms": statistics.median(r[name]["p95_ms"] for r in results),
+        }
+        for name in results[0]
+    }
+    print("MEDIANS " + json.dumps(medians))
+
+
+def rush(args):
+    """N logged-in buyers race for an event's seats, holding 1-2 random free seats and paying by card."""
+    app = fixtures.make_app()
+    event_id = fixtures.big_event(app, f"Rush {time.time():.0f}", args.rows, args.columns)
+    seat_count = args.rows * args.columns
+    emails = fixtures.buyers(app, args.buyers)
+    print(f"logging in {args.buyers} buyers on {len(args.base_url)} server(s)...", file=sys.stderr, flush=True)
+    browsers = logged_in_browsers(args.base_url, emails)
+    barrier = threading.Barrier(args.buyers)
+    hold_latencies, errors, sold = [], Counter(), []
+    lock = threading.Lock()
+    start = [0.0]
+    sold_out_at = [None]
+    deadline = [0.0]
+
+    def buyer(index):
+        browser = browsers[index]
+        barrier.wait()
+        if index == 0:
+            start[0] = time.perf_counter()
+        local_latencies = []
+        try:
+            while time.perf_counter() < deadline[0]:
+                free = free_seats(browser, event_id)
+                if not free:
+                    return
+                wanted = random.sample(free, min(len(free), random.choice((1, 1, 2))))
+                began = time.perf_counter()
+                response = browser.post_json(f"/api/events/{event_id}/holds", {"seat_ids": wanted})
+                local_latencies.append(time.perf_counter() - began)
+                if response.status == 201:
+                    reference = response.json()["reference"]
+                    paid = browser.post_form(f"/orders/{reference}/checkout", {"method": "card", "card_number": "4242424242424242"})
+                    if paid.status != 302:
+                        with lock:
+                            errors[f"pay-{paid.status}"] += 1
+                    with lock:
+                        sold.extend(wanted)
+                        if len(sold) >= seat_count and sold_out_at[0] is None:
+                            sold_out_at[0] = time.perf_counter()
+                    return
+                if response.status not in (409, 503):
+                    with lock:
+                        errors[f"hold-{response.status}"] += 1
+                    return
+        except Exception as error:  # counted: a benchmark must show failures, not hide them
+            with lock:
+                errors[type(error).__name__] += 1
+        finally:
+            with lock:
+                hold_latencies.extend(local_latencies)
+
+    deadline[0] = time.perf_counter() + args.seconds
+    with ThreadPoolExecutor(max_workers=args.buyers) as pool:
+        list(pool.map(buyer, range(args.buyers)))
+    elapsed = time.perf_counter() - start[0]
+
+    check = database_check(app, event_id)
+    result = {
+        "servers": len(args.base_url),
+        "buyers": args.buyers,
+        "seats": seat_count,
+        "seats_sold": check["booked"],
+        "sold_out_s": round(sold_out_at[0] - start[0], 2) if sold_out_at[0] else None,
+        "elapsed_s": round(elapsed, 2),
+        "holds_attempted": len(hold_latencies),
+        "hold_p50_ms": round(statistics.median(hold_latencies) * 1000, 1) if hold_latencies else 0,
+        "hold_p95_ms": round(percentile(hold_latencies, 0.95) * 1000, 1),
+        "errors": dict(errors),
+        "max_live_bookings_per_seat": check["max_live_per_seat"],
+        "seats_booked_equals_confirmed_bookings": check["consistent"],
+    }
+    print(json.dumps(result), flush=True)
+    return 0 if not errors and check["max_live_per_seat"] <= 1 and check["consistent"] else 1
+
+
+def database_check(app, event_id):
+    import sqlalchemy as sa
+
+    from app.extensions import db
+    from app.models import Booking, Seat
+
+    with app.app_context():
+        booked = db.session.scalar(sa.select(sa.func.count(Seat.id)).where(Seat.event_id == event_id, Seat.status == "booked"))
+        per_seat = db.session.execute(
+            sa.select(Booking.seat_id, sa.func.count(Booking.id))
+            .where(Booking.event_id == event_id, Booking.status.in_(("pending", "confirmed")))
+            .group_by(Booking.seat_id)
+        ).all()
+        confirmed = db.session.scalar(
+            sa.select(sa.func.count(Booking.id)).where(Booking.event_id == event_id, Booking.status == "confirmed")
+        )
+    return {
+        "booked": booked,
+        "max_live_per_seat": max((count for _, count in per_seat), default=0),
+        "consistent": booked == confirmed,
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--base-url", action="append", required=True, help="repeat for several servers")
+    common.add_argument("--seconds", type=float, default=10)
+    one = sub.add_parser("throughput", parents=[common])
+    one.add_argument("--concurrency", type=int, default=16)
+    one.add_argument("--rounds", type=int, default=3)
+    one.add_argument("--hold-events", type=int, default=6, help="400-seat events per round for the hold phase")
+    two = sub.add_parser("rush", parents=[common])
+    two.add_argument("--buyers", type=int, default=1000)
+    two.add_argument("--rows", type=int, default=20)
+    two.add_argument("--columns", type=int, default=20)
+    args = parser.parse_args()
+    for url in args.base_url:
+        assert url.startswith(("http://127.0.0.1", "http://localhost")), "benchmarks target this machine only"
+    sys.exit(throughput(args) if args.command == "throughput" else rush(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Run the HTTP benchmarks against gunicorn on a throwaway MariaDB database, load from this process
+# on 127.0.0.1 only, bounded in time. Usage: scripts/bench/run.sh [throughput|rush|rush2|all]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+what=${1:-all}
+DB=stagepass_bench_$$
+export DATABASE_URL="mysql+pymysql://root@127.0.0.1/${DB}?charset=utf8mb4"
+export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/9}
+export STAGEPASS_ENV=production SECRET_KEY=bench-only-secret FLASK_APP=wsgi
+export DB_POOL_SIZE=${DB_POOL_SIZE:-16} DB_MAX_OVERFLOW=${DB_MAX_OVERFLOW:-16}
+BIN=.venv/bin
+GUNICORN_ARGS=${GUNICORN_ARGS:-"-c gunicorn.conf.py"}
+export GUNICORN_ACCESS_LOG=/dev/null
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  mariadb -uroot -h127.0.0.1 -e "DROP DATABASE IF EXISTS \`${DB}\`"
+}
+trap cleanup EXIT
+mariadb -uroot -h127.0.0.1 -e "CREATE DATABASE \`${DB}\` CHARACTER SET utf8mb4"
+$BIN/flask db upgrade >/dev/null 2>&1
+serve() {  # serve PORT
+  : > "/tmp/stagepass-bench-$1.log"
+  $BIN/gunicorn $GUNICORN_ARGS --bind "127.0.0.1:$1" --error-logfile "/tmp/stagepass-bench-$1.log" wsgi:app &
+  pids+=($!)
+  for _ in $(seq 1 50); do curl -fs "http://127.0.0.1:$1/livez" >/dev/null && return; sleep 0.2; done
+  echo "server on $1 did not start" >&2; exit 1
+}
+serve 8100
+echo "# gunicorn $GUNICORN_ARGS, MariaDB, $(nproc) cores, $(date -u +%FT%TZ)"
+case $what in
+  throughput|all) $BIN/python scripts/bench/http_bench.py throughput --base-url http://127.0.0.1:8100 --seconds "${SECONDS_PER_PHASE:-8}" --rounds "${ROUNDS:-3}" ;;&
+  rush|all) $BIN/python scripts/bench/http_bench.py rush --base-url http://127.0.0.1:8100 --buyers "${BUYERS:-1000}" --seconds 120 ;;&
+  streams|all) $BIN/python scripts/bench/streams.py --base-url http://127.0.0.1:8100 --streams "${STREAMS:-500}" ;;&
+  rush2|all) serve 8101; $BIN/python scripts/bench/http_bench.py rush --base-url http://127.0.0.1:8100 --base-url http://127.0.0.1:8101 --buyers "${BUYERS:-1000}" --seconds 120 ;;
+esac

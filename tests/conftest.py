@@ -1,0 +1,313 @@
+"""Test fixtures: one migrated throwaway database per run (SQLite, or MariaDB when asked), tables
+emptied after each test, and small factories.
+
+`STAGEPASS_TEST_DB=mariadb` runs the suite on a fresh MariaDB database (created here, dropped at
+the end); otherwise on a SQLite file in a temporary folder. `make test` runs both.
+"""
+import os
+import re
+import secrets
+import tempfile
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+MARIADB_SERVER_URL = os.environ.get("TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306")
+BACKEND = os.environ.get("STAGEPASS_TEST_DB", "sqlite")
+
+
+def _create_database():
+    if BACKEND == "mariadb":
+        name = f"stagepass_test_{os.getpid()}_{secrets.token_hex(3)}"
+        server = sa.create_engine(MARIADB_SERVER_URL, isolation_level="AUTOCOMMIT")
+        with server.connect() as connection:
+            connection.execute(sa.text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
+        server.dispose()
+
+        def drop():
+            server = sa.create_engine(MARIADB_SERVER_URL, isolation_level="AUTOCOMMIT")
+            with server.connect() as connection:
+                connection.execute(sa.text(f"DROP DATABASE IF EXISTS `{name}`"))
+            server.dispose()
+
+        return f"{MARIADB_SERVER_URL}/{name}?charset=utf8mb4", drop
+    if BACKEND != "sqlite":
+        raise pytest.UsageError(f"STAGEPASS_TEST_DB must be sqlite or mariadb, not {BACKEND!r}")
+    folder = tempfile.TemporaryDirectory(prefix="stagepass-test-")
+    return f"sqlite:///{Path(folder.name) / 'test.sqlite'}", folder.cleanup
+
+
+def pytest_report_header(config):
+    return f"StagePass test database: {BACKEND}"
+
+
+def pytest_collection_modifyitems(config, items):
+    # MariaDB-only tests (row locks, KILL, 1213/1205) run in the MariaDB pass of `make test`.
+    if BACKEND != "mariadb":
+        deselected = [item for item in items if item.get_closest_marker("mariadb")]
+        if deselected:
+            config.hook.pytest_deselected(items=deselected)
+            items[:] = [item for item in items if not item.get_closest_marker("mariadb")]
+
+
+@pytest.fixture(scope="session")
+def database_url():
+    url, drop = _create_database()
+    os.environ["TEST_DATABASE_URL"] = url
+    yield url
+    drop()
+
+
+@pytest.fixture(scope="session")
+def app(database_url):
+    from flask_migrate import upgrade
+
+    from app import create_app
+    from config import TestConfig, engine_options_for
+
+    class SessionTestConfig(TestConfig):
+        SQLALCHEMY_DATABASE_URI = database_url
+        SQLALCHEMY_ENGINE_OPTIONS = engine_options_for(database_url)
+
+    app = create_app(SessionTestConfig)
+    from app.extensions import limiter
+
+    limiter.enabled = False  # the rate-limit tests switch it on; others log in far more often
+    with app.app_context():
+        upgrade()
+    yield app
+    with app.app_context():
+        from app.extensions import db
+
+        db.engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+def app_context(app):
+    """Each test runs in an app context and leaves every table empty behind it."""
+    from app.services import seatmap
+
+    saved_config = dict(app.config)
+    seatmap.forget_rendered_maps()
+    with app.app_context():
+        yield
+    app.config.clear()
+    app.config.update(saved_config)
+    with app.app_context():
+        empty_tables()
+
+
+def empty_tables():
+    from app.extensions import db
+
+    db.session.remove()
+    with db.engine.begin() as connection:
+        for table in reversed(db.metadata.sorted_tables):
+            connection.execute(table.delete())
+
+
+@pytest.fixture
+def db_session(app):
+    from app.extensions import db
+
+    return db.session
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def redis_client(app):
+    """The test Redis database, emptied before and after the test."""
+    import redis
+
+    client = redis.Redis.from_url(app.config["REDIS_URL"])
+    client.flushdb()
+    yield client
+    client.flushdb()
+
+
+# --- factories -----------------------------------------------------------------------------
+
+PASSWORD = "correct-horse-battery"
+
+
+class Factory:
+    def __init__(self):
+        self.counter = 0
+
+    def _next(self):
+        self.counter += 1
+        return self.counter
+
+    def user(self, email=None, name=None, admin=False, password=PASSWORD):
+        from app.services import accounts
+
+        n = self._next()
+        return accounts.create_user(
+            email or f"user{n}-{secrets.token_hex(2)}@example.com", name or f"User {n}", password, admin
+        )
+
+    def admin(self, **kwargs):
+        return self.user(admin=True, **kwargs)
+
+    def event(
+        self,
+        name=None,
+        rows=3,
+        columns=4,
+        status="published",
+        days_ahead=30,
+        categories=None,
+        venue="Main Hall",
+    ):
+        from app.models import utcnow
+        from app.services import events
+
+        categories = categories or [events.CategorySpec("Standard", Decimal("25.00"))]
+        event = events.create_event(
+            name=name or f"Event {self._next()}",
+            date=utcnow().replace(microsecond=0) + timedelta(days=days_ahead),
+            rows=rows,
+            columns=columns,
+            categories=categories,
+            venue=venue,
+        )
+        if status == "published":
+            events.publish_event(event)
+        elif status != "draft":
+            from app.extensions import db
+
+            event.status = status
+            db.session.commit()
+        return event
+
+
+@pytest.fixture
+def factory(app):
+    return Factory()
+
+
+CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
+
+
+def csrf_token(client, path="/auth/login"):
+    """The CSRF token of the client's session, read from a page's meta tag."""
+    page = client.get(path)
+    match = CSRF_META.search(page.get_data(as_text=True))
+    assert match, f"no csrf meta tag on {path} ({page.status_code})"
+    return match.group(1)
+
+
+def log_in(client, user, password=PASSWORD):
+    response = client.post(
+        "/auth/login",
+        data={"email": user.email, "password": password, "csrf_token": csrf_token(client)},
+    )
+    assert response.status_code == 302, response.get_data(as_text=True)
+    return response
+
+
+@pytest.fixture
+def login(client):
+    """Log the test client in as a user: `login(user)`."""
+    return lambda user, password=PASSWORD: log_in(client, user, password)
+
+
+# --- real browser (Playwright driving Debian's Chromium) -------------------------------------
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "screenshots"
+
+
+@pytest.fixture
+def live_server(app):
+    """The app served on a fresh free port from a thread, for the length of one test."""
+    import threading
+
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join(timeout=5)
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: run `bash scripts/ensure-services.sh --browser` (installs Debian's chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def new_page(chromium, live_server, request):
+    """Open pages in fresh browser contexts (separate cookies, like separate people)."""
+    contexts = []
+
+    def open_page(base=None):
+        context = chromium.new_context(viewport={"width": 1280, "height": 900})
+        contexts.append(context)
+        page = context.new_page()
+        page.set_default_timeout(10_000)
+        page.errors = []
+        page.on("pageerror", lambda error: page.errors.append(str(error)))
+        page.on(
+            "console",
+            lambda message: page.errors.append(message.text)
+            if message.type == "error" and "Content Security Policy" in message.text
+            else None,
+        )
+        page.base = base or live_server
+        return page
+
+    request.node.browser_contexts = contexts
+    yield open_page
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture
+def page(new_page):
+    return new_page()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.when != "call" or not report.failed:
+        return
+    for number, context in enumerate(getattr(item, "browser_contexts", [])):
+        for index, page in enumerate(context.pages):
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            name = re.sub(r"[^\w.-]+", "_", item.nodeid) + f"-{number}-{index}"
+            try:
+                page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+                (ARTIFACTS / f"{name}.html").write_text(page.content())
+            except Exception as error:  # a dead page must not hide the test's own failure
+                print(f"could not save a screenshot of {name}: {error}")
+                continue
+            print(f"\nscreenshot of the failing page: {ARTIFACTS / name}.png")
+            report.sections.append(("screenshot", str(ARTIFACTS / f"{name}.png")))

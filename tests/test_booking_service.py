@@ -1,0 +1,429 @@
+"""The booking and payment services, one buyer at a time (the concurrent cases are in test_concurrency)."""
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+import sqlalchemy as sa
+
+from app.models import Booking, Event, Order, Payment, Seat, utcnow
+from app.services import booking, payments, states
+from app.services.errors import IllegalTransition
+from app.services.events import CategorySpec
+
+
+def seat_ids(db_session, event, count=None):
+    ids = db_session.scalars(sa.select(Seat.id).where(Seat.event_id == event.id).order_by(Seat.id)).all()
+    return ids[:count] if count else ids
+
+
+def seat_states(db_session, ids):
+    db_session.expire_all()
+    return [db_session.get(Seat, seat_id).status for seat_id in ids]
+
+
+def test_hold_reserves_seats_and_creates_pending_order(db_session, factory):
+    event = factory.event()
+    buyer = factory.user()
+    ids = seat_ids(db_session, event, 2)
+    order = booking.hold(buyer, event, ids)
+    assert order.status == "pending" and order.payment_status == "pending"
+    assert order.total_amount == Decimal("50.00")
+    assert [b.seat_id for b in order.bookings] == ids
+    assert all(b.status == "pending" and b.total_amount == Decimal("25.00") for b in order.bookings)
+    assert seat_states(db_session, ids) == ["reserved", "reserved"]
+    seat = db_session.get(Seat, ids[0])
+    ttl = (seat.reservation_expires_at - utcnow()).total_seconds()
+    assert 290 < ttl <= 300
+
+
+def test_hold_prices_follow_categories(db_session, factory):
+    event = factory.event(
+        rows=3,
+        columns=2,
+        categories=[CategorySpec("Premium", Decimal("80.00"), "#f00", 1, 1), CategorySpec("Standard", Decimal("40.00"))],
+    )
+    ids = seat_ids(db_session, event)
+    order = booking.hold(factory.user(), event, [ids[0], ids[-1]])
+    assert sorted(b.total_amount for b in order.bookings) == [Decimal("40.00"), Decimal("80.00")]
+    assert order.total_amount == Decimal("120.00")
+
+
+def test_hold_is_all_or_nothing(db_session, factory):
+    event = factory.event()
+    ids = seat_ids(db_session, event, 3)
+    booking.hold(factory.user(), event, [ids[1]])
+    with pytest.raises(booking.SeatUnavailable) as refused:
+        booking.hold(factory.user(), event, ids)
+    assert refused.value.details["seats"] == ["A2"]
+    assert refused.value.details["seat_ids"] == [ids[1]]
+    assert seat_states(db_session, ids) == ["available", "reserved", "available"]
+    assert db_session.scalar(sa.select(sa.func.count(Order.id))) == 1
+
+
+def test_expired_hold_is_free_before_any_cleanup(db_session, factory):
+    event = factory.event()
+    ids = seat_ids(db_session, event, 1)
+    first, second = factory.user(), factory.user()
+    old = booking.hold(first, event, ids, now=utcnow() - timedelta(seconds=301))
+    order = booking.hold(second, event, ids)
+    assert order.user_id == second.id
+    db_session.expire_all()
+    statuses = {b.order_id: b.status for b in db_session.scalars(sa.select(Booking))}
+    assert statuses == {old.id: "expired", order.id: "pending"}
+
+
+def test_one_open_checkout_per_buyer_per_event(db_session, factory):
+    event = factory.event()
+    buyer = factory.user()
+    ids = seat_ids(db_session, event, 2)
+    first = booking.hold(buyer, event, [ids[0]])
+    with pytest.raises(booking.CheckoutAlreadyOpen) as refused:
+        booking.hold(buyer, event, [ids[1]])
+    assert refused.value.details["order_reference"] == first.reference
+    other_event = factory.event()
+    booking.hold(buyer, other_event, seat_ids(db_session, other_event, 1))
+
+
+def test_own_expired_checkout_gives_way_to_a_new_one(db_session, factory):
+    event = factory.event()
+    buyer = factory.user()
+    ids = seat_ids(db_session, event, 2)
+    old = booking.hold(buyer, event, [ids[0]], now=utcnow() - timedelta(minutes=6))
+    new = booking.hold(buyer, event, [ids[1]])
+    db_session.expire_all()
+    assert db_session.get(Order, old.id).status == "expired"
+    assert new.status == "pending"
+    assert seat_states(db_session, ids) == ["available", "reserved"]
+
+
+@pytest.mark.parametrize(
+    "chosen, error",
+    [
+        (lambda ids: [], booking.NoSeatsChosen),
+        (lambda ids: ids[:7], booking.TooManySeats),
+        (lambda ids: [ids[0], ids[0]], booking.UnknownSeats),
+        (lambda ids: [999999], booking.UnknownSeats),
+        (lambda ids: ["abc"], booking.UnknownSeats),
+        (lambda ids: [ids[0] + 0.5], booking.UnknownSeats),  # never rounded into a real seat
+        (lambda ids: [True], booking.UnknownSeats),
+        (lambda ids: [2**63], booking.UnknownSeats),
+        (lambda ids: [-ids[0]], booking.UnknownSeats),
+        (lambda ids: [None], booking.UnknownSeats),
+        (lambda ids: [[ids[0]]], booking.UnknownSeats),
+        (lambda ids: "12", booking.UnknownSeats),
+    ],
+)
+def test_bad_seat_choices_are_refused(db_session, factory, chosen, error):
+    event = factory.event()
+    with pytest.raises(error):
+        booking.hold(factory.user(), event, chosen(seat_ids(db_session, event)))
+    assert db_session.scalar(sa.select(sa.func.count(Order.id))) == 0
+
+
+def test_seats_of_another_event_are_refused(db_session, factory):
+    event, other = factory.event(), factory.event()
+    with pytest.raises(booking.UnknownSeats):
+        booking.hold(factory.user(), event, seat_ids(db_session, other, 1))
+
+
+@pytest.mark.parametrize("status", ["draft", "cancelled"])
+def test_only_published_events_sell(db_session, factory, status):
+    event = factory.event(status=status)
+    with pytest.raises(booking.EventNotOnSale):
+        booking.hold(factory.user(), event, seat_ids(db_session, event, 1))
+
+
+def test_past_event_does_not_sell(db_session, factory):
+    event = factory.event()
+    with pytest.raises(booking.EventNotOnSale, match="ended"):
+        booking.hold(factory.user(), event, seat_ids(db_session, event, 1), now=event.date + timedelta(minutes=1))
+
+
+def test_release_frees_seats(db_session, factory):
+    event = factory.event()
+    buyer = factory.user()
+    ids = seat_ids(db_session, event, 2)
+    order = booking.hold(buyer, event, ids)
+    booking.release(order, user=buyer)
+    assert seat_states(db_session, ids) == ["available", "available"]
+    assert {b.status for b in db_session.get(Order, order.id).bookings} == {"cancelled"}
+    with pytest.raises(booking.OrderNotPending):
+        booking.release(order, user=buyer)
+
+
+def test_release_of_someone_elses_order_is_not_found(db_session, factory):
+    event = factory.event()
+    order = booking.hold(factory.user(), event, seat_ids(db_session, event, 1))
+    with pytest.raises(booking.OrderNotFound):
+        booking.release(order, user=factory.user())
+
+
+def test_release_expired_closes_runout_holds_only(db_session, factory):
+    event = factory.event()
+    ids = seat_ids(db_session, event, 3)
+    now = utcnow()
+    stale = booking.hold(factory.user(), event, ids[:2], now=now - timedelta(minutes=10))
+    fresh = booking.hold(factory.user(), event, ids[2:])
+    assert booking.release_expired(now, batch_size=1) == 1
+    db_session.expire_all()
+    assert db_session.get(Order, stale.id).status == "expired"
+    assert db_session.get(Order, fresh.id).status == "pending"
+    assert seat_states(db_session, ids) == ["available", "available", "reserved"]
+    assert booking.release_expired(now) == 0
+
+
+def test_release_expired_after_a_seat_was_taken_over(db_session, factory):
+    event = factory.event()
+    ids = seat_ids(db_session, event, 2)
+    stale = booking.hold(factory.user(), event, ids, now=utcnow() - timedelta(minutes=10))
+    taker = booking.hold(factory.user(), event, ids[:1])
+    assert booking.release_expired() == 1
+    db_session.expire_all()
+    assert db_session.get(Order, stale.id).status == "expired"
+    assert seat_states(db_session, ids) == ["reserved", "available"]
+    assert db_session.get(Order, taker.id).status == "pending"
+
+
+# --- payments --------------------------------------------------------------------------------
+
+
+def charges(db_session, order):
+    return db_session.scalars(sa.select(Payment).where(Payment.order_id == order.id, Payment.kind == "charge")).all()
+
+
+def test_card_payment_confirms_and_books(db_session, factory):
+    event = factory.event()
+    buyer = factory.user()
+    ids = seat_ids(db_session, event, 2)
+    order = booking.hold(buyer, event, ids)
+    paid = payments.pay_by_card(order, user=buyer, card_number="4242 4242 4242 4242")
+    assert (paid.status, paid.payment_status, paid.payment_method, paid.card_last4) == ("confirmed", "paid", "card", "4242")
+    assert paid.provider_reference.startswith("ch_")
+    assert {(b.status, b.payment_status, b.payment_method) for b in paid.bookings} == {("confirmed", "paid", "card")}
+    assert seat_states(db_session, ids) == ["booked", "booked"]
+    [charge] = charges(db_session, order)
+    assert charge.amount == Decimal("50.00") and charge.result == "succeeded"
+
+
+def test_card_number_is_never_stored(db_session, factory):
+    event = factory.event()
+    buyer = factory.user()
+    order = booking.hold(buyer, event, seat_ids(db_session, event, 1))
+    payments.pay_by_card(order, user=buyer, card_number="4242424242424242")
+    for table in (Order.__table__, Payment.__table__, Booking.__table__):
+        for row in db_session.execute(sa.select(table)):
+            assert "4242424242424242" not in repr(tuple(row))
+
+
+def test_double_submit_charges_once(db_session, factory):
+    event = factory.event()
+    buyer = factory.user()
+    order = booking.hold(buyer, event, seat_ids(db_session, event, 1))
+    payments.pay_by_card(order, user=buyer, card_number="4242424242424242")
+    again = payments.pay_by_card(order, user=buyer, card_number="4242424242424242")
+    assert again.status == "confirmed"
+    assert len(charges(db_session, order)) == 1
+
+
+@pytest.mark.parametrize(
+    "card, error, reason",
+    [
+        (payments.CARD_DECLINED, payments.PaymentDeclined, "declined"),
+        (payments.CARD_PROVIDER_ERROR, payments.PaymentProviderError, "internal error"),
+        ("4111111111111111", payments.PaymentDeclined, "unknown test card"),
+    ],
+)
+def test_failed_card_fails_the_order_and_frees_seats(db_session, factory, card, error, reason):
+    event = factory.event()
+    buyer = factory.user()
+    ids = seat_ids(db_session, event, 2)
+    order = booking.hold(buyer, event, ids)
+    with pytest.raises(error, match=reason):
+        payments.pay_by_card(order, user=buyer, card_number=card)
+    db_session.expire_all()
+    failed = db_session.get(Order, order.id)
+    assert (failed.status, failed.payment_status) == ("failed", "failed")
+    assert reason in failed.failure_reason
+    assert {(b.status, b.payment_status) for b in failed.bookings} == {("failed", "failed")}
+    assert seat_states(db_session, ids) == ["available", "available"]
+    booking.hold(factory.user(), event, ids)  # someone else can have them now
+
+
+@pytest.mark.parametrize("card", ["1234", "4242424242424241", "abcd efgh ijkl mnop", ""])
+def test_invalid_card_numbers_change_nothing(db_session, factory, card):
+    event = factory.event()
+    buyer = factory.user()
+    order = booking.hold(buyer, event, seat_ids(db_session, event, 1))
+    with pytest.raises(payments.InvalidCard):
+        payments.pay_by_card(order, user=buyer, card_number=card)
+    db_session.expire_all()
+    assert db_session.get(Order, order.id).status == "pending"
+    assert charges(db_session, order) == []
+
+
+def test_paying_after_the_hold_expired_charges_nothing(db_session, factory):
+    event = factory.event()
+    buyer = factory.user()
+    ids = seat_ids(db_session, event, 1)
+    order = booking.hold(buyer, event, ids, now=utcnow() - timedelta(minutes=6))
+    with pytest.raises(booking.HoldExpired):
+        payments.pay_by_card(order, user=buyer, card_number=payments.CARD_SUCCEEDS)
+    db_session.expire_all()
+    assert db_session.get(Order, order.id).status == "expired"
+    assert charges(db_session, order) == []
+    assert seat_states(db_session, ids) == ["available"]
+
+
+def test_paying_someone_elses_order_is_not_found(db_session, factory):
+    event = factory.event()
+    order = booking.hold(factory.user(), event, seat_ids(db_session, event, 1))
+    with pytest.raises(booking.OrderNotFound):
+        payments.pay_by_card(order, user=factory.user(), card_number=payments.CARD_SUCCEEDS)
+    assert charges(db_session, order) == []
+
+
+def test_wallet_redirect_and_confirm(db_session, factory):
+    event = factory.event()
+    buyer = factory.user()
+    ids = seat_ids(db_session, event, 1)
+    order = booking.hold(buyer, event, ids)
+    payment = payments.start_wallet(order, user=buyer)
+    assert payment.result == "pending" and payment.method == "wallet"
+    assert payments.start_wallet(order, user=buyer).id == payment.id
+    paid = payments.confirm_wallet(order, user=buyer, approve=True)
+    assert (paid.status, paid.payment_status, paid.payment_method) == ("confirmed", "paid", "wallet")
+    assert payments.confirm_wallet(order, user=buyer, approve=True).status == "confirmed"
+    assert len(charges(db_session, order)) == 1
+    assert seat_states(db_session, ids) == ["booked"]
+
+
+def test_wallet_decline_frees_seats(db_session, factory):
+    event = factory.event()
+    buyer = factory.user()
+    ids = seat_ids(db_session, event, 1)
+    order = booking.hold(buyer, event, ids)
+    payments.start_wallet(order, user=buyer)
+    with pytest.raises(payments.PaymentDeclined):
+        payments.confirm_wallet(order, user=buyer, approve=False)
+    assert seat_states(db_session, ids) == ["available"]
+
+
+def test_wallet_left_unconfirmed_fails_on_cleanup_with_a_reason(db_session, factory):
+    event = factory.event()
+    buyer = factory.user()
+    ids = seat_ids(db_session, event, 1)
+    order = booking.hold(buyer, event, ids, now=utcnow() - timedelta(minutes=10))
+    payments.start_wallet(order, user=buyer, now=utcnow() - timedelta(minutes=9))
+    assert booking.release_expired() == 1
+    db_session.expire_all()
+    failed = db_session.get(Order, order.id)
+    assert (failed.status, failed.payment_status) == ("failed", "failed")
+    assert failed.failure_reason == booking.PAYMENT_NEVER_COMPLETED
+    [attempt] = charges(db_session, order)
+    assert attempt.result == "error" and attempt.failure_reason == booking.PAYMENT_NEVER_COMPLETED
+
+
+def test_card_after_an_unfinished_wallet_attempt(db_session, factory):
+    event = factory.event()
+    buyer = factory.user()
+    order = booking.hold(buyer, event, seat_ids(db_session, event, 1))
+    payments.start_wallet(order, user=buyer)
+    paid = payments.pay_by_card(order, user=buyer, card_number=payments.CARD_SUCCEEDS)
+    assert paid.payment_method == "card"
+    [charge] = charges(db_session, order)
+    assert charge.method == "card"
+
+
+# --- cancellations and refunds ---------------------------------------------------------------
+
+
+def paid_order(db_session, factory, event, count=2):
+    buyer = factory.user()
+    order = booking.hold(buyer, event, seat_ids(db_session, event)[-count:] if count else [])
+    return payments.pay_by_card(order, user=buyer, card_number=payments.CARD_SUCCEEDS)
+
+
+def test_cancel_paid_order_refunds_in_full(db_session, factory):
+    event = factory.event()
+    order = paid_order(db_session, factory, event)
+    booking.cancel_order(order)
+    db_session.expire_all()
+    order = db_session.get(Order, order.id)
+    assert (order.status, order.payment_status, order.refunded_amount) == ("cancelled", "refunded", Decimal("50.00"))
+    assert {(b.status, b.payment_status) for b in order.bookings} == {("cancelled", "refunded")}
+    assert seat_states(db_session, [b.seat_id for b in order.bookings]) == ["available", "available"]
+
+
+def test_cancel_one_booking_refunds_that_seat(db_session, factory):
+    event = factory.event()
+    order = paid_order(db_session, factory, event)
+    first, second = order.bookings
+    booking.cancel_booking(first)
+    db_session.expire_all()
+    order = db_session.get(Order, order.id)
+    assert (order.status, order.payment_status, order.refunded_amount) == ("confirmed", "paid", Decimal("25.00"))
+    assert db_session.get(Booking, first.id).payment_status == "refunded"
+    assert seat_states(db_session, [first.seat_id, second.seat_id]) == ["available", "booked"]
+    booking.cancel_booking(db_session.get(Booking, second.id))
+    db_session.expire_all()
+    order = db_session.get(Order, order.id)
+    assert (order.status, order.payment_status, order.refunded_amount) == ("cancelled", "refunded", Decimal("50.00"))
+    refunds = db_session.scalars(sa.select(Payment.amount).where(Payment.kind == "refund")).all()
+    assert sorted(refunds) == [Decimal("25.00"), Decimal("25.00")]
+
+
+def test_cancel_event_refunds_everyone_and_stops_sales(db_session, factory):
+    event = factory.event(rows=2, columns=3)
+    paid = paid_order(db_session, factory, event, count=2)
+    held = booking.hold(factory.user(), event, seat_ids(db_session, event, 1))
+    summary = booking.cancel_event(event)
+    assert (summary.orders, summary.refunded, summary.amount_refunded) == (2, 1, Decimal("50.00"))
+    db_session.expire_all()
+    assert db_session.get(Event, event.id).status == "cancelled"
+    assert db_session.get(Order, paid.id).payment_status == "refunded"
+    assert db_session.get(Order, held.id).status == "cancelled"
+    assert set(seat_states(db_session, seat_ids(db_session, event))) == {"available"}
+    with pytest.raises(booking.EventNotOnSale):
+        booking.hold(factory.user(), event, seat_ids(db_session, event, 1))
+
+
+def test_money_in_equals_money_out_plus_refunds(db_session, factory):
+    event = factory.event(rows=2, columns=4)
+    kept = paid_order(db_session, factory, event, count=2)
+    buyer = factory.user()
+    order = booking.hold(buyer, event, seat_ids(db_session, event, 3))
+    order = payments.pay_by_card(order, user=buyer, card_number=payments.CARD_SUCCEEDS)
+    booking.cancel_booking(order.bookings[0])
+    charged = db_session.scalar(sa.select(sa.func.sum(Payment.amount)).where(Payment.kind == "charge", Payment.result == "succeeded"))
+    refunds = db_session.scalar(sa.select(sa.func.sum(Payment.amount)).where(Payment.kind == "refund"))
+    confirmed = db_session.scalar(sa.select(sa.func.sum(Booking.total_amount)).where(Booking.status == "confirmed"))
+    assert charged - refunds == confirmed == Decimal("100.00")
+    assert kept.status == "confirmed"
+
+
+# --- state machines --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "table, current, new",
+    [
+        (states.SEAT_TRANSITIONS, "available", "booked"),
+        (states.ORDER_TRANSITIONS, "expired", "confirmed"),
+        (states.ORDER_TRANSITIONS, "confirmed", "pending"),
+        (states.PAYMENT_TRANSITIONS, "failed", "paid"),
+        (states.PAYMENT_TRANSITIONS, "pending", "refunded"),
+    ],
+)
+def test_illegal_transitions_raise(table, current, new):
+    with pytest.raises(IllegalTransition):
+        states.check(table, current, new, "thing")
+
+
+def test_illegal_order_change_never_half_applies(db_session, factory):
+    event = factory.event()
+    order = paid_order(db_session, factory, event)
+    with pytest.raises(IllegalTransition):
+        states.move_order(order, status="pending")
+    assert order.status == "confirmed" and {b.status for b in order.bookings} == {"confirmed"}
+    with pytest.raises(IllegalTransition):
+        payments.refund(booking.hold(factory.user(), event, seat_ids(db_session, event, 1)), now=utcnow())

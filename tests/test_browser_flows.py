@@ -1,0 +1,205 @@
+"""Buyer-facing flows in headless Chromium: accounts, the seat map, paying, and live updates."""
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import sqlalchemy as sa
+from playwright.sync_api import expect
+
+from app.models import Order
+from app.services import payments
+from tests.conftest import PASSWORD
+
+pytestmark = pytest.mark.browser
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def log_in(page, email, password=PASSWORD):
+    page.goto(page.base + "/auth/login")
+    page.fill("#email", email)
+    page.fill("#password", password)
+    with page.expect_navigation():
+        page.click("#submit")
+
+
+def seat(page, label):
+    return page.locator(f"[data-seat='{label}']")
+
+
+def test_register_log_out_and_log_in(page):
+    page.goto(page.base + "/")
+    page.click("text=Sign up")
+    page.fill("#name", "Grace Hopper")
+    page.fill("#email", "grace@example.com")
+    page.fill("#password", "compilers-rule")
+    page.fill("#password2", "compilers-rule")
+    with page.expect_navigation():
+        page.click("#submit")
+    expect(page.locator(".flash-success")).to_contain_text("Welcome to StagePass, Grace Hopper")
+    with page.expect_navigation():
+        page.click("text=Log out")
+    expect(page.locator(".flash")).to_contain_text("logged out")
+    log_in(page, "grace@example.com", "compilers-rule")
+    expect(page.locator(".nav-user")).to_contain_text("Grace Hopper")
+    assert page.errors == []
+
+
+def test_demo_admin_lands_on_the_dashboard(page, runner):
+    runner.invoke(args=["seed-demo"])
+    log_in(page, "admin@example.com", "admin-pass-123")
+    assert page.url.endswith("/admin/")
+    expect(page.locator("h1")).to_contain_text("Dashboard")
+
+
+def test_buyer_journey(page, factory):
+    event = factory.event(name="Browser Concert", rows=3, columns=5)
+    factory.user(email="buyer@example.com")
+    log_in(page, "buyer@example.com")
+    page.goto(page.base + "/")
+    page.click("text=Browser Concert")
+    seat(page, "B2").click()
+    seat(page, "B3").click()
+    expect(page.locator("#total")).to_have_text("€50.00")
+    seat(page, "B3").click()
+    expect(page.locator("#total")).to_have_text("€25.00")
+    seat(page, "B3").click()
+    with page.expect_navigation():
+        page.click("#hold-button")
+    expect(page.locator("#countdown")).to_have_text(re.compile(r"^[45]:\d\d$"))
+    first = page.locator("#countdown").inner_text()
+    page.wait_for_timeout(1200)
+    assert page.locator("#countdown").inner_text() != first, "the countdown does not move"
+    page.fill("#card_number", "4242 4242 4242 4242")
+    with page.expect_navigation():
+        page.click("#pay-button")
+    expect(page.locator(".flash-success")).to_contain_text("Payment received")
+    reference = page.locator("#order-reference").inner_text()
+    expect(page.locator("main")).to_contain_text("B2")
+    expect(page.locator("main")).to_contain_text("B3")
+    page.click("text=My bookings")
+    expect(page.locator(f"#order-{reference}")).to_contain_text("confirmed")
+    page.goto(page.base + f"/events/{event.id}")
+    expect(seat(page, "B2")).to_have_attribute("data-state", "booked")
+    assert page.errors == []
+
+
+def test_declined_card_says_why_and_frees_the_seats(page, factory, db_session):
+    event = factory.event(rows=2, columns=3)
+    factory.user(email="unlucky@example.com")
+    log_in(page, "unlucky@example.com")
+    page.goto(page.base + f"/events/{event.id}")
+    seat(page, "A1").click()
+    seat(page, "A2").click()
+    with page.expect_navigation():
+        page.click("#hold-button")
+    page.fill("#card_number", payments.CARD_DECLINED)
+    with page.expect_navigation():
+        page.click("#pay-button")
+    expect(page.locator(".flash-error")).to_contain_text("declined")
+    expect(page.locator(".flash-error")).to_contain_text("released")
+    expect(seat(page, "A1")).to_have_attribute("data-state", "available")
+    expect(seat(page, "A2")).to_have_attribute("data-state", "available")
+    assert db_session.scalar(sa.select(Order.status)) == "failed"
+
+
+def test_a_hold_in_one_browser_shows_in_another_within_a_second(new_page, factory):
+    event = factory.event(rows=2, columns=4)
+    factory.user(email="alice@example.com")
+    factory.user(email="bob@example.com")
+    alice, bob = new_page(), new_page()
+    log_in(alice, "alice@example.com")
+    log_in(bob, "bob@example.com")
+    for page in (alice, bob):
+        page.goto(page.base + f"/events/{event.id}")
+        expect(seat(page, "A3")).to_have_attribute("data-state", "available")
+    expect(bob.locator("text=Live: seats update")).to_be_visible()
+    bob.wait_for_timeout(300)  # let the stream's snapshot land
+
+    seat(alice, "A3").click()
+    with alice.expect_navigation():
+        alice.click("#hold-button")
+    expect(seat(bob, "A3")).to_have_attribute("data-state", "reserved", timeout=1000)
+
+    with alice.expect_navigation():
+        alice.click("text=Release seats")
+    expect(seat(bob, "A3")).to_have_attribute("data-state", "available", timeout=1000)
+    assert alice.errors == [] and bob.errors == []
+
+
+def test_seat_taken_by_someone_else_is_named(new_page, factory):
+    event = factory.event(rows=1, columns=3)
+    factory.user(email="carol@example.com")
+    factory.user(email="dave@example.com")
+    carol, dave = new_page(), new_page()
+    log_in(carol, "carol@example.com")
+    log_in(dave, "dave@example.com")
+    for page in (carol, dave):
+        page.goto(page.base + f"/events/{event.id}")
+        expect(seat(page, "A1")).to_have_attribute("data-state", "available")
+    seat(dave, "A1").click()
+    seat(carol, "A1").click()
+    with carol.expect_navigation():
+        carol.click("#hold-button")
+    expect(dave.locator("#seatmap-message")).to_contain_text("A1 was just taken by someone else", timeout=2000)
+    expect(dave.locator("#total")).to_have_text("€0.00")
+
+
+# --- two app servers, one truth --------------------------------------------------------------
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def two_servers(app):
+    """Two separate app server processes on two ports, sharing this test's database and Redis."""
+    env = dict(os.environ, DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"], REDIS_URL=app.config["REDIS_URL"],
+               STAGEPASS_ENV="development", FLASK_APP="wsgi", FLASK_DEBUG="0")
+    servers, urls = [], []
+    for _ in range(2):
+        port = free_port()
+        servers.append(subprocess.Popen(
+            [sys.executable, "-m", "flask", "run", "--host", "127.0.0.1", "--port", str(port), "--with-threads", "--no-reload"],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        ))
+        urls.append(f"http://127.0.0.1:{port}")
+    deadline = time.time() + 20
+    for url in urls:
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), timeout=0.5).close()
+                break
+            except OSError:
+                if time.time() > deadline:
+                    pytest.fail(f"server {url} did not start")
+                time.sleep(0.1)
+    yield urls
+    for server in servers:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def test_hold_through_one_server_is_pushed_to_a_browser_on_the_other(new_page, factory, two_servers):
+    event = factory.event(rows=1, columns=4)
+    factory.user(email="erin@example.com")
+    factory.user(email="frank@example.com")
+    server_a, server_b = two_servers
+    erin, frank = new_page(server_a), new_page(server_b)
+    log_in(erin, "erin@example.com")
+    log_in(frank, "frank@example.com")
+    for page in (erin, frank):
+        page.goto(page.base + f"/events/{event.id}")
+        expect(seat(page, "A2")).to_have_attribute("data-state", "available")
+    expect(frank.locator("text=Live: seats update")).to_be_visible()
+    frank.wait_for_timeout(300)
+    seat(erin, "A2").click()
+    with erin.expect_navigation():
+        erin.click("#hold-button")
+    expect(seat(frank, "A2")).to_have_attribute("data-state", "reserved", timeout=1000)

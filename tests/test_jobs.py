@@ -1,0 +1,184 @@
+"""Jobs, schedule, cleanup and health, against a real Redis (the test database of TEST_REDIS_URL)."""
+import time
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+import redis
+import sqlalchemy as sa
+from rq import SimpleWorker
+
+from app import jobs
+from app.models import Booking, Event, Order, Seat, utcnow
+from app.services import booking, maintenance, payments
+from tests.conftest import csrf_token
+
+
+def first_seats(db_session, event, count=1):
+    return db_session.scalars(sa.select(Seat.id).where(Seat.event_id == event.id).order_by(Seat.id)).all()[:count]
+
+
+def test_scheduling_twice_registers_each_job_once(runner, redis_client):
+    for _ in range(2):
+        result = runner.invoke(args=["jobs", "schedule"])
+        assert result.exit_code == 0, result.output
+    assert sorted(jobs.scheduled_job_ids(redis_client)) == sorted(jobs.PERIODIC_JOBS)
+    assert redis_client.zcard(jobs.Scheduler.scheduled_jobs_key) == len(jobs.PERIODIC_JOBS)
+
+
+def test_two_schedulers_never_double_a_job(redis_client):
+    jobs.schedule_periodic_jobs(redis_client)
+    first, second = jobs.scheduler(redis_client), jobs.scheduler(redis_client)
+    for job_id in jobs.PERIODIC_JOBS:
+        redis_client.zadd(jobs.Scheduler.scheduled_jobs_key, {job_id: time.time() - 1})
+    assert first.acquire_lock() and not second.acquire_lock()  # only one may enqueue at a time
+    first.enqueue_jobs()
+    first.remove_lock()
+    second.acquire_lock() and second.enqueue_jobs()
+    assert len(jobs.queue(redis_client)) == len(jobs.PERIODIC_JOBS)
+    assert redis_client.zcard(jobs.Scheduler.scheduled_jobs_key) == len(jobs.PERIODIC_JOBS)
+
+
+def test_scheduled_cleanup_runs_on_a_worker(redis_client, factory, db_session):
+    event = factory.event()
+    ids = first_seats(db_session, event, 2)
+    stale = booking.hold(factory.user(), event, ids, now=utcnow() - timedelta(minutes=10))
+    jobs.schedule_periodic_jobs(redis_client)
+    for job_id in jobs.PERIODIC_JOBS:
+        redis_client.zadd(jobs.Scheduler.scheduled_jobs_key, {job_id: time.time() - 1})
+    jobs.scheduler(redis_client).enqueue_jobs()
+    assert len(jobs.queue(redis_client)) == 2
+    SimpleWorker([jobs.queue(redis_client)], connection=redis_client).work(burst=True)
+    db_session.expire_all()
+    assert db_session.get(Order, stale.id).status == "expired"
+    assert {b.status for b in db_session.get(Order, stale.id).bookings} == {"expired"}
+    assert set(db_session.scalars(sa.select(Seat.status).where(Seat.id.in_(ids)))) == {"available"}
+    # The periodic jobs are back in the schedule for their next run.
+    assert sorted(jobs.scheduled_job_ids(redis_client)) == sorted(jobs.PERIODIC_JOBS)
+
+
+def test_seats_cleanup_expired_command(runner, factory, db_session):
+    event = factory.event()
+    booking.hold(factory.user(), event, first_seats(db_session, event), now=utcnow() - timedelta(minutes=10))
+    result = runner.invoke(args=["seats", "cleanup-expired"])
+    assert result.exit_code == 0 and "Released 1 expired hold(s)." in result.output
+
+
+def test_close_past_events_spares_drafts_and_future_events(factory, db_session):
+    past, future, draft = factory.event(), factory.event(), factory.event(status="draft")
+    later = past.date + timedelta(minutes=1)
+    db_session.execute(sa.update(Event).where(Event.id.in_([future.id])).values(date=later + timedelta(days=1)))
+    db_session.execute(sa.update(Event).where(Event.id == draft.id).values(date=past.date))
+    db_session.commit()
+    assert maintenance.close_past_events(later) == 1
+    db_session.expire_all()
+    assert db_session.get(Event, past.id).sales_ended_at == later
+    assert db_session.get(Event, future.id).sales_ended_at is None
+    assert db_session.get(Event, draft.id).status == "draft" and db_session.get(Event, draft.id).sales_ended_at is None
+    with pytest.raises(booking.EventNotOnSale):
+        booking.hold(factory.user(), db_session.get(Event, past.id), first_seats(db_session, past))
+
+
+def age(db_session, days):
+    """Make every row look `days` old."""
+    when = utcnow() - timedelta(days=days)
+    for model in (Booking, Order):
+        db_session.execute(sa.update(model).values(updated_at=when, created_at=when).execution_options(include_deleted=True))
+    db_session.commit()
+
+
+def test_db_cleanup_dry_run_changes_nothing_and_real_run_keeps_what_it_must(runner, factory, db_session):
+    past_event = factory.event(rows=1, columns=4)
+    upcoming = factory.event(rows=1, columns=2)
+    buyer = factory.user()
+    seats = first_seats(db_session, past_event, 4)
+    kept = payments.pay_by_card(booking.hold(buyer, past_event, seats[:1]), user=buyer, card_number=payments.CARD_SUCCEEDS)
+    booking.hold(factory.user(), past_event, seats[1:2], now=utcnow() - timedelta(minutes=10))
+    booking.release_expired()
+    declined_buyer = factory.user()
+    with pytest.raises(payments.PaymentDeclined):
+        payments.pay_by_card(booking.hold(declined_buyer, past_event, seats[2:3]), user=declined_buyer, card_number=payments.CARD_DECLINED)
+    future_expired = booking.hold(factory.user(), upcoming, first_seats(db_session, upcoming), now=utcnow() - timedelta(minutes=10))
+    booking.release_expired()
+    db_session.execute(sa.update(Event).where(Event.id == past_event.id).values(date=utcnow() - timedelta(days=60)))
+    db_session.commit()
+    age(db_session, 90)
+
+    def snapshot():
+        db_session.expire_all()
+        return (
+            db_session.scalar(sa.select(sa.func.count(Booking.id)).execution_options(include_deleted=True)),
+            db_session.scalar(sa.select(sa.func.count(Order.id))),
+        )
+
+    before = snapshot()
+    dry = runner.invoke(args=["db-cleanup", "--older-than", "30", "--dry-run"])
+    assert dry.exit_code == 0 and "Would delete" in dry.output and "bookings   2" in dry.output
+    assert snapshot() == before
+
+    real = runner.invoke(args=["db-cleanup", "--older-than", "30", "--batch-size", "1"])
+    assert real.exit_code == 0, real.output
+    # The expired and the declined booking go, and the expired order with them; the declined
+    # order stays because its payment attempt is money history.
+    assert "bookings   2" in real.output and "orders     1" in real.output
+    db_session.expire_all()
+    assert db_session.get(Order, kept.id).status == "confirmed"  # confirmed bookings stay
+    assert db_session.get(Order, future_expired.id) is not None  # rows of upcoming events stay
+    failed = db_session.scalars(sa.select(Order).where(Order.status == "failed")).all()
+    assert len(failed) == 1 and failed[0].payments  # money history (a declined charge) stays
+
+
+@pytest.mark.parametrize("days", ["0", "-5"])
+def test_db_cleanup_refuses_less_than_a_day(runner, days):
+    result = runner.invoke(args=["db-cleanup", "--older-than", days])
+    assert result.exit_code != 0 and "at least 1 day" in result.output
+
+
+def test_health_command_and_endpoint(runner, client, redis_client, app):
+    result = runner.invoke(args=["health"])
+    assert result.exit_code == 1
+    assert "no heartbeat yet" in result.output and "no worker" in result.output
+    assert client.get("/healthz").status_code == 503
+
+    jobs.schedule_periodic_jobs(redis_client)
+    jobs.scheduler(redis_client).heartbeat()
+    worker = SimpleWorker([jobs.queue(redis_client)], connection=redis_client)
+    worker.register_birth()
+    try:
+        result = runner.invoke(args=["health"])
+        assert result.exit_code == 0, result.output
+        assert "healthy" in result.output
+        response = client.get("/healthz")
+        assert response.status_code == 200
+        body = response.get_json()
+        assert body["healthy"] and body["checks"]["migrations"]["ok"] and body["checks"]["workers"]["detail"] == "1 worker(s)"
+    finally:
+        worker.register_death()
+
+
+def test_healthz_reports_redis_down_quickly(client, app):
+    app.config["REDIS_URL"] = "redis://127.0.0.1:1/0"
+    started = time.perf_counter()
+    response = client.get("/healthz")
+    assert time.perf_counter() - started < 5
+    assert response.status_code == 503
+    assert "unreachable" in response.get_json()["checks"]["redis"]["detail"]
+
+
+def test_web_still_sells_when_redis_is_down(client, factory, db_session, login, app, monkeypatch):
+    from app import extensions
+
+    monkeypatch.setitem(app.extensions, "stagepass_redis", redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2))
+    monkeypatch.setattr(extensions, "_redis_down_until", [0.0])
+    event = factory.event()
+    buyer = factory.user()
+    login(buyer)
+    held = client.post(
+        f"/api/events/{event.id}/holds", json={"seat_ids": first_seats(db_session, event)},
+        headers={"X-CSRFToken": csrf_token(client, "/")},
+    )
+    assert held.status_code == 201, held.get_json()
+    paid = client.post(held.get_json()["checkout_url"], data={"method": "card", "card_number": payments.CARD_SUCCEEDS, "csrf_token": csrf_token(client, "/")})
+    assert paid.status_code == 302
+    assert db_session.scalar(sa.select(Order.status)) == "confirmed"
+    assert db_session.scalar(sa.select(Order.total_amount)) == Decimal("25.00")

@@ -16,6 +16,8 @@ import pytest
 import sqlalchemy as sa
 
 MARIADB_SERVER_URL = os.environ.get("TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306")
+REDIS_SERVER_URL = os.environ.get("TEST_REDIS_SERVER_URL", "redis://127.0.0.1:6379")
+TEST_REDIS_DATABASES = range(10, 16)  # 0 is the default for development, 9 for the benchmarks
 BACKEND = os.environ.get("STAGEPASS_TEST_DB", "sqlite")
 
 
@@ -40,6 +42,31 @@ def _create_database():
     return f"sqlite:///{Path(folder.name) / 'test.sqlite'}", folder.cleanup
 
 
+def _claim_redis_database():
+    """A Redis database of its own for this run (TEST_REDIS_URL forces one).
+
+    Tests empty their Redis database and listen to its channels; two runs on one machine (a
+    developer's and CI's) sharing one would see each other's messages and wipe each other's jobs.
+    The claims live in database 0 and expire by themselves if a run dies.
+    """
+    import redis
+
+    if os.environ.get("TEST_REDIS_URL"):
+        return os.environ["TEST_REDIS_URL"], lambda: None
+    registry = redis.Redis.from_url(f"{REDIS_SERVER_URL}/0")
+    claim = f"{os.getpid()}-{secrets.token_hex(3)}"
+    for number in TEST_REDIS_DATABASES:
+        key = f"stagepass:test-run-claims:db{number}"
+        if registry.set(key, claim, nx=True, ex=3 * 3600):
+
+            def release(key=key):
+                if registry.get(key) == claim.encode():
+                    registry.delete(key)
+
+            return f"{REDIS_SERVER_URL}/{number}", release
+    raise pytest.UsageError(f"every test Redis database ({list(TEST_REDIS_DATABASES)}) is claimed by another run")
+
+
 def pytest_report_header(config):
     return f"StagePass test database: {BACKEND}"
 
@@ -62,7 +89,19 @@ def database_url():
 
 
 @pytest.fixture(scope="session")
-def app(database_url):
+def redis_url():
+    import redis
+
+    url, release = _claim_redis_database()
+    database = redis.Redis.from_url(url)
+    database.flushdb()  # what an earlier run left (counters, jobs) is not this run's
+    yield url
+    database.flushdb()
+    release()
+
+
+@pytest.fixture(scope="session")
+def app(database_url, redis_url):
     from flask_migrate import upgrade
 
     from app import create_app
@@ -71,6 +110,7 @@ def app(database_url):
     class SessionTestConfig(TestConfig):
         SQLALCHEMY_DATABASE_URI = database_url
         SQLALCHEMY_ENGINE_OPTIONS = engine_options_for(database_url)
+        REDIS_URL = RATELIMIT_STORAGE_URI = redis_url
 
     app = create_app(SessionTestConfig)
     from app.extensions import limiter

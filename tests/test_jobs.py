@@ -1,4 +1,4 @@
-"""Jobs, schedule, cleanup and health, against a real Redis (the test database of TEST_REDIS_URL)."""
+"""Jobs, schedule, cleanup and health, against a real Redis (the database this test run claimed)."""
 import time
 from datetime import timedelta
 from decimal import Decimal

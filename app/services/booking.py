@@ -33,7 +33,7 @@ from app.models import (
     User,
     utcnow,
 )
-from app.services import seat_changes, states
+from app.services import seat_changes, seatmap, states
 from app.services.errors import DomainError, InvalidRequest, NotFound
 from app.services.transactions import SeatsBusy, run_unit_of_work
 
@@ -262,16 +262,21 @@ def hold(user: User, event: Event, seat_ids, *, now: datetime | None = None) -> 
             for seat_id in ids
         )
         db.session.flush()
-        seat_changes.mark_changed(event_id, ids)
-        return order
+        seat_changes.mark_changed(event_id, ids, state=seatmap.STATE_CODES[SeatStatus.RESERVED])
+        return order, dict(sa.inspect(order).dict)
 
     try:
-        return run_unit_of_work(work)
+        order, written = run_unit_of_work(work)
     except IntegrityError as error:
         # Only reachable where row locks do not exist (SQLite): the unique keys decided the race.
         if "pending_event_id" in str(error.orig) or "one_pending" in str(error.orig):
             raise CheckoutAlreadyOpen() from None
         raise _unavailable(_seats_taken_now(ids)) from None
+    # The commit expired the order, but we wrote every value it has: keep them instead of a re-read.
+    for name, value in written.items():
+        if not name.startswith("_"):
+            so.attributes.set_committed_value(order, name, value)
+    return order
 
 
 def _unavailable(seats) -> SeatUnavailable:

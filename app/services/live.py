@@ -9,6 +9,7 @@ change counter (the same one the seat-map cache is keyed on), so a browser can t
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import queue
@@ -24,6 +25,7 @@ from app.services import seat_changes, seatmap
 log = logging.getLogger(__name__)
 
 
+@functools.lru_cache(maxsize=8)
 def _redis_db(redis_url: str) -> int:
     return int(redis.connection.parse_url(redis_url).get("db", 0))
 

@@ -1,7 +1,8 @@
 """Seat changes, announced once their transaction has committed (never before).
 
 Services call `mark_changed(event_id, seat_ids)` inside the unit of work that changes seats. Just
-before the commit the seats' new states are read on the same connection (so announcing needs no
+before the commit the seats' new states are read on the same connection (unless the caller passed
+them as `state`, a code every one of its seats now has) (so announcing needs no
 second connection, which a busy pool may not have); after the commit every registered listener
 gets `(event_id, [[seat_id, state_code], ...])` once per event. After a rollback nothing is said.
 """
@@ -17,6 +18,7 @@ log = logging.getLogger(__name__)
 _listeners = []
 _describe = [None]
 _CHANGED = "stagepass_seat_changes"
+_KNOWN = "stagepass_seat_known_states"
 _STATES = "stagepass_seat_states"
 
 
@@ -32,10 +34,20 @@ def describe_with(describe):
     _describe[0] = describe
 
 
-def mark_changed(event_id: int, seat_ids, session=None) -> None:
-    """Note that seats of the event changed (no seat ids: the event itself changed)."""
+def mark_changed(event_id: int, seat_ids, session=None, state: str | None = None) -> None:
+    """Note that seats of the event changed (no seat ids: the event itself changed).
+
+    `state` is the code all of these seats now have, when the caller knows it for certain (it set
+    it under a lock in this transaction): it spares a read before commit on the hot path.
+    """
     session = session or db.session()
     session.info.setdefault(_CHANGED, defaultdict(set))[event_id].update(seat_ids)
+    known = session.info.setdefault(_KNOWN, {})
+    for seat_id in seat_ids:
+        if state is None:
+            known.pop(seat_id, None)
+        else:
+            known[seat_id] = state
 
 
 @sa.event.listens_for(so.Session, "before_commit")
@@ -43,15 +55,23 @@ def _describe_changes(session):
     changes = session.info.get(_CHANGED)
     if not changes or _describe[0] is None:
         return
-    session.flush()
-    connection = session.connection()
-    session.info[_STATES] = {
-        event_id: (_describe[0](connection, sorted(seat_ids)) if seat_ids else []) for event_id, seat_ids in changes.items()
-    }
+    known = session.info.get(_KNOWN, {})
+    session.info[_STATES] = {event_id: _describe_seats(session, sorted(seat_ids), known) for event_id, seat_ids in changes.items()}
+
+
+def _describe_seats(session, seat_ids, known) -> list[list]:
+    unknown = [seat_id for seat_id in seat_ids if seat_id not in known]
+    read = {}
+    if unknown:
+        session.flush()
+        read = dict(_describe[0](session.connection(), unknown))
+    read.update((seat_id, known[seat_id]) for seat_id in seat_ids if seat_id in known)
+    return [[seat_id, read[seat_id]] for seat_id in seat_ids if seat_id in read]
 
 
 @sa.event.listens_for(so.Session, "after_commit")
 def _announce(session):
+    session.info.pop(_KNOWN, None)
     changes = session.info.pop(_CHANGED, None)
     described = session.info.pop(_STATES, {})
     if not changes:
@@ -67,4 +87,5 @@ def _announce(session):
 @sa.event.listens_for(so.Session, "after_rollback")
 def _forget(session):
     session.info.pop(_CHANGED, None)
+    session.info.pop(_KNOWN, None)
     session.info.pop(_STATES, None)

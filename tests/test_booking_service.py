@@ -11,6 +11,10 @@ from app.services.errors import IllegalTransition
 from app.services.events import CategorySpec
 
 
+ARABIC_INDIC_DIGITS = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
+FULLWIDTH_DIGITS = str.maketrans("0123456789", "０１２３４５６７８９")
+
+
 def seat_ids(db_session, event, count=None):
     ids = db_session.scalars(sa.select(Seat.id).where(Seat.event_id == event.id).order_by(Seat.id)).all()
     return ids[:count] if count else ids
@@ -111,6 +115,23 @@ def test_own_expired_checkout_gives_way_to_a_new_one(db_session, factory):
         (lambda ids: [None], booking.UnknownSeats),
         (lambda ids: [[ids[0]]], booking.UnknownSeats),
         (lambda ids: "12", booking.UnknownSeats),
+        (lambda ids: (ids[0],), booking.UnknownSeats),
+        (lambda ids: (seat_id for seat_id in ids[:1]), booking.UnknownSeats),
+        # Strings count only as plain ASCII digits: int() would read these into real seats...
+        (lambda ids: [f" {ids[0]} "], booking.UnknownSeats),
+        (lambda ids: [f"{ids[0]}\n"], booking.UnknownSeats),
+        (lambda ids: [f"+{ids[0]}"], booking.UnknownSeats),
+        (lambda ids: [str(ids[0]).translate(ARABIC_INDIC_DIGITS)], booking.UnknownSeats),
+        (lambda ids: [str(ids[0]).translate(FULLWIDTH_DIGITS)], booking.UnknownSeats),
+        # ...and these pass str.isdigit() but make int() raise.
+        (lambda ids: ["²"], booking.UnknownSeats),
+        (lambda ids: ["①"], booking.UnknownSeats),
+        (lambda ids: ["9" * 5000], booking.UnknownSeats),
+        (lambda ids: ["99999999999"], booking.UnknownSeats),
+        (lambda ids: ["0"], booking.UnknownSeats),
+        # The length is checked before any element: a huge body is not converted id by id.
+        (lambda ids: ["x"] * 7, booking.TooManySeats),
+        (lambda ids: [ids[0]] * 2_000_000, booking.TooManySeats),
     ],
 )
 def test_bad_seat_choices_are_refused(db_session, factory, chosen, error):
@@ -118,6 +139,13 @@ def test_bad_seat_choices_are_refused(db_session, factory, chosen, error):
     with pytest.raises(error):
         booking.hold(factory.user(), event, chosen(seat_ids(db_session, event)))
     assert db_session.scalar(sa.select(sa.func.count(Order.id))) == 0
+
+
+def test_seat_ids_may_be_ascii_digit_strings(db_session, factory):
+    event = factory.event()
+    ids = seat_ids(db_session, event, 2)
+    order = booking.hold(factory.user(), event, [str(ids[1]), ids[0]])
+    assert sorted(b.seat_id for b in order.bookings) == ids
 
 
 def test_seats_of_another_event_are_refused(db_session, factory):

@@ -147,6 +147,11 @@ def test_release_from_my_bookings(client, factory, db_session, buyer):
         (lambda ids, other: ids[:7], 400, "too_many_seats"),
         (lambda ids, other: [], 400, "no_seats"),
         (lambda ids, other: ["x"], 400, "unknown_seats"),
+        (lambda ids, other: ["²"], 400, "unknown_seats"),
+        (lambda ids, other: ["①"], 400, "unknown_seats"),
+        (lambda ids, other: ["9" * 5000], 400, "unknown_seats"),
+        (lambda ids, other: [f" {ids[0]} "], 400, "unknown_seats"),
+        (lambda ids, other: ["x"] * 2_000, 400, "too_many_seats"),
     ],
 )
 def test_bad_holds_are_refused_and_change_nothing(client, factory, db_session, buyer, choose, status, code):

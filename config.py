@@ -40,6 +40,9 @@ class Config:
     MAX_SEAT_COLUMNS = _int("MAX_SEAT_COLUMNS", 20)
     MAX_SEATS_PER_ORDER = _int("MAX_SEATS_PER_ORDER", 6)
     SEAT_LOCK_RETRIES = _int("SEAT_LOCK_RETRIES", 5)
+    # Larger request bodies are refused with 413 before anything reads them: the biggest real
+    # ones (admin forms, a hold of MAX_SEATS_PER_ORDER ids) are a few kilobytes.
+    MAX_CONTENT_LENGTH = _int("MAX_CONTENT_LENGTH", 1024 * 1024)
     SSE_HEARTBEAT_SECONDS = _int("SSE_HEARTBEAT_SECONDS", 15)
 
     # Rate limits (Flask-Limiter on Redis, so they hold across app servers). Generous enough that

@@ -1,8 +1,8 @@
 """Error handlers: JSON for API calls, a page for everything else."""
-from flask import jsonify, render_template, request
+from flask import current_app, jsonify, render_template, request
 from flask_limiter.errors import RateLimitExceeded
 from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from app.extensions import db
 from app.services.errors import DomainError
@@ -21,6 +21,13 @@ def error_response(status: int, message: str, code: str, **details):
     return render_template("errors/error.html", status=status, message=message), status
 
 
+def _size(limit: int) -> str:
+    for unit, factor in (("MiB", 1024 * 1024), ("KiB", 1024)):
+        if limit >= factor and limit % factor == 0:
+            return f"{limit // factor} {unit}"
+    return f"{limit} bytes"
+
+
 def register(app):
     @app.errorhandler(CSRFError)
     def csrf_error(error):
@@ -32,6 +39,12 @@ def register(app):
         return error_response(
             429, f"Too many attempts ({error.description}). Please wait a moment and try again.", "rate_limited"
         )
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def too_large(error):
+        limit = current_app.config.get("MAX_CONTENT_LENGTH")
+        limit_text = f" (at most {_size(limit)})" if limit else ""
+        return error_response(413, f"That request is too large{limit_text}. Nothing was changed.", "too_large")
 
     @app.errorhandler(DomainError)
     def domain_error(error):

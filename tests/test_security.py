@@ -140,3 +140,35 @@ def test_limits_fail_open_when_redis_is_down(app, client, factory, runner, limit
     assert response.status_code == 302  # selling goes on
     result = runner.invoke(args=["health"])
     assert "rate limits" in result.output and "failing open" in result.output
+
+
+def test_request_bodies_are_limited_to_one_mebibyte_by_default(app):
+    assert app.config["MAX_CONTENT_LENGTH"] == 1024 * 1024
+
+
+def test_oversized_hold_is_a_json_413_and_changes_nothing(client, factory, db_session, login):
+    import sqlalchemy as sa
+
+    from app.models import Order, Seat
+
+    event = factory.event()
+    login(factory.user())
+    token = csrf_token(client, "/")
+    seat_id = db_session.scalar(sa.select(Seat.id).where(Seat.event_id == event.id).order_by(Seat.id))
+    body = {"seat_ids": [seat_id] * 500_000}  # at least 1.5 MB of JSON
+    response = client.post(f"/api/events/{event.id}/holds", json=body, headers={"X-CSRFToken": token})
+    assert response.status_code == 413, response.get_data(as_text=True)[:500]
+    assert response.get_json()["code"] == "too_large"
+    assert "too large" in response.get_json()["error"] and "1 MiB" in response.get_json()["error"]
+    assert db_session.scalar(sa.select(sa.func.count(Order.id))) == 0
+
+
+def test_oversized_form_is_an_html_413(client, factory, app):
+    app.config["MAX_CONTENT_LENGTH"] = 4096
+    user = factory.user()
+    token = csrf_token(client)
+    response = client.post("/auth/login", data={"email": user.email, "password": "x" * 5000, "csrf_token": token})
+    assert response.status_code == 413
+    assert response.mimetype == "text/html"
+    page = response.get_data(as_text=True)
+    assert "too large" in page and "4 KiB" in page

@@ -40,6 +40,9 @@ class Config:
     MAX_SEAT_COLUMNS = _int("MAX_SEAT_COLUMNS", 20)
     MAX_SEATS_PER_ORDER = _int("MAX_SEATS_PER_ORDER", 6)
     SEAT_LOCK_RETRIES = _int("SEAT_LOCK_RETRIES", 5)
+    # innodb_lock_wait_timeout of every MySQL/MariaDB connection (the server's default is 50 s):
+    # a transaction stuck behind a long-held row lock gives up after this and says "busy".
+    DB_LOCK_WAIT_SECONDS = _int("DB_LOCK_WAIT_SECONDS", 5)
     # Larger request bodies are refused with 413 before anything reads them: the biggest real
     # ones (admin forms, a hold of MAX_SEATS_PER_ORDER ids) are a few kilobytes.
     MAX_CONTENT_LENGTH = _int("MAX_CONTENT_LENGTH", 1024 * 1024)

@@ -4,7 +4,7 @@ import logging
 from flask import Flask
 
 from config import BASE_DIR, config_from_env
-from app.extensions import csrf, db, limiter, login_manager, migrate
+from app.extensions import configure_engines, csrf, db, limiter, login_manager, migrate
 
 
 def create_app(config_class=None):
@@ -37,6 +37,7 @@ def _refuse_insecure_production(app):
 
 def register_extensions(app):
     db.init_app(app)
+    configure_engines(app)
     migrate.init_app(app, db, directory=str(BASE_DIR / "migrations"))
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"

@@ -35,6 +35,21 @@ csrf = CSRFProtect()
 limiter = Limiter(key_func=get_remote_address)
 
 
+def configure_engines(app):
+    """Session settings every new MySQL/MariaDB connection of the app's engines starts with."""
+    seconds = int(app.config["DB_LOCK_WAIT_SECONDS"])
+
+    def set_lock_wait(dbapi_connection, _connection_record):
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute(f"SET SESSION innodb_lock_wait_timeout = {seconds}")
+
+    with app.app_context():
+        engines = list(db.engines.values())
+    for engine in engines:
+        if engine.dialect.name in ("mysql", "mariadb"):
+            sa.event.listen(engine, "connect", set_lock_wait)
+
+
 def get_redis():
     """The app's Redis client (one connection pool per process, created on first use)."""
     client = current_app.extensions.get("stagepass_redis")

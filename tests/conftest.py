@@ -8,6 +8,7 @@ import os
 import re
 import secrets
 import tempfile
+from contextlib import contextmanager
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -128,6 +129,7 @@ def app(database_url, redis_url):
 @pytest.fixture(autouse=True)
 def app_context(app):
     """Each test runs in an app context and leaves every table empty behind it."""
+    from app.extensions import limiter
     from app.services import seatmap
 
     saved_config = dict(app.config)
@@ -136,6 +138,7 @@ def app_context(app):
         yield
     app.config.clear()
     app.config.update(saved_config)
+    limiter.enabled = False  # another create_app() in the test (simulate-booking's) switched it on
     with app.app_context():
         empty_tables()
 
@@ -147,6 +150,21 @@ def empty_tables():
     with db.engine.begin() as connection:
         for table in reversed(db.metadata.sorted_tables):
             connection.execute(table.delete())
+
+
+@contextmanager
+def app_with(app, **settings):
+    """A second app on the same databases with some settings changed: its own engine and pool."""
+    from app import create_app
+    from app.extensions import db
+
+    config = {key: value for key, value in app.config.items() if key.isupper()}
+    other = create_app(type("ChangedConfig", (), {**config, **settings}))
+    try:
+        yield other
+    finally:
+        with other.app_context():
+            db.engine.dispose()
 
 
 @pytest.fixture

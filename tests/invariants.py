@@ -46,3 +46,12 @@ def assert_invariants():
         sa.select(sa.func.coalesce(sa.func.sum(Booking.total_amount), 0)).where(Booking.status == "confirmed")
     )
     assert Decimal(charged) - Decimal(refunded) == Decimal(kept), (charged, refunded, kept)
+
+
+def hold_rows():
+    """Every row of the tables a hold writes (seats, orders, bookings), read past the session."""
+    with db.engine.connect() as connection:
+        return {
+            table.name: connection.execute(sa.select(table).order_by(*table.primary_key.columns)).all()
+            for table in (Seat.__table__, Order.__table__, Booking.__table__)
+        }

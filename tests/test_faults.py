@@ -11,7 +11,8 @@ import sqlalchemy as sa
 from app.extensions import db
 from app.models import Event, Order, Payment, Seat, User, utcnow
 from app.services import booking, payments
-from tests.invariants import assert_invariants
+from tests.conftest import app_with
+from tests.invariants import assert_invariants, hold_rows
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -106,6 +107,56 @@ def test_forced_deadlock_between_two_multi_seat_holds(app, factory, monkeypatch)
         thread.join(30)
     outcomes = sorted(kind for kind, _ in results.values())
     assert outcomes == ["ok", "seat_unavailable"], results
+    assert_invariants()
+
+
+@pytest.mark.mariadb
+def test_connections_wait_for_row_locks_only_db_lock_wait_seconds(app):
+    assert app.config["DB_LOCK_WAIT_SECONDS"] == 5
+    with db.engine.connect() as connection:
+        assert connection.execute(sa.text("SELECT @@SESSION.innodb_lock_wait_timeout")).scalar() == 5
+
+
+@pytest.mark.mariadb
+def test_hold_behind_a_long_held_row_lock_is_busy_within_seconds(app, factory):
+    """Another transaction keeps a seat locked: the hold's lock waits time out (1205), are retried
+    a bounded number of times and end as "busy, try again" in seconds; nothing is written and the
+    lock holder is unharmed."""
+    import time
+
+    event = factory.event(rows=1, columns=3)
+    ids = seat_ids(event, 2)
+    event_id, buyer_id = event.id, factory.user().id
+    before = hold_rows()
+    outcome = {}
+    with app_with(app, DB_LOCK_WAIT_SECONDS=1) as quick, db.engine.connect() as holder:
+        holder.execute(sa.select(Seat.id).where(Seat.id == ids[1]).with_for_update())
+
+        def buyer_thread():
+            with quick.app_context():
+                begin = time.perf_counter()
+                try:
+                    outcome["order"] = booking.hold(db.session.get(User, buyer_id), db.session.get(Event, event_id), ids).id
+                except booking.DomainError as error:
+                    outcome["refused"] = error
+                finally:
+                    outcome["seconds"] = time.perf_counter() - begin
+                    db.session.remove()
+
+        thread = threading.Thread(target=buyer_thread)
+        thread.start()
+        thread.join(15)
+        stuck = thread.is_alive()
+        during = hold_rows()
+        holder.execute(sa.update(Seat).where(Seat.id == ids[1]).values(updated_at=utcnow()))
+        holder.commit()  # the lock holder was neither rolled back nor blocked
+        thread.join(60)
+    assert not stuck, "the hold was still waiting for the row lock after 15 s"
+    assert isinstance(outcome.get("refused"), booking.SeatsBusy), outcome
+    assert outcome["refused"].status == 503 and "try again" in outcome["refused"].message
+    assert outcome["seconds"] < quick.config["SEAT_LOCK_RETRIES"] * 1 + 3, outcome
+    assert during == before
+    assert hold_rows()["seats"] != before["seats"]
     assert_invariants()
 
 

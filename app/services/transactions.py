@@ -30,16 +30,24 @@ class SeatsBusy(DomainError):
 MYSQL_CONNECTION_LOST = (2006, 2013, 1927)  # server gone away, lost during query, killed
 
 
+# A lock-wait timeout has already waited DB_LOCK_WAIT_SECONDS for a lock someone holds for long:
+# it is tried once more, not SEAT_LOCK_RETRIES times, so the wait stays bounded by about twice that.
+LOCK_WAIT_ATTEMPTS = 2
+
+
+def _mysql_error_code(error: DBAPIError):
+    args = getattr(getattr(error, "orig", None), "args", ())
+    return args[0] if args else None
+
+
 def is_lock_conflict(error: DBAPIError) -> bool:
     """Safe to run the whole unit again: a deadlock or lock-wait timeout (MySQL/MariaDB), a busy
     SQLite file, or a connection that died mid-transaction (the server rolled it back)."""
     if getattr(error, "connection_invalidated", False):
         return True
-    original = getattr(error, "orig", None)
-    args = getattr(original, "args", ())
-    if args and args[0] in (MYSQL_DEADLOCK, MYSQL_LOCK_WAIT_TIMEOUT, *MYSQL_CONNECTION_LOST):
+    if _mysql_error_code(error) in (MYSQL_DEADLOCK, MYSQL_LOCK_WAIT_TIMEOUT, *MYSQL_CONNECTION_LOST):
         return True
-    return "database is locked" in str(original)
+    return "database is locked" in str(getattr(error, "orig", None))
 
 
 def _begin_writing() -> None:
@@ -53,9 +61,11 @@ def _begin_writing() -> None:
 def run_unit_of_work(work, *, attempts=None):
     """Run `work()` and commit; on a lock conflict roll back and run it again, a bounded number of times.
 
-    Domain errors roll back and propagate at once. After the last attempt a conflict becomes SeatsBusy.
+    Domain errors roll back and propagate at once. After the last attempt (or the second lock-wait
+    timeout) a conflict becomes SeatsBusy.
     """
     attempts = attempts or current_app.config["SEAT_LOCK_RETRIES"]
+    lock_waits = 0
     for attempt in range(1, attempts + 1):
         try:
             _begin_writing()
@@ -67,7 +77,8 @@ def run_unit_of_work(work, *, attempts=None):
             if not is_lock_conflict(error):
                 raise
             log.info("lock conflict (attempt %d/%d): %s", attempt, attempts, error.orig)
-            if attempt == attempts:
+            lock_waits += _mysql_error_code(error) == MYSQL_LOCK_WAIT_TIMEOUT
+            if attempt == attempts or lock_waits == LOCK_WAIT_ATTEMPTS:
                 raise SeatsBusy() from error
             # Back off a little, with jitter, so the colliding transactions do not meet again.
             time.sleep(random.uniform(0, 0.02 * attempt))

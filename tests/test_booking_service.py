@@ -9,6 +9,7 @@ from app.models import Booking, Event, Order, Payment, Seat, utcnow
 from app.services import booking, payments, states
 from app.services.errors import IllegalTransition
 from app.services.events import CategorySpec
+from tests.invariants import hold_rows
 
 
 ARABIC_INDIC_DIGITS = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
@@ -152,6 +153,105 @@ def test_seats_of_another_event_are_refused(db_session, factory):
     event, other = factory.event(), factory.event()
     with pytest.raises(booking.UnknownSeats):
         booking.hold(factory.user(), event, seat_ids(db_session, other, 1))
+
+
+def test_holding_seats_you_already_hold_points_to_your_checkout(db_session, factory):
+    event = factory.event()
+    buyer = factory.user()
+    ids = seat_ids(db_session, event, 3)
+    first = booking.hold(buyer, event, ids[:2])
+    for again in (ids[:2], ids[1:3]):
+        with pytest.raises(booking.CheckoutAlreadyOpen) as refused:
+            booking.hold(buyer, event, again)
+        assert refused.value.details["order_reference"] == first.reference
+
+
+def test_a_held_seat_of_another_event_is_unknown_here(db_session, factory):
+    event, other = factory.event(), factory.event()
+    booking.hold(factory.user(), other, seat_ids(db_session, other, 1))
+    with pytest.raises(booking.UnknownSeats):
+        booking.hold(factory.user(), event, seat_ids(db_session, other, 1))
+
+
+def _expired_checkout(event, ids, buyer):
+    """The buyer's hold that ran out and was not cleaned up yet: the locked check closes it."""
+    booking.hold(buyer, event, ids[-1:], now=utcnow() - timedelta(minutes=6))
+
+
+def _taken_by_another_buyer(factory, event, other, ids, other_ids, buyer):
+    booking.hold(factory.user(), event, ids[:1])
+    return ids[:2]
+
+
+def _unknown_seat(factory, event, other, ids, other_ids, buyer):
+    return [ids[1], 999999]
+
+
+def _free_seat_of_another_event(factory, event, other, ids, other_ids, buyer):
+    return other_ids[:1]
+
+
+def _held_seat_of_another_event(factory, event, other, ids, other_ids, buyer):
+    booking.hold(factory.user(), other, other_ids[:1])
+    return other_ids[:1]
+
+
+def _own_seats_again(factory, event, other, ids, other_ids, buyer):
+    booking.hold(buyer, event, ids[:2])
+    return ids[:2]
+
+
+def _own_seat_and_another(factory, event, other, ids, other_ids, buyer):
+    booking.hold(buyer, event, ids[:2])
+    return ids[1:3]
+
+
+def _other_seats_with_a_checkout_open(factory, event, other, ids, other_ids, buyer):
+    booking.hold(buyer, event, ids[:2])
+    return ids[3:4]
+
+
+def _sales_ended_with_seats_held(factory, event, other, ids, other_ids, buyer):
+    booking.hold(factory.user(), event, ids[:1])
+    _expired_checkout(event, ids, buyer)
+    event.sales_ended_at = utcnow()
+    booking.db.session.commit()
+    return ids[:2]
+
+
+def _too_many_seats(factory, event, other, ids, other_ids, buyer):
+    return ids[1:8]
+
+
+@pytest.mark.parametrize(
+    "scenario, error",
+    [
+        (_taken_by_another_buyer, booking.SeatUnavailable),
+        (_unknown_seat, booking.UnknownSeats),
+        (_free_seat_of_another_event, booking.UnknownSeats),
+        (_held_seat_of_another_event, booking.UnknownSeats),
+        (_own_seats_again, booking.CheckoutAlreadyOpen),
+        (_own_seat_and_another, booking.CheckoutAlreadyOpen),
+        (_other_seats_with_a_checkout_open, booking.CheckoutAlreadyOpen),
+        (_sales_ended_with_seats_held, booking.EventNotOnSale),
+        (_too_many_seats, booking.TooManySeats),
+    ],
+)
+@pytest.mark.parametrize("fast_path", ["with the fast path", "race lost after the fast path"])
+def test_every_refusal_of_a_hold_changes_no_row(db_session, factory, monkeypatch, scenario, error, fast_path):
+    """Also when the locked check refuses after it closed the buyer's expired checkout."""
+    event, other = factory.event(), factory.event()
+    ids, other_ids = seat_ids(db_session, event), seat_ids(db_session, other)
+    buyer = factory.user()
+    wanted = scenario(factory, event, other, ids, other_ids, buyer)
+    if booking.pending_order_for(buyer, event) is None:
+        _expired_checkout(event, ids, buyer)
+    if fast_path != "with the fast path":
+        monkeypatch.setattr(booking, "_refuse_early", lambda *args: None)
+    before = hold_rows()
+    with pytest.raises(error):
+        booking.hold(buyer, event, wanted)
+    assert hold_rows() == before
 
 
 @pytest.mark.parametrize("status", ["draft", "cancelled"])

@@ -182,6 +182,27 @@ def test_taken_seat_is_named(client, factory, db_session, buyer):
     assert "A2" in body["error"]
 
 
+def test_holding_the_same_seats_twice_points_to_the_open_checkout(client, factory, db_session, buyer):
+    event = factory.event()
+    ids = seat_ids(db_session, event, 2)
+    first = hold(client, event, ids).get_json()
+    before = counts(db_session)
+    response = hold(client, event, ids)
+    assert response.status_code == 409
+    body = response.get_json()
+    assert body["code"] == "checkout_open" and body["order_reference"] == first["reference"]
+    assert counts(db_session) == before
+
+
+def test_a_held_seat_of_another_event_is_unknown(client, factory, db_session, buyer):
+    event, other = factory.event(), factory.event()
+    booking.hold(factory.user(), other, seat_ids(db_session, other, 1))
+    before = counts(db_session)
+    response = hold(client, event, seat_ids(db_session, other, 1))
+    assert response.status_code == 400 and response.get_json()["code"] == "unknown_seats"
+    assert counts(db_session) == before
+
+
 def test_guest_hold_gets_login_url(client, factory, db_session):
     event = factory.event()
     response = hold(client, event, seat_ids(db_session, event, 1))

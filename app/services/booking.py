@@ -127,14 +127,17 @@ def _pending_order(user_id: int, event_id: int) -> Order | None:
     )
 
 
-def _lock_seats(seat_ids, event_id=None) -> list[Seat]:
-    """SELECT ... FOR UPDATE the seats, in ascending id order (fresh values, not the session's)."""
+def _seats_query(seat_ids, event_id: int | None = None):
+    """The seats (of the event, if given) in ascending id order, fresh values, not the session's."""
     query = sa.select(Seat).where(Seat.id.in_(sorted(set(seat_ids)))).order_by(Seat.id)
     if event_id is not None:
         query = query.where(Seat.event_id == event_id)
-    return list(
-        db.session.scalars(query.with_for_update().execution_options(populate_existing=True))
-    )
+    return query.execution_options(populate_existing=True)
+
+
+def _lock_seats(seat_ids, event_id=None) -> list[Seat]:
+    """SELECT ... FOR UPDATE the seats, in ascending id order (fresh values, not the session's)."""
+    return list(db.session.scalars(_seats_query(seat_ids, event_id).with_for_update()))
 
 
 def _lock_order(order_id: int) -> Order:
@@ -209,11 +212,7 @@ def hold(user: User, event: Event, seat_ids, *, now: datetime | None = None) -> 
     """Hold all of the seats for the buyer, or none: one pending order, one pending booking per seat."""
     ids = _checked_seat_ids(seat_ids)
     event_id, user_id = event.id, user.id
-    # Without locks, a seat already taken fails fast: in a rush most buyers stop here instead of
-    # queueing for the row lock only to find the seat gone. The locked check below decides.
-    taken = [seat for seat in _seats_now(ids) if not seat.is_free(now or utcnow())]
-    if taken:
-        raise _unavailable(taken)
+    _refuse_early(user_id, event_id, ids, now or utcnow())
 
     def work():
         moment = now or utcnow()
@@ -282,6 +281,25 @@ def hold(user: User, event: Event, seat_ids, *, now: datetime | None = None) -> 
     return order
 
 
+def _refuse_early(user_id: int, event_id: int, ids, now: datetime) -> None:
+    """Without locks, seats already taken fail fast: in a rush most buyers stop here instead of
+    queueing for the row lock only to find the seats gone. The locked check in hold() decides.
+
+    One read when the seats are free; otherwise it refuses for the reason the locked check would
+    give first, so seats the buyer already holds are their open checkout, not someone else's.
+    """
+    seats = _seats_now(ids, event_id)
+    if len(seats) == len(ids) and all(seat.is_free(now) for seat in seats):
+        return
+    _check_on_sale(db.session.get(Event, event_id, populate_existing=True), now)
+    open_order = _pending_order(user_id, event_id)
+    if open_order is not None and not open_order.hold_has_expired(now):
+        raise CheckoutAlreadyOpen(order_reference=open_order.reference)
+    if len(seats) != len(ids):
+        raise UnknownSeats()
+    raise _unavailable([seat for seat in seats if not seat.is_free(now)])
+
+
 def _unavailable(seats) -> SeatUnavailable:
     labels = [seat.label for seat in seats]
     noun = "Seat" if len(labels) == 1 else "Seats"
@@ -293,10 +311,8 @@ def _unavailable(seats) -> SeatUnavailable:
     )
 
 
-def _seats_now(ids) -> list[Seat]:
-    return db.session.scalars(
-        sa.select(Seat).where(Seat.id.in_(ids)).order_by(Seat.id).execution_options(populate_existing=True)
-    ).all()
+def _seats_now(ids, event_id: int | None = None) -> list[Seat]:
+    return db.session.scalars(_seats_query(ids, event_id)).all()
 
 
 def _seats_taken_now(ids) -> list[Seat]:

@@ -1,9 +1,14 @@
 import json
+import threading
+import time
 
+import pytest
 import sqlalchemy as sa
 
+from app.extensions import db
 from app.models import Booking, Seat, User
-from tests.invariants import assert_invariants
+from app.services import booking
+from tests.invariants import assert_invariants, hold_rows
 
 
 def first_seat_id(db_session, event):
@@ -62,3 +67,80 @@ def test_seat_of_an_event_not_on_sale(runner, factory, db_session):
     seat_id = first_seat_id(db_session, factory.event(status="draft"))
     result = runner.invoke(args=["simulate-booking", str(seat_id)])
     assert result.exit_code != 0 and "not on sale" in result.output
+
+
+def free_mariadb_connections(db_session):
+    limit = db_session.scalar(sa.text("SELECT @@GLOBAL.max_connections"))
+    in_use = int(db_session.execute(sa.text("SHOW GLOBAL STATUS LIKE 'Threads_connected'")).one()[1])
+    return limit, limit - in_use
+
+
+def test_each_buyer_holds_a_connection_of_its_own_at_the_same_moment(runner, factory, db_session, monkeypatch):
+    """More buyers than the old pool cap of 100, and every one of them has a connection at once."""
+    users = 110
+    if db.engine.dialect.name == "mysql" and free_mariadb_connections(db_session)[1] < users + 10:
+        pytest.skip("the shared MariaDB has too few free connections right now")
+    seat_id = first_seat_id(db_session, factory.event())
+    all_connected = threading.Barrier(users, timeout=20)
+    connections = set()
+    real_hold = booking.hold
+
+    def hold_with_everyone_connected(user, event, seat_ids):
+        connections.add(id(db.session.connection().connection.dbapi_connection))
+        all_connected.wait()
+        return real_hold(user, event, seat_ids)
+
+    monkeypatch.setattr(booking, "hold", hold_with_everyone_connected)
+    result = runner.invoke(args=["simulate-booking", str(seat_id), "--users", str(users), "--json"])
+    assert result.exit_code == 0, result.output[-2000:]
+    assert len(connections) == users
+    assert json.loads(result.stdout.strip().splitlines()[-1])["succeeded"] == 1
+
+
+@pytest.mark.mariadb
+def test_more_buyers_than_the_server_has_connections_is_refused_up_front(runner, factory, db_session):
+    limit, _ = free_mariadb_connections(db_session)
+    if limit >= 5000:
+        pytest.skip(f"max_connections is {limit}: --users cannot go above it")
+    event = factory.event()
+    seat_id = first_seat_id(db_session, event)
+    before = hold_rows()
+    result = runner.invoke(args=["simulate-booking", str(seat_id), "--users", str(limit + 1), "--reset"])
+    assert result.exit_code != 0
+    assert f"max_connections is {limit}" in result.output and "SET GLOBAL max_connections=" in result.output
+    assert "Nothing was changed" in result.output
+    assert hold_rows() == before
+    assert db_session.scalar(sa.select(sa.func.count(User.id)).where(User.email.like("sim-%"))) == 0
+
+
+def test_buyers_still_waiting_after_the_timeout_are_errors(runner, factory, db_session, monkeypatch):
+    seat_id = first_seat_id(db_session, factory.event())
+    release, stuck = threading.Event(), []
+    real_hold = booking.hold
+
+    def one_buyer_gets_stuck(user, event, seat_ids):
+        with lock:
+            first = not stuck
+            if first:
+                stuck.append(threading.current_thread())
+        if first:
+            release.wait(30)
+            raise booking.SeatUnavailable()
+        return real_hold(user, event, seat_ids)
+
+    lock = threading.Lock()
+    monkeypatch.setattr(booking, "hold", one_buyer_gets_stuck)
+    threading.Timer(15, release.set).start()  # never leave the thread behind, even if the command hangs
+    begin = time.perf_counter()
+    result = runner.invoke(args=["simulate-booking", str(seat_id), "--users", "5", "--timeout", "2", "--json"])
+    elapsed = time.perf_counter() - begin
+    release.set()
+    stuck[0].join(10)
+    assert elapsed < 10, elapsed
+    assert result.exit_code == 1
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (summary["succeeded"], summary["conflicts"], summary["errors"]) == (1, 3, 1)
+    assert summary["max_ms"] > 1000  # the stuck buyer, counted until it was given up on
+    assert "did not finish within the --timeout of 2 s" in result.stderr
+    assert "1 buyer(s) were still waiting after --timeout 2 s" in result.stderr
+    assert_invariants()

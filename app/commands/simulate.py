@@ -4,6 +4,7 @@ import sys
 import threading
 
 import click
+import sqlalchemy as sa
 from flask import current_app
 
 from app.extensions import db
@@ -12,24 +13,28 @@ from app.services.booking import _check_on_sale
 from app.services.errors import DomainError
 from app.models import utcnow
 
-MAX_POOL = 100
-
 
 def rush_app(users: int):
-    """A second app on the same database whose pool has a connection for each buyer (up to MAX_POOL)."""
+    """A second app on the same database whose pool has a connection of its own for each buyer."""
     from app import create_app
 
     settings = {key: value for key, value in current_app.config.items() if key.isupper()}
     options = dict(settings.get("SQLALCHEMY_ENGINE_OPTIONS", {}))
-    if settings["SQLALCHEMY_DATABASE_URI"].startswith("mysql"):
-        options.update(pool_size=min(users, MAX_POOL), max_overflow=0, pool_timeout=600)
+    if isinstance(db.engine.pool, sa.pool.QueuePool):
+        options.update(pool_size=users, max_overflow=0)
     settings["SQLALCHEMY_ENGINE_OPTIONS"] = options
     app = create_app(type("RushConfig", (), settings))
     with app.app_context():
         # Connect up front, so the rush measures booking, not connection set-up.
-        connections = [db.engine.connect() for _ in range(min(users, options.get("pool_size", 5)))]
-        for connection in connections:
-            connection.close()
+        connections = []
+        try:
+            for _ in range(users):
+                connections.append(db.engine.connect())
+        except sa.exc.OperationalError as error:
+            raise click.ClickException(f"Could not open {users} database connections: {error.orig}") from None
+        finally:
+            for connection in connections:
+                connection.close()
     return app
 
 
@@ -39,7 +44,9 @@ def rush_app(users: int):
 @click.option("--seats", "seat_count", default=1, show_default=True, type=click.IntRange(1, 50), help="Hold K adjacent seats starting at SEAT_ID.")
 @click.option("--reset", is_flag=True, help="Free the seat(s) and close the buyers' open checkouts first.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line.")
-def simulate_booking(seat_id, users, seat_count, reset, as_json):
+@click.option("--timeout", default=60.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Seconds after which buyers still waiting count as errors.")
+def simulate_booking(seat_id, users, seat_count, reset, as_json, timeout):
     """Release N buyer threads at the same moment on one seat; exit 0 when exactly one got it."""
     try:
         seats = simulation.target_seats(seat_id, seat_count)
@@ -49,6 +56,9 @@ def simulate_booking(seat_id, users, seat_count, reset, as_json):
             raise click.ClickException(f"--seats {seat_count} is above MAX_SEATS_PER_ORDER ({limit}).")
     except DomainError as error:
         raise click.ClickException(error.message) from None
+    shortage = simulation.connection_shortage(users)
+    if shortage:
+        raise click.ClickException(shortage)
     labels = [seat.label for seat in seats]
     event = seats[0].event
     click.echo(f"Event {event.id} {event.name!r}, seats {', '.join(labels)}: {users} buyers.", err=as_json)
@@ -67,7 +77,7 @@ def simulate_booking(seat_id, users, seat_count, reset, as_json):
             with lock:
                 bar.update(1)
 
-        result = simulation.run(app, event_id, seat_ids, buyer_ids, on_done=tick)
+        result = simulation.run(app, event_id, seat_ids, buyer_ids, on_done=tick, timeout=timeout)
     with app.app_context():
         db.engine.dispose()
 
@@ -93,7 +103,12 @@ def simulate_booking(seat_id, users, seat_count, reset, as_json):
     if as_json:
         click.echo(json.dumps(summary))
     if not result.passed:
-        reason = "nobody got the seats (taken already? try --reset)" if result.succeeded == 0 else "see above"
+        if result.timed_out:
+            reason = f"{result.timed_out} buyer(s) were still waiting after --timeout {timeout:g} s"
+        elif result.succeeded == 0:
+            reason = "nobody got the seats (taken already? try --reset)"
+        else:
+            reason = "see above"
         click.echo(f"Simulation failed: {reason}", err=True)
         sys.exit(1)
 

@@ -28,6 +28,7 @@ class SimulationResult:
     wall_s: float = 0.0
     latencies_ms: list[float] = field(default_factory=list)
     error_samples: list[str] = field(default_factory=list)
+    timed_out: int = 0
     live_bookings_per_seat: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -133,46 +134,88 @@ def live_bookings_per_seat(seats: list[Seat]) -> dict[str, int]:
     return {seat.label: counts.get(seat.id, 0) for seat in seats}
 
 
-def run(app, event_id: int, seat_ids: list[int], buyer_ids: list[int], on_done=None) -> SimulationResult:
-    """Release len(buyer_ids) threads at once, each holding the seats through booking.hold()."""
+def connection_shortage(needed: int) -> str | None:
+    """Why MySQL/MariaDB cannot open `needed` more connections at once now, or None if it can."""
+    if db.engine.dialect.name not in ("mysql", "mariadb"):
+        return None
+    limit = db.session.scalar(sa.text("SELECT @@GLOBAL.max_connections"))
+    in_use = int(db.session.execute(sa.text("SHOW GLOBAL STATUS LIKE 'Threads_connected'")).one()[1])
+    db.session.rollback()
+    if needed <= limit - in_use:
+        return None
+    return (
+        f"{needed} buyers need {needed} database connections at once, but the server's max_connections "
+        f"is {limit} with {in_use} open already. Raise it for the run (as a database admin: "
+        f"SET GLOBAL max_connections={needed + in_use + 20}) or choose fewer --users. Nothing was changed."
+    )
+
+
+def run(app, event_id: int, seat_ids: list[int], buyer_ids: list[int], on_done=None, timeout: float = 60.0) -> SimulationResult:
+    """Release len(buyer_ids) threads at once, each holding the seats through booking.hold().
+
+    Buyers still waiting `timeout` seconds after the start are given up on and counted as errors.
+    """
     count = len(buyer_ids)
+    deadline = time.perf_counter() + timeout
     barrier = threading.Barrier(count + 1)
+    # Each buyer stores one tuple (kind, began, ended, detail) when it is done; None: still busy.
     outcomes: list = [None] * count
-    finished_at = [0.0] * count
-    started = [0.0]
+    began: list = [None] * count
+    reporting = threading.Lock()
+    given_up = [False]
+
+    def report_done():
+        with reporting:
+            if on_done and not given_up[0]:
+                on_done()
 
     def buyer(index: int):
         with app.app_context():
             try:
-                barrier.wait()
-                begin = time.perf_counter()
+                try:
+                    barrier.wait(timeout=max(0.0, deadline - time.perf_counter()))
+                except threading.BrokenBarrierError:
+                    outcomes[index] = ("error", None, None, f"not released: the buyers were not all ready within {timeout:g} s")
+                    return
+                begin = began[index] = time.perf_counter()
                 try:
                     booking.hold(db.session.get(User, buyer_ids[index]), db.session.get(Event, event_id), seat_ids)
-                    outcomes[index] = ("ok", begin)
+                    outcome = ("ok", None)
                 except CLEAN_REFUSALS as refusal:
-                    outcomes[index] = ("conflict", begin, refusal.code)
+                    outcome = ("conflict", refusal.code)
                 except DomainError as error:
-                    outcomes[index] = ("error", begin, f"{error.code}: {error.message}")
+                    outcome = ("error", f"{error.code}: {error.message}")
                 except Exception as error:  # counted and shown: the simulation exists to find these
-                    outcomes[index] = ("error", begin, repr(error))
-                finished_at[index] = time.perf_counter()
+                    outcome = ("error", repr(error))
+                outcomes[index] = (outcome[0], begin, time.perf_counter(), outcome[1])
             finally:
                 db.session.remove()
-                if on_done:
-                    on_done()
+                report_done()
 
     threads = [threading.Thread(target=buyer, args=(i,), daemon=True) for i in range(count)]
     for thread in threads:
         thread.start()
-    barrier.wait()
-    started[0] = time.perf_counter()
+    try:
+        barrier.wait(timeout=max(0.0, deadline - time.perf_counter()))
+    except threading.BrokenBarrierError:
+        pass  # the buyers waiting at the barrier record that they were never released
+    started = time.perf_counter()
     for thread in threads:
-        thread.join()
+        thread.join(max(0.0, deadline - time.perf_counter()))
+    with reporting:
+        given_up[0] = True
+        stopped, final = time.perf_counter(), list(outcomes)
 
     result = SimulationResult(users=count, seat_labels=[])
-    for index, outcome in enumerate(outcomes):
-        kind, begin = outcome[0], outcome[1]
-        result.latencies_ms.append((finished_at[index] - begin) * 1000)
+    ends = []
+    for index, outcome in enumerate(final):
+        if outcome is None:
+            result.timed_out += 1
+            outcome = ("error", began[index], None, f"did not finish within the --timeout of {timeout:g} s")
+        kind, begin, end, detail = outcome
+        if begin is not None:
+            ends.append(end or stopped)
+            result.latencies_ms.append(((end or stopped) - begin) * 1000)
         if kind == "ok":
             result.succeeded += 1
         elif kind == "conflict":
@@ -180,6 +223,6 @@ def run(app, event_id: int, seat_ids: list[int], buyer_ids: list[int], on_done=N
         else:
             result.errors += 1
             if len(result.error_samples) < 5:
-                result.error_samples.append(outcome[2])
-    result.wall_s = max(finished_at) - started[0] if finished_at else 0.0
+                result.error_samples.append(detail)
+    result.wall_s = max(ends) - started if ends else 0.0
     return result

@@ -19,13 +19,21 @@ BIN=.venv/bin
 GUNICORN_ARGS=${GUNICORN_ARGS:-"-c gunicorn.conf.py"}
 export GUNICORN_ACCESS_LOG=/dev/null
 pids=()
+old_max_connections=
+status=0
+sql() { mariadb -uroot -h127.0.0.1 -N -e "$1"; }
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  mariadb -uroot -h127.0.0.1 -e "DROP DATABASE IF EXISTS \`${DB}\`"
+  if [[ -n $old_max_connections ]]; then
+    sql "SET GLOBAL max_connections=$old_max_connections"
+    echo "# max_connections restored to $old_max_connections"
+  fi
+  sql "DROP DATABASE IF EXISTS \`${DB}\`"
+  rm -f "/tmp/stagepass-bench-simulate-$$.jsonl"
 }
 trap cleanup EXIT
-mariadb -uroot -h127.0.0.1 -e "CREATE DATABASE \`${DB}\` CHARACTER SET utf8mb4"
+sql "CREATE DATABASE \`${DB}\` CHARACTER SET utf8mb4"
 $BIN/flask db upgrade >/dev/null 2>&1
 serve() {  # serve PORT
   : > "/tmp/stagepass-bench-$1.log"
@@ -33,6 +41,25 @@ serve() {  # serve PORT
   pids+=($!)
   for _ in $(seq 1 50); do curl -fs "http://127.0.0.1:$1/livez" >/dev/null && return; sleep 0.2; done
   echo "server on $1 did not start" >&2; exit 1
+}
+room_for_connections() {  # room_for_connections N: raise max_connections for this run so N more fit
+  local limit in_use need
+  limit=$(sql "SELECT @@GLOBAL.max_connections")
+  in_use=$(sql "SHOW GLOBAL STATUS LIKE 'Threads_connected'" | cut -f2)
+  need=$(($1 + in_use + 100))  # room for the app servers' pools to grow meanwhile
+  if ((need > limit)); then
+    old_max_connections=${old_max_connections:-$limit}  # noted before the change: cleanup restores it
+    sql "SET GLOBAL max_connections=$need"
+    echo "# max_connections $limit -> $need for this run ($1 buyers, $in_use connections open)"
+  fi
+}
+median_of_rounds() {  # median_of_rounds FILE: the median of each figure over the --json lines in FILE
+  $BIN/python -c '
+import json, statistics, sys
+rounds = [json.loads(line) for line in open(sys.argv[1]) if line.startswith("{")]
+figures = ("succeeded", "conflicts", "errors", "wall_s", "p50_ms", "p95_ms", "max_ms")
+print(json.dumps({"median_of_rounds": len(rounds), **{name: statistics.median(r[name] for r in rounds) for name in figures}}))
+' "$1"
 }
 serve 8100
 echo "# gunicorn $GUNICORN_ARGS, MariaDB, $(nproc) cores, $(date -u +%FT%TZ)"
@@ -42,8 +69,18 @@ case $what in
   streams|all) $BIN/python scripts/bench/streams.py --base-url http://127.0.0.1:8100 --streams "${STREAMS:-500}" ;;&
   simulate|all)
     seat=$($BIN/python -c "from scripts.bench import fixtures as f; app = f.make_app(); print(f.seat_ids(app, f.big_event(app, 'Simulate'))[0])")
-    for _ in $(seq 1 "${ROUNDS:-5}"); do $BIN/flask simulate-booking "$seat" --users "${USERS:-1000}" --reset --json | tail -1; done ;;&
+    room_for_connections "${USERS:-1000}"
+    rounds=/tmp/stagepass-bench-simulate-$$.jsonl
+    : > "$rounds"
+    failed=0
+    for _ in $(seq 1 "${ROUNDS:-5}"); do
+      $BIN/flask simulate-booking "$seat" --users "${USERS:-1000}" --reset --json | tail -1 | tee -a "$rounds" \
+        || failed=$((failed + 1))
+    done
+    median_of_rounds "$rounds"
+    if ((failed)); then echo "# simulate: $failed of ${ROUNDS:-5} rounds failed" >&2; status=1; fi ;;&
   generation|all) $BIN/python scripts/bench/generation.py --runs "${RUNS:-7}" ;;&
   profile) $BIN/python scripts/bench/profile_hold.py --holds "${HOLDS:-300}" ;;&
   rush2|all) serve 8101; $BIN/python scripts/bench/http_bench.py rush --base-url http://127.0.0.1:8100 --base-url http://127.0.0.1:8101 --buyers "${BUYERS:-1000}" --seconds 120 ;;
 esac
+exit $status

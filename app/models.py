@@ -363,7 +363,8 @@ class Payment(db.Model):
     """The payment provider's ledger: each charge or refund it was asked to make for an order.
 
     At most one charge per order (unique key), so a double submit cannot charge twice. Refunds
-    cover the whole order or, with booking_id, a single seat of it.
+    cover one seat of the order (booking_id) or the rest of it (no booking_id): at most one of
+    each (unique key), so no seat is refunded twice.
     """
 
     __tablename__ = "payments"
@@ -377,7 +378,11 @@ class Payment(db.Model):
     method: so.Mapped[str] = so.mapped_column(sa.String(20))
     amount: so.Mapped[Decimal] = so.mapped_column(Money)
     result: so.Mapped[str] = so.mapped_column(sa.String(16), default=PaymentResult.PENDING)
-    provider_reference: so.Mapped[str] = so.mapped_column(sa.String(64), unique=True)
+    # None while the provider has not answered the attempt (it timed out or could not be reached).
+    provider_reference: so.Mapped[Optional[str]] = so.mapped_column(sa.String(64), unique=True, default=None)
+    # Which try at paying the order this charge is; with the order's reference it makes the
+    # idempotency key the provider sees, so trying the same try again never charges twice.
+    attempt: so.Mapped[int] = so.mapped_column(default=1, server_default="1")
     card_last4: so.Mapped[Optional[str]] = so.mapped_column(sa.String(4), default=None)
     failure_reason: so.Mapped[Optional[str]] = so.mapped_column(sa.String(255), default=None)
     created_at: so.Mapped[datetime] = so.mapped_column(default=utcnow)
@@ -388,11 +393,16 @@ class Payment(db.Model):
         sa.Computed("CASE WHEN kind = 'charge' THEN order_id END", persisted=True),
         unique=True,
     )
+    # On refunds the refunded booking's id, or 0 for the rest of the order; NULL on charges.
+    refund_scope: so.Mapped[Optional[int]] = so.mapped_column(
+        sa.Integer, sa.Computed("CASE WHEN kind = 'refund' THEN COALESCE(booking_id, 0) END", persisted=True)
+    )
 
     order: so.Mapped[Order] = so.relationship(back_populates="payments")
     booking: so.Mapped[Optional[Booking]] = so.relationship()
 
     __table_args__ = (
+        sa.UniqueConstraint("order_id", "refund_scope", name="uq_payments_order_id_refund_scope"),
         sa.CheckConstraint("kind IN ('charge', 'refund')", name="kind"),
         sa.CheckConstraint(
             "result IN ('pending', 'succeeded', 'declined', 'error')", name="result"

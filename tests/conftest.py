@@ -256,6 +256,16 @@ def factory(app):
     return Factory()
 
 
+@pytest.fixture
+def sandbox_provider(monkeypatch):
+    """A fresh sandbox card provider for this test, whose `charges` and `refunds` count the money it moved."""
+    from app.services import payments
+
+    provider = payments.SandboxCardProvider()
+    monkeypatch.setattr(payments, "card_provider", provider)
+    return provider
+
+
 CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
 
 

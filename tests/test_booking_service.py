@@ -1,4 +1,5 @@
 """The booking and payment services, one buyer at a time (the concurrent cases are in test_concurrency)."""
+import contextlib
 from datetime import timedelta
 from decimal import Decimal
 
@@ -9,7 +10,7 @@ from app.models import Booking, Event, Order, Payment, Seat, utcnow
 from app.services import booking, payments, states
 from app.services.errors import IllegalTransition
 from app.services.events import CategorySpec
-from tests.invariants import hold_rows
+from tests.invariants import assert_invariants, hold_rows
 
 
 ARABIC_INDIC_DIGITS = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
@@ -462,6 +463,178 @@ def test_card_after_an_unfinished_wallet_attempt(db_session, factory):
     assert charge.method == "card"
 
 
+def test_paying_the_rest_of_an_order_after_an_admin_cancelled_one_held_seat(db_session, factory, sandbox_provider):
+    event = factory.event()
+    buyer = factory.user()
+    ids = seat_ids(db_session, event, 2)
+    order = booking.hold(buyer, event, ids)
+    booking.cancel_booking(order.bookings[0])
+    paid = payments.pay_by_card(db_session.get(Order, order.id), user=buyer, card_number=payments.CARD_SUCCEEDS)
+    assert (paid.status, paid.payment_status, paid.total_amount) == ("confirmed", "paid", Decimal("25.00"))
+    assert [b.status for b in paid.bookings] == ["cancelled", "confirmed"]
+    assert seat_states(db_session, ids) == ["available", "booked"]
+    [charge] = charges(db_session, order)
+    assert charge.amount == Decimal("25.00")
+    assert [answer.amount for answer in sandbox_provider.charges] == [Decimal("25.00")]
+    assert_invariants()
+
+
+def test_a_wallet_payment_begun_before_a_seat_was_cancelled_charges_the_new_total(db_session, factory):
+    event = factory.event()
+    buyer = factory.user()
+    order = booking.hold(buyer, event, seat_ids(db_session, event, 2))
+    assert payments.start_wallet(order, user=buyer).amount == Decimal("50.00")
+    booking.cancel_booking(order.bookings[1])
+    paid = payments.confirm_wallet(db_session.get(Order, order.id), user=buyer, approve=True)
+    assert (paid.status, paid.total_amount) == ("confirmed", Decimal("25.00"))
+    [charge] = charges(db_session, order)
+    assert (charge.result, charge.amount) == ("succeeded", Decimal("25.00"))
+    assert_invariants()
+
+
+def test_paying_with_a_clock_from_before_the_hold_was_taken_over_charges_nothing(db_session, factory, sandbox_provider, app):
+    """A held at t0; B took the seat over at t0+TTL+1; A's payment still judges by a moment before
+    its hold ran out (as one that waited for the seat locks would): refused before the provider is asked."""
+    event = factory.event()
+    ids = seat_ids(db_session, event, 1)
+    ttl = timedelta(seconds=app.config["HOLD_TTL_SECONDS"])
+    t0 = utcnow() - ttl - timedelta(seconds=5)
+    first, second = factory.user(), factory.user()
+    order = booking.hold(first, event, ids, now=t0)
+    taken_over = booking.hold(second, event, ids, now=t0 + ttl + timedelta(seconds=1))
+    with pytest.raises(booking.HoldExpired):
+        payments.pay_by_card(order, user=first, card_number=payments.CARD_SUCCEEDS, now=t0 + ttl - timedelta(seconds=1))
+    assert list(sandbox_provider.charges) == [] and charges(db_session, order) == []
+    db_session.expire_all()
+    assert db_session.get(Order, order.id).status == "expired"
+    assert db_session.get(Order, taken_over.id).status == "pending"
+    assert seat_states(db_session, ids) == ["reserved"]
+    assert_invariants()
+
+
+def test_a_unit_of_work_run_again_charges_once(db_session, factory, sandbox_provider, monkeypatch):
+    event = factory.event()
+    buyer = factory.user()
+    order = booking.hold(buyer, event, seat_ids(db_session, event, 2))
+    original, calls, keys = booking.move_seats, [], []
+    original_charge = sandbox_provider.charge
+
+    def seats_moved_under_us_once(*args, **kwargs):
+        calls.append(args)
+        return 0 if len(calls) == 1 else original(*args, **kwargs)
+
+    def recording_charge(card_number, amount, *, idempotency_key):
+        keys.append(idempotency_key)
+        return original_charge(card_number, amount, idempotency_key=idempotency_key)
+
+    monkeypatch.setattr(booking, "move_seats", seats_moved_under_us_once)
+    monkeypatch.setattr(sandbox_provider, "charge", recording_charge)
+    paid = payments.pay_by_card(order, user=buyer, card_number=payments.CARD_SUCCEEDS)
+    assert paid.status == "confirmed"
+    assert len(keys) == 2 and keys[0] == keys[1] == f"{order.reference}-charge-1"  # the provider was asked twice...
+    [moved] = sandbox_provider.charges  # ...and charged once
+    [charge] = charges(db_session, order)
+    assert charge.provider_reference == moved.reference == paid.provider_reference
+    assert_invariants()
+
+
+def test_a_card_after_an_unfinished_wallet_payment_is_the_next_attempt(db_session, factory, sandbox_provider):
+    event = factory.event()
+    buyer = factory.user()
+    order = booking.hold(buyer, event, seat_ids(db_session, event, 1))
+    assert payments.start_wallet(order, user=buyer).attempt == 1
+    payments.pay_by_card(order, user=buyer, card_number=payments.CARD_SUCCEEDS)
+    [charge] = charges(db_session, order)
+    assert (charge.method, charge.attempt) == ("card", 2)
+
+
+@pytest.mark.parametrize("close", ["released", "order_cancelled", "last_seat_cancelled", "event_cancelled", "replaced_by_a_new_hold"])
+def test_a_waiting_wallet_payment_ends_with_its_order(db_session, factory, close):
+    event = factory.event()
+    buyer = factory.user()
+    ids = seat_ids(db_session, event, 2)
+    started = utcnow() - timedelta(minutes=10) if close == "replaced_by_a_new_hold" else None
+    order = booking.hold(buyer, event, ids[:1], now=started)
+    payments.start_wallet(order, user=buyer, now=started)
+    if close == "released":
+        booking.release(order, user=buyer)
+    elif close == "order_cancelled":
+        booking.cancel_order(order)
+    elif close == "last_seat_cancelled":
+        booking.cancel_booking(order.bookings[0])
+    elif close == "event_cancelled":
+        booking.cancel_event(event)
+    else:
+        booking.hold(buyer, event, ids[1:])
+    db_session.expire_all()
+    closed = db_session.get(Order, order.id)
+    [attempt] = charges(db_session, order)
+    assert attempt.result == "error" and attempt.completed_at is not None
+    assert attempt.failure_reason == (closed.failure_reason or booking.PAYMENT_NEVER_COMPLETED)
+    expected = ("failed", booking.PAYMENT_NEVER_COMPLETED) if close == "replaced_by_a_new_hold" else ("cancelled", attempt.failure_reason)
+    assert (closed.status, closed.failure_reason) == expected
+    assert_invariants()
+
+
+def test_a_card_payment_the_provider_has_not_answered_blocks_the_wallet(db_session, factory, monkeypatch):
+    event = factory.event()
+    buyer = factory.user()
+    order = booking.hold(buyer, event, seat_ids(db_session, event, 1))
+    with pytest.raises(payments.PaymentNotAnswered):
+        payments.pay_by_card(order, user=buyer, card_number=payments.CARD_PROVIDER_TIMEOUT)
+    with pytest.raises(payments.CardPaymentUnsettled):
+        payments.start_wallet(order, user=buyer)
+    [attempt] = charges(db_session, order)
+    assert (attempt.method, attempt.result) == ("card", "error")
+
+
+def test_one_seat_of_an_order_whose_card_payment_is_unanswered_cannot_be_cancelled(db_session, factory):
+    event = factory.event()
+    buyer = factory.user()
+    ids = seat_ids(db_session, event, 2)
+    order = booking.hold(buyer, event, ids)
+    with pytest.raises(payments.PaymentNotAnswered):
+        payments.pay_by_card(order, user=buyer, card_number=payments.CARD_PROVIDER_TIMEOUT)
+    with pytest.raises(booking.PaymentUnsettled, match="Cancel the whole order"):
+        booking.cancel_booking(db_session.get(Order, order.id).bookings[0])
+    db_session.expire_all()
+    assert [b.status for b in db_session.get(Order, order.id).bookings] == ["pending", "pending"]
+    booking.cancel_order(db_session.get(Order, order.id))
+    assert seat_states(db_session, ids) == ["available", "available"]
+
+
+@pytest.mark.parametrize(
+    "paid, summary",
+    [
+        ("card", "Paid by card ending 4242."),
+        ("wallet", "Paid with the StagePass Wallet."),
+        ("waiting_wallet", "Awaiting your approval in the StagePass Wallet."),
+        ("declined", "Payment declined: The card was declined: insufficient funds."),
+        ("provider_error", "Payment failed: The card provider had an internal error."),
+        ("unanswered", "The payment provider did not answer. Pay again: you will be charged at most once."),
+        ("nothing", "Not paid yet."),
+        ("released", "Nothing was charged."),
+    ],
+)
+def test_payment_summary_says_what_happened(db_session, factory, paid, summary):
+    event = factory.event()
+    buyer = factory.user()
+    order = booking.hold(buyer, event, seat_ids(db_session, event, 1))
+    card = {"card": payments.CARD_SUCCEEDS, "declined": payments.CARD_DECLINED,
+            "provider_error": payments.CARD_PROVIDER_ERROR, "unanswered": payments.CARD_PROVIDER_TIMEOUT}.get(paid)
+    if card:
+        with contextlib.suppress(payments.DomainError):
+            payments.pay_by_card(order, user=buyer, card_number=card)
+    elif paid in ("wallet", "waiting_wallet"):
+        payments.start_wallet(order, user=buyer)
+        if paid == "wallet":
+            payments.confirm_wallet(order, user=buyer, approve=True)
+    elif paid == "released":
+        booking.release(order, user=buyer)
+    db_session.expire_all()
+    assert payments.payment_summary(db_session.get(Order, order.id)) == summary
+
+
 # --- cancellations and refunds ---------------------------------------------------------------
 
 
@@ -513,6 +686,45 @@ def test_cancel_event_refunds_everyone_and_stops_sales(db_session, factory):
     assert set(seat_states(db_session, seat_ids(db_session, event))) == {"available"}
     with pytest.raises(booking.EventNotOnSale):
         booking.hold(factory.user(), event, seat_ids(db_session, event, 1))
+
+
+@pytest.mark.parametrize("cancel", ["order", "one_seat", "event"])
+def test_a_refund_the_provider_refuses_changes_nothing(db_session, factory, sandbox_provider, cancel):
+    event = factory.event()
+    buyer = factory.user()
+    ids = seat_ids(db_session, event, 2)
+    order = payments.pay_by_card(booking.hold(buyer, event, ids), user=buyer, card_number=payments.CARD_REFUND_FAILS)
+    with pytest.raises(payments.RefundFailed, match=f"refused to refund order {order.reference}: The card's bank refused"):
+        if cancel == "order":
+            booking.cancel_order(order)
+        elif cancel == "one_seat":
+            booking.cancel_booking(order.bookings[0])
+        else:
+            booking.cancel_event(event)
+    db_session.expire_all()
+    kept = db_session.get(Order, order.id)
+    assert (kept.status, kept.payment_status, kept.refunded_amount) == ("confirmed", "paid", Decimal("0.00"))
+    assert {(b.status, b.payment_status) for b in kept.bookings} == {("confirmed", "paid")}
+    assert db_session.get(Event, event.id).status == "published"
+    assert seat_states(db_session, ids) == ["booked", "booked"]
+    assert list(sandbox_provider.refunds) == []
+    assert db_session.scalar(sa.select(sa.func.count(Payment.id)).where(Payment.kind == "refund")) == 0
+    assert_invariants()
+
+
+def test_a_refund_the_provider_does_not_answer_changes_nothing(db_session, factory, sandbox_provider, monkeypatch):
+    event = factory.event()
+    order = paid_order(db_session, factory, event)
+
+    def silent(*args, **kwargs):
+        raise TimeoutError("no answer")
+
+    monkeypatch.setattr(sandbox_provider, "refund", silent)
+    with pytest.raises(payments.RefundFailed, match="did not answer"):
+        booking.cancel_order(order)
+    db_session.expire_all()
+    assert db_session.get(Order, order.id).status == "confirmed"
+    assert_invariants()
 
 
 def test_money_in_equals_money_out_plus_refunds(db_session, factory):

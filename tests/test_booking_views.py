@@ -130,6 +130,84 @@ def test_wallet_flow(client, factory, db_session, buyer):
     assert db_session.scalar(sa.select(Order.status)) == "confirmed"
 
 
+def wallet_rows(db_session):
+    db_session.expire_all()
+    return db_session.execute(sa.select(Order.status, Payment.result).join(Payment, Payment.order_id == Order.id)).all()
+
+
+@pytest.mark.parametrize(
+    "buttons",
+    [{}, {"approve": "Approve payment", "decline": "Decline"}],
+    ids=["no_button", "both_buttons"],
+)
+def test_wallet_post_without_a_clear_answer_is_refused_and_changes_nothing(client, factory, db_session, buyer, buttons):
+    event = factory.event()
+    body = hold(client, event, seat_ids(db_session, event, 1)).get_json()
+    wallet_url = client.post(body["checkout_url"], data={"method": "wallet", "csrf_token": csrf_token(client, "/")}).headers["Location"]
+    before = counts(db_session), wallet_rows(db_session)
+    response = client.post(wallet_url, data={"csrf_token": csrf_token(client, "/"), **buttons})
+    assert response.status_code == 400 and "Choose Approve payment or Decline" in response.get_data(as_text=True)
+    assert (counts(db_session), wallet_rows(db_session)) == before == (before[0], [("pending", "pending")])
+
+
+def test_wallet_decline_is_a_decline(client, factory, db_session, buyer):
+    event = factory.event()
+    body = hold(client, event, seat_ids(db_session, event, 1)).get_json()
+    wallet_url = client.post(body["checkout_url"], data={"method": "wallet", "csrf_token": csrf_token(client, "/")}).headers["Location"]
+    response = client.post(wallet_url, data={"decline": "Decline", "csrf_token": csrf_token(client, "/")}, follow_redirects=True)
+    assert "declined in the wallet" in response.get_data(as_text=True)
+    assert wallet_rows(db_session) == [("failed", "declined")]
+
+
+def test_unanswered_card_payment_sends_the_buyer_back_to_pay_again(client, factory, db_session, buyer, sandbox_provider):
+    event = factory.event()
+    ids = seat_ids(db_session, event, 2)
+    url = hold(client, event, ids).get_json()["checkout_url"]
+    form = {"method": "card", "card_number": payments.CARD_PROVIDER_TIMEOUT, "csrf_token": csrf_token(client, "/")}
+    response = client.post(url, data=form)
+    assert response.status_code == 302 and response.headers["Location"] == url
+    page = client.get(url).get_data(as_text=True)
+    assert "cannot tell yet whether your card was charged" in page and "charged at most once" in page
+    assert counts(db_session)[2][:2] == ("reserved", "reserved")
+    again = client.post(url, data=form, follow_redirects=True)
+    assert "Payment received" in again.get_data(as_text=True)
+    assert len(sandbox_provider.charges) == 1
+    assert db_session.scalar(sa.select(sa.func.count(Payment.id))) == 1
+
+
+def order_page(client, db_session):
+    db_session.expire_all()
+    reference = db_session.scalar(sa.select(Order.reference))
+    return client.get(f"/orders/{reference}").get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    "card, shown",
+    [
+        (payments.CARD_SUCCEEDS, "Paid by card ending 4242."),
+        (payments.CARD_DECLINED, "Payment declined: The card was declined: insufficient funds."),
+        (payments.CARD_PROVIDER_ERROR, "Payment failed: The card provider had an internal error."),
+    ],
+)
+def test_order_page_says_what_became_of_a_card_payment(client, factory, db_session, buyer, card, shown):
+    event = factory.event()
+    url = hold(client, event, seat_ids(db_session, event, 1)).get_json()["checkout_url"]
+    client.post(url, data={"method": "card", "card_number": card, "csrf_token": csrf_token(client, "/")})
+    page = order_page(client, db_session)
+    assert shown in page
+    if card != payments.CARD_SUCCEEDS:
+        assert "Paid" not in page and "paid by" not in page
+
+
+def test_order_page_of_a_waiting_wallet_payment(client, factory, db_session, buyer):
+    event = factory.event()
+    url = hold(client, event, seat_ids(db_session, event, 1)).get_json()["checkout_url"]
+    client.post(url, data={"method": "wallet", "csrf_token": csrf_token(client, "/")})
+    page = order_page(client, db_session)
+    assert "Awaiting your approval in the StagePass Wallet." in page and "Approve in the wallet" in page
+    assert "Paid" not in page and "paid by" not in page
+
+
 def test_release_from_my_bookings(client, factory, db_session, buyer):
     event = factory.event()
     reference = hold(client, event, seat_ids(db_session, event, 1)).get_json()["reference"]

@@ -4,6 +4,7 @@ These run on both databases; on MariaDB they exercise SELECT ... FOR UPDATE, dea
 READ COMMITTED, which is what production runs.
 """
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -154,6 +155,63 @@ def test_pay_racing_the_expiry_cleanup(app, factory, offset_ms):
     else:
         assert final.status == "expired" and charges == []
         assert results[1][0] in ("HoldExpired", "OrderNotPending")
+    assert_invariants()
+
+
+@pytest.mark.mariadb
+def test_pay_that_waited_for_the_locks_past_its_hold_is_refused_before_charging(app, factory, sandbox_provider):
+    """A's payment starts while its hold is still good, then waits on the seat lock (held here by
+    another transaction) until the hold has run out and B wants the seat: whoever gets the lock
+    first, A's payment is judged when it got the lock, so it is refused and nothing is charged."""
+    event = factory.event(rows=1, columns=2)
+    first, second = factory.user(), factory.user()
+    event_id, first_id, second_id = event.id, first.id, second.id
+    [seat_id] = ids_of(event, 1)
+    ttl = timedelta(seconds=app.config["HOLD_TTL_SECONDS"])
+    # Expires in 1.5 to 2.5 s: MariaDB keeps the expiry in whole seconds.
+    order_id = booking.hold(first, event, [seat_id], now=utcnow() - ttl + timedelta(seconds=2.5)).id
+    hold_ends = db.session.get(Order, order_id).hold_expires_at
+    db.session.remove()
+    results = {}
+
+    def pay():
+        with app.app_context():
+            try:
+                order = db.session.get(Order, order_id)
+                results["pay"] = payments.pay_by_card(order, user=db.session.get(User, first_id), card_number=payments.CARD_SUCCEEDS).status
+            except Exception as error:
+                results["pay"] = error
+            finally:
+                db.session.remove()
+
+    def take_over():
+        with app.app_context():
+            try:
+                results["hold"] = booking.hold(db.session.get(User, second_id), db.session.get(Event, event_id), [seat_id]).status
+            except Exception as error:
+                results["hold"] = error
+            finally:
+                db.session.remove()
+
+    with db.engine.connect() as blocker:
+        blocker.execute(sa.text("SELECT id FROM seats WHERE id = :id FOR UPDATE"), {"id": seat_id})
+        payer = threading.Thread(target=pay)
+        payer.start()
+        time.sleep(0.3)  # A is waiting for the lock, with its hold still good
+        assert utcnow() < hold_ends and "pay" not in results
+        time.sleep(max(0.0, (hold_ends - utcnow()).total_seconds()) + 0.2)
+        taker = threading.Thread(target=take_over)
+        taker.start()
+        time.sleep(0.3)
+        blocker.rollback()
+    payer.join(30)
+    taker.join(30)
+    assert isinstance(results["pay"], booking.HoldExpired), results
+    assert results["hold"] == "pending", results
+    assert list(sandbox_provider.charges) == []
+    db.session.expire_all()
+    assert db.session.get(Order, order_id).status == "expired"
+    assert db.session.scalar(sa.select(sa.func.count(Payment.id)).where(Payment.order_id == order_id)) == 0
     assert_invariants()
 
 

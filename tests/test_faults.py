@@ -162,18 +162,116 @@ def test_hold_behind_a_long_held_row_lock_is_busy_within_seconds(app, factory):
     assert_invariants()
 
 
-def test_payment_provider_timeout(factory):
+def charge_rows(order):
+    return db.session.scalars(sa.select(Payment).where(Payment.order_id == order.id, Payment.kind == "charge")).all()
+
+
+def assert_still_held(order, ids):
+    db.session.expire_all()
+    held = db.session.get(Order, order.id)
+    assert (held.status, held.payment_status) == ("pending", "pending")
+    assert set(db.session.scalars(sa.select(Seat.status).where(Seat.id.in_(ids)))) == {"reserved"}
+    [attempt] = charge_rows(order)
+    assert (attempt.result, attempt.failure_reason, attempt.provider_reference) == ("error", payments.PROVIDER_DID_NOT_ANSWER, None)
+    assert_invariants()
+    return attempt
+
+
+@pytest.mark.parametrize("fault", [TimeoutError, ConnectionError, OSError])
+def test_payment_provider_that_raises_keeps_the_order_payable(factory, sandbox_provider, monkeypatch, fault):
+    """The provider call fails before it reaches the provider: the attempt is recorded, the seats
+    stay held, and paying again (the same idempotency key) charges once."""
     event = factory.event(rows=1, columns=2)
     buyer = factory.user()
     ids = seat_ids(event, 2)
     order = booking.hold(buyer, event, ids)
-    with pytest.raises(payments.PaymentProviderError, match="did not answer in time; you were not charged"):
+    keys = []
+    working_charge = sandbox_provider.charge
+
+    def unreachable(card_number, amount, *, idempotency_key):
+        keys.append(idempotency_key)
+        raise fault("the provider could not be reached")
+
+    monkeypatch.setattr(sandbox_provider, "charge", unreachable)
+    with pytest.raises(payments.PaymentNotAnswered, match="cannot tell yet whether your card was charged"):
+        payments.pay_by_card(order, user=buyer, card_number=payments.CARD_SUCCEEDS)
+    assert_still_held(order, ids)
+    assert list(sandbox_provider.charges) == []
+
+    def reachable(card_number, amount, *, idempotency_key):
+        keys.append(idempotency_key)
+        return working_charge(card_number, amount, idempotency_key=idempotency_key)
+
+    monkeypatch.setattr(sandbox_provider, "charge", reachable)
+    paid = payments.pay_by_card(db.session.get(Order, order.id), user=buyer, card_number=payments.CARD_SUCCEEDS)
+    assert paid.status == "confirmed" and keys[0] == keys[1]
+    [charge] = charge_rows(order)
+    [moved] = sandbox_provider.charges
+    assert (charge.result, charge.provider_reference, charge.failure_reason) == ("succeeded", moved.reference, None)
+    assert_invariants()
+
+
+def test_payment_provider_timeout_after_it_charged(factory, sandbox_provider):
+    """The sandbox's timeout card: the provider charges, then its answer is lost. Paying again
+    asks with the same idempotency key and gets that charge back instead of a second one."""
+    event = factory.event(rows=1, columns=2)
+    buyer = factory.user()
+    ids = seat_ids(event, 2)
+    order = booking.hold(buyer, event, ids)
+    with pytest.raises(payments.PaymentNotAnswered):
         payments.pay_by_card(order, user=buyer, card_number=payments.CARD_PROVIDER_TIMEOUT)
+    assert_still_held(order, ids)
+    [moved] = sandbox_provider.charges  # the money moved, though nobody heard back
+    paid = payments.pay_by_card(db.session.get(Order, order.id), user=buyer, card_number=payments.CARD_PROVIDER_TIMEOUT)
+    assert (paid.status, paid.card_last4, paid.provider_reference) == ("confirmed", "0259", moved.reference)
+    assert len(sandbox_provider.charges) == 1 and len(charge_rows(order)) == 1
+    assert set(db.session.scalars(sa.select(Seat.status).where(Seat.id.in_(ids)))) == {"booked"}
+    assert_invariants()
+
+
+def test_unanswered_payment_left_until_the_hold_runs_out(factory, sandbox_provider):
+    event = factory.event(rows=1, columns=1)
+    buyer = factory.user()
+    ids = seat_ids(event, 1)
+    order = booking.hold(buyer, event, ids, now=utcnow() - timedelta(minutes=10))
+    with pytest.raises(payments.PaymentNotAnswered):
+        payments.pay_by_card(order, user=buyer, card_number=payments.CARD_PROVIDER_TIMEOUT, now=utcnow() - timedelta(minutes=9))
+    assert booking.release_expired() == 1
     db.session.expire_all()
-    failed = db.session.get(Order, order.id)
-    assert (failed.status, failed.payment_status) == ("failed", "failed")
-    assert db.session.scalar(sa.select(Payment.result)) == "error"
-    assert set(db.session.scalars(sa.select(Seat.status).where(Seat.id.in_(ids)))) == {"available"}
+    assert db.session.get(Order, order.id).status == "expired"
+    assert payments.payment_summary(db.session.get(Order, order.id)) == "The payment provider did not answer before the hold ran out."
+    assert_invariants()
+
+
+def test_event_cancel_retried_after_a_refund_timeout_refunds_each_order_once(factory, sandbox_provider, monkeypatch):
+    """The first order's refund went through at the provider before the second one timed out and
+    the whole cancellation rolled back: run again, the same keys get the same refunds back."""
+    event = factory.event(rows=1, columns=4)
+    ids = seat_ids(event, 4)
+    orders = []
+    for pair in (ids[:2], ids[2:]):
+        buyer = factory.user()
+        orders.append(payments.pay_by_card(booking.hold(buyer, event, pair), user=buyer, card_number=payments.CARD_SUCCEEDS))
+    working_refund, answered = sandbox_provider.refund, []
+
+    def times_out_on_the_second(charge_reference, amount, *, idempotency_key):
+        answered.append(idempotency_key)
+        if len(answered) == 2:
+            raise TimeoutError("no answer")
+        return working_refund(charge_reference, amount, idempotency_key=idempotency_key)
+
+    monkeypatch.setattr(sandbox_provider, "refund", times_out_on_the_second)
+    with pytest.raises(payments.RefundFailed, match="did not answer"):
+        booking.cancel_event(event)
+    db.session.expire_all()
+    assert db.session.get(Event, event.id).status == "published"
+    assert len(sandbox_provider.refunds) == 1  # refunded at the provider, not in our ledger (rolled back)
+    assert db.session.scalar(sa.select(sa.func.count(Payment.id)).where(Payment.kind == "refund")) == 0
+    summary = booking.cancel_event(db.session.get(Event, event.id))
+    assert summary.refunded == 2
+    assert len(sandbox_provider.refunds) == 2
+    ledger = db.session.scalars(sa.select(Payment.provider_reference).where(Payment.kind == "refund")).all()
+    assert sorted(ledger) == sorted(answer.reference for answer in sandbox_provider.refunds)
     assert_invariants()
 
 

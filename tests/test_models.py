@@ -1,4 +1,5 @@
-"""The database itself holds the invariants: one live booking per seat, one live seat per position."""
+"""The database itself holds the invariants: one live booking per seat, one live seat per position,
+one charge per order and one refund per seat or per rest of an order."""
 from datetime import timedelta
 from decimal import Decimal
 
@@ -6,7 +7,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from app.models import Booking, Event, Order, Seat, row_label, utcnow
+from app.models import Booking, Event, Order, Payment, Seat, row_label, utcnow
 
 
 def make_order(db_session, user, event, status="pending"):
@@ -124,3 +125,28 @@ def test_money_is_exact_decimal(db_session, factory):
 @pytest.mark.parametrize("number, label", [(1, "A"), (3, "C"), (26, "Z"), (27, "AA"), (52, "AZ")])
 def test_row_labels(number, label):
     assert row_label(number) == label
+
+
+def test_a_seat_or_the_rest_of_an_order_is_refunded_at_most_once(db_session, factory):
+    event = factory.event(rows=1, columns=2)
+    buyer = factory.user()
+    order = make_order(db_session, buyer, event)
+    seat = first_seat(db_session, event)
+    seat_booking = Booking(order_id=order.id, user_id=buyer.id, event_id=event.id, seat_id=seat.id, total_amount=Decimal("25.00"))
+    db_session.add(seat_booking)
+    db_session.commit()
+
+    def refund(booking_id, reference):
+        db_session.add(Payment(order_id=order.id, booking_id=booking_id, kind="refund", method="card",
+                               amount=Decimal("25.00"), result="succeeded", provider_reference=reference))
+        db_session.commit()
+
+    refund(seat_booking.id, "re_seat")
+    refund(None, "re_rest")  # the rest of the order is refunded once, besides the seat
+    for booking_id in (seat_booking.id, None):
+        with pytest.raises(IntegrityError):
+            refund(booking_id, f"re_again_{booking_id}")
+        db_session.rollback()
+    db_session.add(Payment(order_id=order.id, kind="charge", method="card", amount=Decimal("50.00"), result="succeeded",
+                           provider_reference="ch_one"))
+    db_session.commit()  # the charge is not a refund: the refund keys leave it alone

@@ -24,6 +24,15 @@ class WalletForm(FlaskForm):
     approve = SubmitField("Approve payment")
     decline = SubmitField("Decline")
 
+    def validate(self, extra_validators=None):
+        """Valid only with exactly one of the two buttons: no answer is not a decline."""
+        if not super().validate(extra_validators):
+            return False
+        if self.approve.data == self.decline.data:
+            self.form_errors.append("Choose Approve payment or Decline.")
+            return False
+        return True
+
 
 class ReleaseForm(FlaskForm):
     submit = SubmitField("Release seats")

@@ -77,6 +77,7 @@ def render_checkout(order, form):
             form=form,
             seconds_left=order.seconds_left(utcnow()),
             test_cards=payments.SANDBOX_CARDS,
+            payment_summary=payments.payment_summary(order),
         ),
         status,
     )
@@ -84,6 +85,9 @@ def render_checkout(order, form):
 
 def refused(error, order):
     """A payment that did not go through: say why and send the buyer where they can act."""
+    if isinstance(error, (payments.PaymentNotAnswered, payments.CardPaymentUnsettled)):
+        flash(error.message, "warning")  # the seats are still held: paying again is the way on
+        return redirect(url_for("booking.checkout", reference=order.reference))
     flash(error.message, "error")
     if isinstance(error, (payments.PaymentDeclined, payments.PaymentProviderError, booking.HoldExpired)):
         return redirect(url_for("booking.event_detail", event_id=order.event_id))
@@ -100,9 +104,11 @@ def wallet(reference):
     if order.status != OrderStatus.PENDING:
         return redirect(url_for("booking.order_detail", reference=order.reference))
     form = WalletForm()
-    if form.validate_on_submit():
+    if form.is_submitted():
+        if not form.validate():
+            abort(400, " ".join(form.form_errors) or "The form was incomplete; please try again.")
         try:
-            payments.confirm_wallet(order, user=current_user, approve=bool(form.approve.data))
+            payments.confirm_wallet(order, user=current_user, approve=form.approve.data)
         except DomainError as error:
             return refused(error, order)
         flash("Payment received. Enjoy the show!", "success")
@@ -116,7 +122,9 @@ def wallet(reference):
 def order_detail(reference):
     """An order: its reference, seats, total and state."""
     order = booking.expire_if_due(own_order(reference))
-    return render_template("booking/order.html", order=order, release_form=ReleaseForm())
+    return render_template(
+        "booking/order.html", order=order, payment_summary=payments.payment_summary(order), release_form=ReleaseForm()
+    )
 
 
 @bp.route("/orders/<reference>/release", methods=["POST"])

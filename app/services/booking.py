@@ -25,6 +25,7 @@ from app.models import (
     EventStatus,
     Order,
     OrderStatus,
+    Payment,
     PaymentKind,
     PaymentResult,
     PaymentStatus,
@@ -91,6 +92,12 @@ class OrderNotPending(DomainError):
     """This booking is no longer waiting for payment."""
 
     code = "order_not_pending"
+
+
+class PaymentUnsettled(DomainError):
+    """The buyer's card payment for this order is unanswered by the provider: cancel the whole order, or wait."""
+
+    code = "payment_unsettled"
 
 
 @dataclass
@@ -401,8 +408,25 @@ def _free_seats(seat_ids, now: datetime) -> None:
     move_seats(seat_ids, SeatStatus.AVAILABLE, now, only_unclaimed=True)
 
 
+def _open_charge(order: Order) -> Payment | None:
+    """The charge still waiting for the buyer (a wallet payment not yet approved), if any."""
+    return next((p for p in order.payments if p.kind == PaymentKind.CHARGE and p.result == PaymentResult.PENDING), None)
+
+
+def _end_open_charge(charge: Payment, now: datetime, reason: str) -> None:
+    """A payment the order closed under can no longer complete: record it as ended, and why."""
+    charge.result = PaymentResult.ERROR
+    charge.failure_reason = reason[:255]
+    charge.completed_at = now
+
+
 def _close_pending(order: Order, status: str, now: datetime, reason: str | None = None) -> None:
-    """Close a pending order as expired, failed or cancelled, freeing the seats it still holds."""
+    """Close a pending order as expired, failed or cancelled, freeing the seats it still holds and
+    ending the payment still waiting for the buyer, whichever way the order closes."""
+    open_charge = _open_charge(order)
+    if open_charge is not None and status == OrderStatus.EXPIRED:
+        # The buyer began paying and did not finish before the hold ran out: that payment failed.
+        status, reason = OrderStatus.FAILED, PAYMENT_NEVER_COMPLETED
     holding = [b.seat_id for b in order.bookings if b.status == BookingStatus.PENDING]
     payment_status = PaymentStatus.FAILED if status == OrderStatus.FAILED else None
     states.check(states.ORDER_TRANSITIONS, order.status, status, "order")
@@ -416,22 +440,15 @@ def _close_pending(order: Order, status: str, now: datetime, reason: str | None 
         states.move(order, "payment_status", states.PAYMENT_TRANSITIONS, payment_status, "payment")
     if reason:
         order.failure_reason = reason[:255]
+    if open_charge is not None:
+        _end_open_charge(open_charge, now, reason or PAYMENT_NEVER_COMPLETED)
     _free_seats(holding, now)
     seat_changes.mark_changed(order.event_id, holding)
 
 
 def close_expired(order: Order, now: datetime) -> None:
     """Close a pending order whose hold ran out (inside the caller's unit of work, order locked)."""
-    attempt = next(
-        (p for p in order.payments if p.kind == PaymentKind.CHARGE and p.result == PaymentResult.PENDING), None
-    )
-    if attempt is None:
-        _close_pending(order, OrderStatus.EXPIRED, now)
-        return
-    attempt.result = PaymentResult.ERROR
-    attempt.failure_reason = PAYMENT_NEVER_COMPLETED
-    attempt.completed_at = now
-    _close_pending(order, OrderStatus.FAILED, now, reason=PAYMENT_NEVER_COMPLETED)
+    _close_pending(order, OrderStatus.EXPIRED, now)
 
 
 def release(order: Order, *, user: User, now: datetime | None = None) -> Order:
@@ -566,6 +583,13 @@ def cancel_booking(booking: Booking, *, now: datetime | None = None, reason: str
         if not others_live:
             _cancel_locked_order(order, moment, reason)
             return target
+        if order.status == OrderStatus.PENDING and any(payments.is_unanswered(p) for p in order.payments):
+            raise PaymentUnsettled(
+                "The buyer's card payment for this order got no answer from the provider and may have been charged "
+                "in full, so one seat cannot be taken off it now. Cancel the whole order, or try again once the "
+                "payment is settled or the hold has run out.",
+                order_reference=order.reference,
+            )
         if target.status == BookingStatus.CONFIRMED and target.payment_status == PaymentStatus.PAID:
             payments.refund(order, now=moment, booking=target)
         states.check(states.BOOKING_TRANSITIONS, target.status, BookingStatus.CANCELLED, "booking")
@@ -604,7 +628,7 @@ def cancel_event(event: Event, *, now: datetime | None = None) -> CancelSummary:
             .order_by(Order.id)
             .with_for_update()
             .execution_options(populate_existing=True)
-            .options(so.selectinload(Order.bookings))
+            .options(so.selectinload(Order.bookings), so.selectinload(Order.payments))
         ).all()
         summary = CancelSummary()
         for order in orders:

@@ -2,12 +2,16 @@
 
 Two methods: a card, charged at once by the sandbox card provider, and the StagePass Wallet, a
 redirect-and-confirm flow. Card numbers are never stored: an order keeps the method, the last four
-digits and the provider's reference. An order is charged at most once (a unique key on the
-provider ledger), so a double submit or a retry never charges twice.
+digits and the provider's reference. An order has at most one charge (a unique key on the provider
+ledger), and every call to the provider carries an idempotency key made from the order, so a
+double submit, a unit of work run again or a buyer paying again after the provider fell silent
+never charges twice.
 """
 from __future__ import annotations
 
 import secrets
+import threading
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -42,12 +46,16 @@ CARD_SUCCEEDS = "4242424242424242"
 CARD_DECLINED = "4000000000000002"
 CARD_PROVIDER_ERROR = "4000000000000119"
 CARD_PROVIDER_TIMEOUT = "4000000000000259"
+CARD_REFUND_FAILS = "4000000000005126"
 SANDBOX_CARDS = {
     CARD_SUCCEEDS: "succeeds",
     CARD_DECLINED: "is declined (insufficient funds)",
     CARD_PROVIDER_ERROR: "fails with a provider error",
-    CARD_PROVIDER_TIMEOUT: "times out (the provider never answers)",
+    CARD_PROVIDER_TIMEOUT: "is charged, but the provider's answer is lost (pay again: charged once)",
+    CARD_REFUND_FAILS: "succeeds, but its refunds are refused",
 }
+
+PROVIDER_DID_NOT_ANSWER = "The payment provider did not answer."
 
 
 class PaymentDeclined(DomainError):
@@ -64,17 +72,42 @@ class PaymentProviderError(DomainError):
     status = 502
 
 
+class PaymentNotAnswered(DomainError):
+    """The payment provider did not answer: your seats are still held, so pay again (you will be charged at most once)."""
+
+    code = "provider_timeout"
+    status = 504
+
+
+class CardPaymentUnsettled(DomainError):
+    """Your card payment got no answer from the provider yet: pay by card again (charged at most once) to settle it."""
+
+    code = "card_payment_unsettled"
+
+
+class RefundFailed(DomainError):
+    """The payment provider refused the refund. Nothing was changed."""
+
+    code = "refund_failed"
+    status = 502
+
+
 class InvalidCard(InvalidRequest):
     """That card number is not valid."""
 
     code = "invalid_card"
 
 
-@dataclass
+@dataclass(frozen=True)
 class ProviderResult:
     result: str
-    reference: str
+    reference: str | None
     failure_reason: str | None = None
+    card_last4: str | None = None
+    amount: Decimal | None = None
+
+
+NO_ANSWER = ProviderResult(PaymentResult.ERROR, None, PROVIDER_DID_NOT_ANSWER)
 
 
 def provider_reference(prefix: str) -> str:
@@ -82,29 +115,86 @@ def provider_reference(prefix: str) -> str:
 
 
 class SandboxCardProvider:
-    """Answers like a card acquirer would, offline, from the documented test numbers."""
+    """Answers like a card acquirer would, offline, from the documented test numbers.
 
-    def charge(self, card_number: str, amount: Decimal) -> ProviderResult:
-        reference = provider_reference("ch")
-        if card_number == CARD_SUCCEEDS:
-            return ProviderResult(PaymentResult.SUCCEEDED, reference)
-        if card_number == CARD_PROVIDER_ERROR:
-            return ProviderResult(PaymentResult.ERROR, reference, "The card provider had an internal error.")
+    Like a real provider it remembers its answer to each idempotency key: asked again with a key it
+    has seen, it gives the same answer and moves no money. That memory lives in this object (per
+    app process, lost on restart, the latest KEYS_REMEMBERED keys only, as a real provider forgets
+    keys after a day or so), outside every database transaction, as a real provider's state is
+    outside ours: a rolled-back unit of work does not undo a charge. `charges` and `refunds` list
+    the latest money it actually moved.
+    """
+
+    KEYS_REMEMBERED = 100_000
+
+    def __init__(self):
+        self._answers: OrderedDict[str, ProviderResult] = OrderedDict()
+        self._charges_refusing_refunds: set[str] = set()
+        self._lock = threading.Lock()
+        self.charges: deque[ProviderResult] = deque(maxlen=self.KEYS_REMEMBERED)
+        self.refunds: deque[ProviderResult] = deque(maxlen=self.KEYS_REMEMBERED)
+
+    def _remember(self, idempotency_key: str, answer: ProviderResult) -> None:
+        self._answers[idempotency_key] = answer
+        if len(self._answers) > self.KEYS_REMEMBERED:
+            self._answers.popitem(last=False)
+
+    def charge(self, card_number: str, amount: Decimal, *, idempotency_key: str) -> ProviderResult:
+        """Charge the card once per key; raises TimeoutError after charging CARD_PROVIDER_TIMEOUT."""
+        with self._lock:
+            answer = self._answers.get(idempotency_key)
+            if answer is not None:
+                return answer
+            answer = self._answer_charge(card_number, amount)
+            self._remember(idempotency_key, answer)
+            if answer.result == PaymentResult.SUCCEEDED:
+                self.charges.append(answer)
+            if card_number == CARD_REFUND_FAILS:
+                self._charges_refusing_refunds.add(answer.reference)
         if card_number == CARD_PROVIDER_TIMEOUT:
-            # A real acquirer call would time out here; the sandbox says so at once. The outcome
-            # is treated as 'not charged' (a real provider would be asked again by reference).
-            return ProviderResult(
-                PaymentResult.ERROR, reference, "The payment provider did not answer in time; you were not charged."
-            )
-        if card_number == CARD_DECLINED:
-            return ProviderResult(PaymentResult.DECLINED, reference, "The card was declined: insufficient funds.")
-        return ProviderResult(PaymentResult.DECLINED, reference, "The card was declined: unknown test card.")
+            raise TimeoutError("the sandbox card provider charged the card, but its answer was lost")
+        return answer
 
-    def refund(self, amount: Decimal) -> ProviderResult:
-        return ProviderResult(PaymentResult.SUCCEEDED, provider_reference("re"))
+    @staticmethod
+    def _answer_charge(card_number: str, amount: Decimal) -> ProviderResult:
+        if card_number in (CARD_SUCCEEDS, CARD_PROVIDER_TIMEOUT, CARD_REFUND_FAILS):
+            result, reason = PaymentResult.SUCCEEDED, None
+        elif card_number == CARD_PROVIDER_ERROR:
+            result, reason = PaymentResult.ERROR, "The card provider had an internal error."
+        elif card_number == CARD_DECLINED:
+            result, reason = PaymentResult.DECLINED, "The card was declined: insufficient funds."
+        else:
+            result, reason = PaymentResult.DECLINED, "The card was declined: unknown test card."
+        return ProviderResult(result, provider_reference("ch"), reason, card_number[-4:], amount)
+
+    def refund(self, charge_reference: str | None, amount: Decimal, *, idempotency_key: str) -> ProviderResult:
+        """Refund part or all of a charge once per key (charges it does not know refund fine)."""
+        with self._lock:
+            answer = self._answers.get(idempotency_key)
+            if answer is not None:
+                return answer
+            if charge_reference in self._charges_refusing_refunds:
+                answer = ProviderResult(
+                    PaymentResult.DECLINED, provider_reference("re"), "The card's bank refused the refund.", amount=amount
+                )
+            else:
+                answer = ProviderResult(PaymentResult.SUCCEEDED, provider_reference("re"), amount=amount)
+                self.refunds.append(answer)
+            self._remember(idempotency_key, answer)
+            return answer
 
 
 card_provider = SandboxCardProvider()
+
+
+def charge_key(order: Order, payment: Payment) -> str:
+    """The idempotency key of a charge: the same for every try of the same attempt."""
+    return f"{order.reference}-charge-{payment.attempt}"
+
+
+def refund_key(order: Order, booking: Booking | None) -> str:
+    """The idempotency key of a refund: one per refunded seat, one for the rest of an order."""
+    return f"{order.reference}-refund-{booking.id if booking is not None else 'rest'}"
 
 
 def clean_card_number(card_number: str | None) -> str:
@@ -126,31 +216,43 @@ def clean_card_number(card_number: str | None) -> str:
 # --- paying ----------------------------------------------------------------------------------
 
 
-def _locked_payable(order_id: int, user: User, now: datetime):
-    """Lock the order and its seats; returns (order, outcome) where outcome says what to do."""
+def _bookings_to_pay(order: Order) -> list[Booking]:
+    """The seats an order still pays for: all but those an admin cancelled while it was pending."""
+    return [b for b in order.bookings if b.status != BookingStatus.CANCELLED]
+
+
+def _locked_payable(order_id: int, user: User, now: datetime | None):
+    """Lock the order and its seats; returns (order, moment, outcome) where outcome says what to do.
+
+    The moment is taken once the locks are granted: a payment that waited for them must not judge
+    the hold by the clock from before it waited.
+    """
     order = booking_service.lock_order_with_seats(order_id)
+    moment = now or utcnow()
     if order.user_id != user.id:
         raise booking_service.OrderNotFound()
     if order.status == OrderStatus.CONFIRMED and order.payment_status == PaymentStatus.PAID:
-        return order, "already_paid"
+        return order, moment, "already_paid"
     if order.status != OrderStatus.PENDING:
         raise booking_service.OrderNotPending(f"This booking is {order.status}; it can no longer be paid.")
-    if order.hold_has_expired(now):
-        booking_service.close_expired(order, now)
-        return order, "expired"
-    return order, "payable"
+    seats_lost = any(b.status != BookingStatus.PENDING for b in _bookings_to_pay(order))
+    if order.hold_has_expired(moment) or seats_lost:
+        booking_service.close_expired(order, moment)
+        return order, moment, "expired"
+    return order, moment, "payable"
 
 
 def _confirm(order: Order, payment: Payment, now: datetime) -> None:
-    seat_ids = [b.seat_id for b in order.bookings if b.status == BookingStatus.PENDING]
-    states.move_order(order, status=OrderStatus.CONFIRMED, payment_status=PaymentStatus.PAID)
+    paying = _bookings_to_pay(order)
+    seat_ids = [b.seat_id for b in paying]
+    states.move_order(order, status=OrderStatus.CONFIRMED, payment_status=PaymentStatus.PAID, bookings=paying)
     if booking_service.move_seats(seat_ids, SeatStatus.BOOKED, now) != len(seat_ids):
         raise Conflict("the held seats changed while paying")
     order.payment_method = payment.method
     order.card_last4 = payment.card_last4
     order.provider_reference = payment.provider_reference
     order.paid_at = now
-    for booking in order.bookings:
+    for booking in paying:
         booking.payment_method = payment.method
     seat_changes.mark_changed(order.event_id, seat_ids)
 
@@ -159,21 +261,31 @@ def _fail(order: Order, payment: Payment) -> None:
     order.payment_method = payment.method
     order.card_last4 = payment.card_last4
     order.provider_reference = payment.provider_reference
-    for booking in order.bookings:
+    for booking in _bookings_to_pay(order):
         booking.payment_method = payment.method
     booking_service._close_pending(order, OrderStatus.FAILED, payment.completed_at, reason=payment.failure_reason)
+
+
+def is_unanswered(payment: Payment | None) -> bool:
+    """A charge the provider never answered: it may or may not have gone through."""
+    return (
+        payment is not None
+        and payment.result == PaymentResult.ERROR
+        and payment.provider_reference is None
+        and payment.failure_reason == PROVIDER_DID_NOT_ANSWER
+    )
 
 
 def _settle(order_id: int, user: User, now: datetime | None, attempt):
     """The shared shape of paying: lock, check, let `attempt(order, now)` act, commit, then report.
 
-    `attempt` returns the Payment it completed. Declines, provider errors and expired holds are
-    committed first (seats freed) and raised afterwards, so the refusal never rolls them back.
+    `attempt` returns the Payment it completed. Declines, provider errors, unanswered charges and
+    expired holds are committed first (seats freed, or the attempt recorded) and raised afterwards,
+    so the refusal never rolls them back.
     """
 
     def work():
-        moment = now or utcnow()
-        order, outcome = _locked_payable(order_id, user, moment)
+        order, moment, outcome = _locked_payable(order_id, user, now)
         if outcome != "payable":
             return order, outcome, None
         payment = attempt(order, moment)
@@ -182,6 +294,8 @@ def _settle(order_id: int, user: User, now: datetime | None, attempt):
             return order, "paid", payment
         if payment.result == PaymentResult.PENDING:
             return order, "pending", payment
+        if is_unanswered(payment):
+            return order, "unanswered", payment
         _fail(order, payment)
         return order, "failed", payment
 
@@ -196,6 +310,12 @@ def _settle(order_id: int, user: User, now: datetime | None, attempt):
         raise booking_service.SeatsBusy() from None
     if outcome == "expired":
         raise booking_service.HoldExpired()
+    if outcome == "unanswered":
+        raise PaymentNotAnswered(
+            "The payment provider did not answer, so we cannot tell yet whether your card was charged. Your seats "
+            "are still held: pay again before the hold runs out, and you will be charged at most once.",
+            order_reference=order.reference,
+        )
     if outcome == "failed":
         error = PaymentDeclined if payment.result == PaymentResult.DECLINED else PaymentProviderError
         raise error(f"{payment.failure_reason} The seats were released; nothing was charged.", order_reference=order.reference)
@@ -206,29 +326,55 @@ def _existing_charge(order: Order) -> Payment | None:
     return next((p for p in order.payments if p.kind == PaymentKind.CHARGE), None)
 
 
+def _charge_for(order: Order, method: str) -> Payment:
+    """The charge row this payment by `method` works on, with the attempt number it goes by.
+
+    An unanswered card charge is tried again as the same attempt, so the provider sees the same
+    idempotency key and charges at most once; an unfinished wallet payment moved no money, so
+    another method replaces it as the next attempt.
+    """
+    previous = _existing_charge(order)
+    if previous is None:
+        attempt = 1
+    elif is_unanswered(previous):
+        if method != CARD:
+            raise CardPaymentUnsettled()
+        return previous
+    elif previous.method == method == WALLET and previous.result == PaymentResult.PENDING:
+        return previous
+    else:
+        attempt = previous.attempt + 1
+        order.payments.remove(previous)
+        db.session.delete(previous)
+        db.session.flush()
+    payment = Payment(
+        order_id=order.id,
+        kind=PaymentKind.CHARGE,
+        method=method,
+        amount=order.total_amount,
+        result=PaymentResult.PENDING,
+        attempt=attempt,
+    )
+    order.payments.append(payment)
+    return payment
+
+
 def pay_by_card(order: Order, *, user: User, card_number: str, now: datetime | None = None) -> Order:
     """Charge the order to a card through the sandbox provider and confirm it."""
     digits = clean_card_number(card_number)
 
     def attempt(locked: Order, moment: datetime) -> Payment:
-        previous = _existing_charge(locked)
-        if previous is not None:
-            # An unfinished wallet attempt was never charged; the buyer switched to a card.
-            db.session.delete(previous)
-            db.session.flush()
-        answer = card_provider.charge(digits, locked.total_amount)
-        payment = Payment(
-            order_id=locked.id,
-            kind=PaymentKind.CHARGE,
-            method=CARD,
-            amount=locked.total_amount,
-            result=answer.result,
-            provider_reference=answer.reference,
-            card_last4=digits[-4:],
-            failure_reason=answer.failure_reason,
-            completed_at=moment,
-        )
-        db.session.add(payment)
+        payment = _charge_for(locked, CARD)
+        try:
+            answer = card_provider.charge(digits, locked.total_amount, idempotency_key=charge_key(locked, payment))
+        except OSError:  # TimeoutError and ConnectionError among them: charged or not, nobody knows yet
+            answer = NO_ANSWER
+        payment.amount = locked.total_amount
+        payment.result = answer.result
+        payment.provider_reference = answer.reference
+        payment.card_last4 = answer.card_last4 or digits[-4:]
+        payment.failure_reason = answer.failure_reason
+        payment.completed_at = moment
         db.session.flush()
         return payment
 
@@ -240,21 +386,9 @@ def start_wallet(order: Order, *, user: User, now: datetime | None = None) -> Pa
     """Begin a wallet payment: a pending charge the buyer approves on the wallet's page."""
 
     def attempt(locked: Order, moment: datetime) -> Payment:
-        previous = _existing_charge(locked)
-        if previous is not None and previous.method == WALLET and previous.result == PaymentResult.PENDING:
-            return previous
-        if previous is not None:
-            db.session.delete(previous)
-            db.session.flush()
-        payment = Payment(
-            order_id=locked.id,
-            kind=PaymentKind.CHARGE,
-            method=WALLET,
-            amount=locked.total_amount,
-            result=PaymentResult.PENDING,
-            provider_reference=provider_reference("wal"),
-        )
-        db.session.add(payment)
+        payment = _charge_for(locked, WALLET)
+        if payment.provider_reference is None:
+            payment.provider_reference = provider_reference("wal")
         locked.payment_method = WALLET
         db.session.flush()
         return payment
@@ -270,6 +404,8 @@ def confirm_wallet(order: Order, *, user: User, approve: bool, now: datetime | N
         payment = _existing_charge(locked)
         if payment is None or payment.method != WALLET or payment.result != PaymentResult.PENDING:
             raise InvalidRequest("There is no wallet payment waiting for this order; start again from checkout.")
+        # What the order costs now: a seat cancelled since the wallet page opened is not charged.
+        payment.amount = locked.total_amount
         payment.result = PaymentResult.SUCCEEDED if approve else PaymentResult.DECLINED
         payment.failure_reason = None if approve else "The payment was declined in the wallet."
         payment.completed_at = moment
@@ -279,18 +415,54 @@ def confirm_wallet(order: Order, *, user: User, approve: bool, now: datetime | N
     return order
 
 
+def payment_summary(order: Order) -> str:
+    """What became of the order's payment, in a sentence for its buyer."""
+    charge = _existing_charge(order)
+    if charge is None:
+        return "Not paid yet." if order.status == OrderStatus.PENDING else "Nothing was charged."
+    if charge.result == PaymentResult.SUCCEEDED:
+        if charge.method == CARD:
+            return f"Paid by card ending {charge.card_last4}."
+        return f"Paid with the {METHODS[charge.method]}."
+    if charge.result == PaymentResult.PENDING:
+        return "Awaiting your approval in the StagePass Wallet."
+    if is_unanswered(charge):
+        if order.status == OrderStatus.PENDING:
+            return "The payment provider did not answer. Pay again: you will be charged at most once."
+        return "The payment provider did not answer before the hold ran out."
+    if charge.result == PaymentResult.DECLINED:
+        return f"Payment declined: {charge.failure_reason}"
+    if order.status == OrderStatus.FAILED:
+        return f"Payment failed: {charge.failure_reason}"
+    return "The payment was not completed; nothing was charged."
+
+
 # --- refunds ---------------------------------------------------------------------------------
 
 
 def refund(order: Order, *, now: datetime, booking: Booking | None = None) -> Payment:
-    """Refund a paid order in full, or one seat of it, inside the caller's unit of work."""
+    """Refund a paid order in full, or one seat of it, inside the caller's unit of work.
+
+    The provider is asked first: if it refuses or does not answer, RefundFailed is raised and the
+    caller's unit of work rolls back, so nothing is marked refunded that was not.
+    """
     if order.payment_status != PaymentStatus.PAID:
         raise IllegalTransition(f"Only a paid order can be refunded; this one is {order.payment_status}.")
     remaining = order.total_amount - order.refunded_amount
     amount = booking.total_amount if booking is not None else remaining
     if amount > remaining:
         raise IllegalTransition("That would refund more than was paid.")
-    answer = card_provider.refund(amount)
+    charge = _existing_charge(order)
+    try:
+        answer = card_provider.refund(charge.provider_reference, amount, idempotency_key=refund_key(order, booking))
+    except OSError:
+        raise RefundFailed(
+            f"The payment provider did not answer the refund of order {order.reference}. Nothing was changed; try again."
+        ) from None
+    if answer.result != PaymentResult.SUCCEEDED:
+        raise RefundFailed(
+            f"The payment provider refused to refund order {order.reference}: {answer.failure_reason} Nothing was changed."
+        )
     payment = Payment(
         order_id=order.id,
         booking_id=booking.id if booking is not None else None,

@@ -51,9 +51,10 @@ def move(obj, attribute: str, transitions: dict, new: str, what: str) -> None:
     setattr(obj, attribute, new)
 
 
-def move_order(order, status: str | None = None, payment_status: str | None = None) -> None:
-    """Change an order and all its bookings together: checks every transition first, then applies."""
-    targets = [order, *order.bookings]
+def move_order(order, status: str | None = None, payment_status: str | None = None, bookings=None) -> None:
+    """Change an order and its bookings (all of them unless given) together: checks every
+    transition first, then applies."""
+    targets = [order, *(order.bookings if bookings is None else bookings)]
     for target in targets:
         what = "booking" if target is not order else "order"
         if status is not None and status != target.status:

@@ -31,7 +31,13 @@ class TimestampMixin:
 
 
 class SoftDeleteMixin:
-    """Rows with deleted_at set are left out of every query unless it asks for include_deleted."""
+    """Rows with deleted_at set are left out of every query unless it asks for include_deleted.
+
+    Only the rows a query asks for are filtered, never what their relationships load: an order
+    still has its event and a booking its seat after those were deleted or replaced, because
+    history shows what was sold. (selectinload is the exception: SQLAlchemy runs its SELECT with
+    the query's own options, so load soft-deletable parents with joinedload or lazily.)
+    """
 
     deleted_at: so.Mapped[Optional[datetime]] = so.mapped_column(default=None)
 
@@ -53,7 +59,11 @@ def _hide_soft_deleted(execute_state):
     ):
         execute_state.statement = execute_state.statement.options(
             so.with_loader_criteria(
-                SoftDeleteMixin, lambda cls: cls.deleted_at.is_(None), include_aliases=True
+                SoftDeleteMixin,
+                lambda cls: cls.deleted_at.is_(None),
+                include_aliases=True,
+                # Else eager loads and later lazy loads of the rows found inherit the filter.
+                propagate_to_loaders=False,
             )
         )
 
@@ -272,8 +282,11 @@ class Order(TimestampMixin, db.Model):
 
     user: so.Mapped[User] = so.relationship(back_populates="orders")
     event: so.Mapped[Event] = so.relationship()
+    # Said here, not left to the soft-delete filter, so that every way of loading them agrees.
     bookings: so.Mapped[list[Booking]] = so.relationship(
-        back_populates="order", order_by="Booking.seat_id"
+        back_populates="order",
+        primaryjoin="and_(Order.id == Booking.order_id, Booking.deleted_at.is_(None))",
+        order_by="Booking.seat_id",
     )
     payments: so.Mapped[list[Payment]] = so.relationship(
         back_populates="order", order_by="Payment.id"

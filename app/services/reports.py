@@ -224,9 +224,7 @@ def bookings_query(*, event_id: int | None = None, status: str | None = None):
             so.joinedload(Booking.event),
             so.joinedload(Booking.seat).joinedload(Seat.price_category),
         )
-        .where(Booking.deleted_at.is_(None))
         .order_by(Booking.created_at.desc(), Booking.id.desc())
-        .execution_options(include_deleted=True)
     )
     if event_id is not None:
         query = query.where(Booking.event_id == event_id)

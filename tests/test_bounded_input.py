@@ -86,3 +86,18 @@ def test_the_event_filter_ignores_ids_no_event_can_have(client, admin, factory):
     response = client.get(f"/admin/payments?event={MAX_ID}")
     assert response.status_code == 200 and order.reference not in response.get_data(as_text=True)
 
+
+@pytest.mark.parametrize("extra", ["_method=POST", "endpoint=x", "event_id=5", "page=1&page=2", "_external=1", "_anchor=x"])
+def test_page_links_keep_only_the_filters(client, admin, three_events_two_per_page, extra):
+    response = client.get(f"/admin/events?q=Gala&status=published&{extra}")
+    assert response.status_code == 200
+    (link,) = page_links(response)
+    assert link.startswith("/admin/events?") and sorted(link.split("?")[1].split("&")) == ["page=2", "q=Gala", "status=published"]
+
+
+def test_page_links_of_an_events_bookings_keep_the_event(client, admin, factory, monkeypatch):
+    monkeypatch.setattr("app.admin.bookings.BOOKINGS_PER_PAGE", 1)
+    event = factory.event(rows=1, columns=2)
+    paid_order(factory.user(), event, seat_ids(event))
+    response = client.get(f"/admin/events/{event.id}/bookings?status=confirmed&endpoint=x")
+    assert page_links(response) == [f"/admin/events/{event.id}/bookings?status=confirmed&page=2"]

@@ -1,11 +1,14 @@
 """What the admin lists share: filters read from the query string, and the page asked for."""
-from flask import request
+from flask import request, url_for
 
+from app.admin import bp
 from app.extensions import db
 from app.routing import bounded_int
 
 # Beyond any real list, and small enough that page x per_page stays a valid OFFSET everywhere.
 LAST_PAGE = 1_000_000
+# The query-string keys a list reads; anything else in the query string is dropped from its links.
+FILTER_KEYS = ("q", "status", "event")
 
 
 def status_filter(allowed) -> str:
@@ -27,3 +30,9 @@ def page_of(query, per_page: int):
         page = db.paginate(query, page=page.pages, per_page=per_page, error_out=False)
     return page
 
+
+@bp.app_template_global()
+def page_url(number: int) -> str:
+    """This list at another page, with its filters and nothing else from the query string."""
+    filters = {key: request.args[key] for key in FILTER_KEYS if request.args.get(key)}
+    return url_for(request.endpoint, **request.view_args, **filters, page=number)

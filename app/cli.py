@@ -46,18 +46,14 @@ DEMO_EVENTS = [
 @click.password_option(help="The admin's password (asked for when not given).")
 def create_admin(email, name, password):
     """Create an administrator account, or make an existing account an administrator."""
-    user = accounts.find_user_by_email(email)
-    if user is not None:
-        user.is_admin = True
-        user.set_password(password)
-        db.session.commit()
-        click.echo(f"{user.email} already existed: it is now an admin with the new password.")
-        return
     try:
-        user = accounts.create_user(email, name, password, is_admin=True)
+        user, created = accounts.set_up_user(email, password, is_admin=True, name=name)
     except DomainError as error:
         raise click.ClickException(error.message) from None
-    click.echo(f"Created admin {user.email}.")
+    if created:
+        click.echo(f"Created admin {user.email}.")
+    else:
+        click.echo(f"{user.email} already existed: it is now an admin with the new password.")
 
 
 def ensure_user(email, name, password, is_admin):

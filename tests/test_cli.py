@@ -1,6 +1,7 @@
 import sqlalchemy as sa
 
 from app.models import Event, Seat, User
+from tests.conftest import PASSWORD
 
 
 def test_create_admin_with_password_option(runner, db_session):
@@ -52,3 +53,12 @@ def test_demo_accounts_can_log_in(runner, client):
         response = client.post("/auth/login", data={"email": email, "password": password, "csrf_token": csrf_token(client)})
         assert response.headers["Location"] == home, response.get_data(as_text=True)
         client.post("/auth/logout", data={"csrf_token": csrf_token(client, home)})
+
+
+def test_create_admin_checks_the_password_before_promoting_an_existing_account(runner, factory, db_session):
+    user = factory.user(email="someone@example.com")
+    result = runner.invoke(args=["create-admin", "someone@example.com", "--password", "short"])
+    assert result.exit_code != 0 and "at least 8" in result.output
+    db_session.expire_all()
+    assert not user.is_admin and user.check_password(PASSWORD) and not user.check_password("short")
+

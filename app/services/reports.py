@@ -44,6 +44,11 @@ class EventSales:
     orders: int = 0
 
     @property
+    def counts_seats(self) -> bool:
+        """Whether its seats count as sold, held or free: not those of a cancelled or deleted event."""
+        return self.event is None or (self.event.status != EventStatus.CANCELLED and not self.event.is_deleted)
+
+    @property
     def free(self) -> int:
         return self.seats - self.sold - self.held
 
@@ -52,9 +57,10 @@ class EventSales:
         return round(100 * self.sold / self.seats) if self.seats else 0
 
     def add(self, other: EventSales) -> None:
-        self.seats += other.seats
-        self.sold += other.sold
-        self.held += other.held
+        if other.counts_seats:
+            self.seats += other.seats
+            self.sold += other.sold
+            self.held += other.held
         self.revenue += other.revenue
         self.refunded += other.refunded
         self.orders += other.orders
@@ -106,7 +112,7 @@ def sales_by_event(events: list[Event], now: datetime | None = None) -> list[Eve
 
 
 def totals(sales: list[EventSales]) -> EventSales:
-    """The sum of several events' figures."""
+    """The sum of several events' figures: the money of all, the seats of those still selling."""
     total = EventSales(None)
     for row in sales:
         total.add(row)
@@ -116,11 +122,17 @@ def totals(sales: list[EventSales]) -> EventSales:
 def dashboard(now: datetime | None = None, latest: int = 10) -> dict:
     """Everything the admin dashboard shows: per-event sales, totals, latest orders."""
     now = now or utcnow()
-    events = db.session.scalars(
-        sa.select(Event).where(Event.status != EventStatus.CANCELLED).order_by(Event.date)
+    events = db.session.scalars(sa.select(Event).order_by(Event.date, Event.id)).all()
+    # Not listed, but what deleted events took and refunded is money all the same.
+    deleted = db.session.scalars(
+        sa.select(Event).where(Event.deleted_at.is_not(None)).execution_options(include_deleted=True)
     ).all()
     sales = sales_by_event(events, now)
-    return {"sales": sales, "totals": totals(sales), "latest_orders": latest_orders(latest)}
+    return {
+        "sales": sales,
+        "totals": totals(sales + sales_by_event(deleted, now)),
+        "latest_orders": latest_orders(latest),
+    }
 
 
 def latest_orders(limit: int = 10, event_id: int | None = None) -> list[Order]:

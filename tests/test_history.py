@@ -1,6 +1,7 @@
 """History shows what was sold: orders and bookings keep their seats and events after those are
 replaced by a new seat map or deleted, while normal queries still hide soft-deleted rows."""
 import html
+import re
 from datetime import timedelta
 from decimal import Decimal
 
@@ -113,3 +114,21 @@ def test_normal_queries_still_hide_what_history_keeps(factory, db_session):
     assert db_session.get(Order, order_id).event.id == event_id
     assert db_session.scalars(sa.select(Event.id)).all() == []
     assert db_session.scalar(sa.select(sa.func.count(Booking.id))) == 1
+
+
+def words(response):
+    """The page's text without tags, spaces collapsed."""
+    return " ".join(re.sub(r"<[^>]+>", " ", text(response)).split()).replace(" ,", ",")
+
+
+def test_my_bookings_marks_a_cancelled_seat_and_shows_what_was_kept(app, factory, people):
+    admin, fan, buyer = people
+    event = factory.event(rows=1, columns=2, categories=[CategorySpec("Standard", Decimal("80.00"))])
+    order = paid_order(buyer, event, seat_ids(event))
+    booking.cancel_booking(order.bookings[0])
+
+    mine = words(fan.get("/my/bookings"))
+    assert "confirmed paid Seats A1 cancelled refunded, A2 · €80.00 (€160.00 paid, €80.00 refunded)" in mine
+    booking.cancel_order(order)
+    mine = words(fan.get("/my/bookings"))
+    assert "cancelled refunded Seats A1, A2 · €0.00 (€160.00 paid, €160.00 refunded)" in mine

@@ -311,6 +311,10 @@ class Order(TimestampMixin, db.Model):
     def seconds_left(self, now: datetime) -> int:
         return max(0, int((self.hold_expires_at - now).total_seconds()))
 
+    def state_at(self, now: datetime) -> str:
+        """Its status as of now: a hold that has run out is expired, whether cleaned up or not."""
+        return OrderStatus.EXPIRED if self.hold_has_expired(now) else self.status
+
     def __repr__(self):
         return f"<Order {self.reference} {self.status}/{self.payment_status}>"
 
@@ -355,6 +359,10 @@ class Booking(TimestampMixin, SoftDeleteMixin, db.Model):
         ),
         sa.CheckConstraint("total_amount >= 0", name="total_not_negative"),
     )
+
+    def state_at(self, now: datetime) -> str:
+        """Its status as of now: a pending seat shares its order's hold, expired once that runs out."""
+        return self.order.state_at(now) if self.status == BookingStatus.PENDING else self.status
 
     def __repr__(self):
         return f"<Booking {self.id} seat={self.seat_id} {self.status}>"

@@ -329,3 +329,23 @@ def test_dashboard_totals_include_the_money_of_cancelled_and_deleted_events(clie
     assert (total.seats, total.sold, total.held, total.free) == (4, 1, 0, 3)
     page = text(client.get("/admin/"))
     assert "€75.00" in page and "Called Off" in page and "not selling" in page
+
+
+def test_a_hold_that_ran_out_is_listed_as_expired_without_a_cancel_link(client, admin, factory):
+    event = factory.event(name="Jazz Night")
+    ids = seat_ids(event)
+    live = booking.hold(factory.user(), event, ids[:1])
+    ran_out = booking.hold(factory.user(), event, ids[1:2], now=utcnow() - timedelta(minutes=30))
+    live_id, ran_out_id = live.bookings[0].id, ran_out.bookings[0].id
+
+    page = client.get("/admin/bookings").get_data(as_text=True)
+    assert f"/admin/bookings/{live_id}/cancel" in page and f"/admin/bookings/{ran_out_id}/cancel" not in page
+    assert page.count('badge-expired">expired') == 1
+    pending = client.get("/admin/bookings?status=pending").get_data(as_text=True)
+    assert live.reference in pending and ran_out.reference not in pending
+    expired = client.get("/admin/bookings?status=expired").get_data(as_text=True)
+    assert ran_out.reference in expired and live.reference not in expired
+
+    detail = client.get(f"/admin/orders/{ran_out.reference}").get_data(as_text=True)
+    assert "Cancel" not in detail and 'badge-expired">expired' in detail
+    assert 'badge-expired">expired' in client.get("/admin/").get_data(as_text=True)

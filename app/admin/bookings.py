@@ -22,10 +22,17 @@ def bookings(event_id=None):
     """Bookings (one line per seat), overall or for one event, filtered by status."""
     event = event_or_404(event_id) if event_id is not None else None
     status = status_filter(BookingStatus.ALL)
-    query = reports.bookings_query(event_id=event_id, status=status or None)
+    now = utcnow()
+    query = reports.bookings_query(event_id=event_id, status=status or None, now=now)
     page = page_of(query, BOOKINGS_PER_PAGE)
     return render_template(
-        "admin/bookings.html", page=page, event=event, status=status, statuses=BookingStatus.ALL
+        "admin/bookings.html",
+        page=page,
+        event=event,
+        status=status,
+        statuses=BookingStatus.ALL,
+        live=OrderStatus.LIVE,
+        now=now,
     )
 
 

@@ -223,10 +223,11 @@ def seat_map(event: Event, now: datetime | None = None) -> SeatMapView:
 # --- lists -----------------------------------------------------------------------------------
 
 
-def bookings_query(*, event_id: int | None = None, status: str | None = None):
+def bookings_query(*, event_id: int | None = None, status: str | None = None, now: datetime | None = None):
     """Bookings (one per seat), newest first, with order, buyer, seat and category loaded up front.
 
     Seats replaced by a newer seat map stay listed with their bookings: history is never hidden.
+    The status filter goes by the state at `now`: a hold that has run out is expired, not pending.
     """
     query = (
         sa.select(Booking)
@@ -241,8 +242,19 @@ def bookings_query(*, event_id: int | None = None, status: str | None = None):
     if event_id is not None:
         query = query.where(Booking.event_id == event_id)
     if status:
-        query = query.where(Booking.status == status)
+        query = query.where(_booking_state_is(status, now or utcnow()))
     return query
+
+
+def _booking_state_is(status: str, now: datetime):
+    hold_ran_out = sa.and_(
+        Booking.status == BookingStatus.PENDING, Booking.order.has(Order.hold_expires_at <= now)
+    )
+    if status == BookingStatus.EXPIRED:
+        return sa.or_(Booking.status == BookingStatus.EXPIRED, hold_ran_out)
+    if status == BookingStatus.PENDING:
+        return sa.and_(Booking.status == BookingStatus.PENDING, ~hold_ran_out)
+    return Booking.status == status
 
 
 def orders_query(*, event_id: int | None = None, payment_status: str | None = None):

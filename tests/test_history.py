@@ -72,6 +72,9 @@ def test_a_deleted_event_stays_on_its_orders(app, factory, people):
     mine = text(fan.get("/my/bookings"))
     assert "Jazz Night" in mine and f"{event.date:%Y}" in mine and "event cancelled" in mine
     assert "Jazz Night" in text(fan.get(f"/orders/{order.reference}"))
+    detail = text(admin.get(f"/admin/orders/{order.reference}"))
+    assert "deleted" in detail and "event cancelled" in detail and f"/admin/events/{event.id}" not in detail
+    assert f"/admin/events/{event.id}/bookings" not in text(admin.get("/admin/bookings"))
     assert admin.get(f"/admin/events/{event.id}").status_code == 404
     assert fan.get(f"/events/{event.id}").status_code == 404
 

@@ -20,6 +20,7 @@ def create_app(config_class=None):
     _refuse_insecure_production(app)
 
     register_extensions(app)
+    register_url_converters(app)
     register_blueprints(app)
     register_operations(app)
     register_error_handlers(app)
@@ -45,6 +46,12 @@ def register_extensions(app):
     login_manager.login_message_category = "info"
     csrf.init_app(app)
     limiter.init_app(app)
+
+
+def register_url_converters(app):
+    from app import routing
+
+    routing.register(app)
 
 
 def register_blueprints(app):

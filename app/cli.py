@@ -6,7 +6,7 @@ import click
 import sqlalchemy as sa
 
 from app.extensions import db
-from app.models import Event, utcnow
+from app.models import Event, EventStatus, utcnow
 from app.services import accounts, events
 from app.services.errors import DomainError
 
@@ -46,38 +46,52 @@ DEMO_EVENTS = [
 @click.password_option(help="The admin's password (asked for when not given).")
 def create_admin(email, name, password):
     """Create an administrator account, or make an existing account an administrator."""
-    user = accounts.find_user_by_email(email)
-    if user is not None:
-        user.is_admin = True
-        user.set_password(password)
-        db.session.commit()
-        click.echo(f"{user.email} already existed: it is now an admin with the new password.")
-        return
     try:
-        user = accounts.create_user(email, name, password, is_admin=True)
+        user, created = accounts.set_up_user(email, password, is_admin=True, name=name)
     except DomainError as error:
         raise click.ClickException(error.message) from None
-    click.echo(f"Created admin {user.email}.")
+    if created:
+        click.echo(f"Created admin {user.email}.")
+    else:
+        click.echo(f"{user.email} already existed: it is now an admin with the new password.")
 
 
-def ensure_user(email, name, password, is_admin):
-    user = accounts.find_user_by_email(email)
-    if user is None:
-        return accounts.create_user(email, name, password, is_admin=is_admin), True
-    return user, False
+def on_sale_demo_event(name: str, now) -> tuple[Event | None, str]:
+    """The bookable demo event of this name with "Kept", or "Published" for an interrupted run's draft."""
+    candidates = db.session.scalars(
+        sa.select(Event)
+        .where(
+            Event.name == name,
+            Event.status.in_((EventStatus.PUBLISHED, EventStatus.DRAFT)),
+            Event.sales_ended_at.is_(None),
+            Event.date > now,
+        )
+        .order_by(Event.status != EventStatus.PUBLISHED, Event.id)
+    ).all()
+    for event in candidates:
+        if event.status == EventStatus.PUBLISHED:
+            return event, "Kept"
+        try:
+            events.publish_event(event, now)
+        except DomainError:
+            db.session.rollback()
+        else:
+            return event, "Published"
+    return None, ""
 
 
 @click.command("seed-demo")
 def seed_demo():
-    """Create a demo admin, a demo buyer and published demo events (safe to run twice)."""
+    """Make sure the demo admin, buyer and two bookable demo events exist (safe to run again)."""
     for email, name, password in (DEMO_ADMIN, DEMO_BUYER):
-        _, created = ensure_user(email, name, password, is_admin=email == DEMO_ADMIN[0])
-        click.echo(f"{'Created' if created else 'Kept'} {email} (password: {password})")
+        # Reset every run, so that the credentials printed are the ones that work.
+        _, created = accounts.set_up_user(email, password, is_admin=email == DEMO_ADMIN[0], name=name)
+        click.echo(f"{'Created' if created else 'Reset'} {email} (password: {password})")
     now = utcnow().replace(second=0, microsecond=0)
     for spec in DEMO_EVENTS:
-        existing = db.session.scalar(sa.select(Event).where(Event.name == spec["name"]))
+        existing, verb = on_sale_demo_event(spec["name"], now)
         if existing is not None:
-            click.echo(f"Kept event {existing.name!r} ({existing.status})")
+            click.echo(f"{verb} event {existing.name!r} on {existing.date:%Y-%m-%d}")
             continue
         event = events.create_event(
             name=spec["name"],

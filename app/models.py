@@ -31,7 +31,13 @@ class TimestampMixin:
 
 
 class SoftDeleteMixin:
-    """Rows with deleted_at set are left out of every query unless it asks for include_deleted."""
+    """Rows with deleted_at set are left out of every query unless it asks for include_deleted.
+
+    Only the rows a query asks for are filtered, never what their relationships load: an order
+    still has its event and a booking its seat after those were deleted or replaced, because
+    history shows what was sold. (selectinload is the exception: SQLAlchemy runs its SELECT with
+    the query's own options, so load soft-deletable parents with joinedload or lazily.)
+    """
 
     deleted_at: so.Mapped[Optional[datetime]] = so.mapped_column(default=None)
 
@@ -53,7 +59,11 @@ def _hide_soft_deleted(execute_state):
     ):
         execute_state.statement = execute_state.statement.options(
             so.with_loader_criteria(
-                SoftDeleteMixin, lambda cls: cls.deleted_at.is_(None), include_aliases=True
+                SoftDeleteMixin,
+                lambda cls: cls.deleted_at.is_(None),
+                include_aliases=True,
+                # Else eager loads and later lazy loads of the rows found inherit the filter.
+                propagate_to_loaders=False,
             )
         )
 
@@ -272,8 +282,11 @@ class Order(TimestampMixin, db.Model):
 
     user: so.Mapped[User] = so.relationship(back_populates="orders")
     event: so.Mapped[Event] = so.relationship()
+    # Said here, not left to the soft-delete filter, so that every way of loading them agrees.
     bookings: so.Mapped[list[Booking]] = so.relationship(
-        back_populates="order", order_by="Booking.seat_id"
+        back_populates="order",
+        primaryjoin="and_(Order.id == Booking.order_id, Booking.deleted_at.is_(None))",
+        order_by="Booking.seat_id",
     )
     payments: so.Mapped[list[Payment]] = so.relationship(
         back_populates="order", order_by="Payment.id"
@@ -297,6 +310,10 @@ class Order(TimestampMixin, db.Model):
 
     def seconds_left(self, now: datetime) -> int:
         return max(0, int((self.hold_expires_at - now).total_seconds()))
+
+    def state_at(self, now: datetime) -> str:
+        """Its status as of now: a hold that has run out is expired, whether cleaned up or not."""
+        return OrderStatus.EXPIRED if self.hold_has_expired(now) else self.status
 
     def __repr__(self):
         return f"<Order {self.reference} {self.status}/{self.payment_status}>"
@@ -342,6 +359,10 @@ class Booking(TimestampMixin, SoftDeleteMixin, db.Model):
         ),
         sa.CheckConstraint("total_amount >= 0", name="total_not_negative"),
     )
+
+    def state_at(self, now: datetime) -> str:
+        """Its status as of now: a pending seat shares its order's hold, expired once that runs out."""
+        return self.order.state_at(now) if self.status == BookingStatus.PENDING else self.status
 
     def __repr__(self):
         return f"<Booking {self.id} seat={self.seat_id} {self.status}>"

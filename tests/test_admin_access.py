@@ -2,6 +2,7 @@
 import pytest
 from werkzeug.routing import IntegerConverter
 
+from tests.admin_support import client_of
 from tests.conftest import csrf_token
 
 
@@ -72,3 +73,15 @@ def test_admin_nav_links_show_for_admins_only(client, factory, login):
     page = client.get("/admin/").get_data(as_text=True)
     for link in ("/admin/events", "/admin/bookings", "/admin/payments", "/admin/users"):
         assert f'href="{link}"' in page
+
+
+def test_separate_clients_are_separate_people(app, factory):
+    """Plain test clients share the test's app context, so Flask-Login's user cached in `g` leaks
+    from one to the next (a guest would see the admin's dashboard); SeparateClient does not."""
+    admin_client = client_of(app, factory.admin())
+    guest = client_of(app)
+    fan = client_of(app, factory.user())
+    for _ in range(2):
+        assert admin_client.get("/admin/").status_code == 200
+        assert guest.get("/admin/").status_code == 302
+        assert fan.get("/admin/").status_code == 403

@@ -8,7 +8,7 @@ from decimal import Decimal
 import sqlalchemy as sa
 
 from app.models import Order, Payment, Seat, utcnow
-from app.services import booking, payments, reports
+from app.services import booking, events, payments, reports
 from app.services.events import CategorySpec
 from tests.admin_support import admin, paid_order, post_form, seat_ids  # noqa: F401
 from tests.invariants import assert_invariants
@@ -113,8 +113,6 @@ def test_bookings_list_per_event_and_by_status(client, admin, factory):
 
 
 def test_bookings_of_a_replaced_seat_map_stay_listed(client, admin, factory, db_session):
-    from app.services import events
-
     event = factory.event(rows=2, columns=2)
     old = booking.hold(factory.user(), event, seat_ids(event, 1), now=utcnow() - timedelta(minutes=10))
     details = events.EventDetails(event.name, event.date, 3, 3, [CategorySpec("Standard", Decimal("25.00"))])
@@ -311,3 +309,43 @@ def test_admin_pages_stay_up_with_unusual_query_strings(client, admin, factory):
     factory.event()
     for path in ("/admin/payments?event=abc&status=x", "/admin/bookings?status=nope&page=-1", "/admin/events?page=999", "/admin/users?q=%25"):
         assert client.get(path).status_code == 200, path
+
+
+def test_dashboard_totals_include_the_money_of_cancelled_and_deleted_events(client, admin, factory, db_session):
+    selling = factory.event(name="Selling", rows=2, columns=2)
+    cancelled = factory.event(name="Called Off", rows=2, columns=2)
+    deleted = factory.event(name="Gone", rows=2, columns=2)
+    paid_order(factory.user(), selling, seat_ids(selling, 1))
+    paid_order(factory.user(), cancelled, seat_ids(cancelled, 2))
+    paid_order(factory.user(), deleted, seat_ids(deleted, 1))
+    booking.cancel_event(cancelled)
+    booking.cancel_event(deleted)
+    events.delete_event(deleted)
+
+    report = reports.dashboard()
+    assert [row.event.name for row in report["sales"]] == ["Selling", "Called Off"]
+    total = report["totals"]
+    assert (total.revenue, total.refunded, total.orders) == (Decimal("25.00"), Decimal("75.00"), 3)
+    assert (total.seats, total.sold, total.held, total.free) == (4, 1, 0, 3)
+    page = text(client.get("/admin/"))
+    assert "€75.00" in page and "Called Off" in page and "not selling" in page
+
+
+def test_a_hold_that_ran_out_is_listed_as_expired_without_a_cancel_link(client, admin, factory):
+    event = factory.event(name="Jazz Night")
+    ids = seat_ids(event)
+    live = booking.hold(factory.user(), event, ids[:1])
+    ran_out = booking.hold(factory.user(), event, ids[1:2], now=utcnow() - timedelta(minutes=30))
+    live_id, ran_out_id = live.bookings[0].id, ran_out.bookings[0].id
+
+    page = client.get("/admin/bookings").get_data(as_text=True)
+    assert f"/admin/bookings/{live_id}/cancel" in page and f"/admin/bookings/{ran_out_id}/cancel" not in page
+    assert page.count('badge-expired">expired') == 1
+    pending = client.get("/admin/bookings?status=pending").get_data(as_text=True)
+    assert live.reference in pending and ran_out.reference not in pending
+    expired = client.get("/admin/bookings?status=expired").get_data(as_text=True)
+    assert ran_out.reference in expired and live.reference not in expired
+
+    detail = client.get(f"/admin/orders/{ran_out.reference}").get_data(as_text=True)
+    assert "Cancel" not in detail and 'badge-expired">expired' in detail
+    assert 'badge-expired">expired' in client.get("/admin/").get_data(as_text=True)

@@ -1,11 +1,11 @@
 """Admin: bookings per event and overall, an order's detail, cancellations with refunds, CSV export."""
-from flask import Response, flash, redirect, render_template, request, url_for
+from flask import Response, flash, redirect, render_template, url_for
 
 from app.admin import bp
 from app.admin.events import event_or_404
 from app.admin.forms import CancelForm
+from app.admin.listing import page_of, status_filter
 from app.auth.decorators import admin_required
-from app.extensions import db
 from app.models import BookingStatus, OrderStatus, utcnow
 from app.services import booking as booking_service
 from app.services import reports
@@ -15,11 +15,6 @@ from app.templating import money
 BOOKINGS_PER_PAGE = 50
 
 
-def status_filter(allowed) -> str:
-    status = request.args.get("status", "")
-    return status if status in allowed else ""
-
-
 @bp.route("/bookings")
 @bp.route("/events/<int:event_id>/bookings")
 @admin_required
@@ -27,10 +22,17 @@ def bookings(event_id=None):
     """Bookings (one line per seat), overall or for one event, filtered by status."""
     event = event_or_404(event_id) if event_id is not None else None
     status = status_filter(BookingStatus.ALL)
-    query = reports.bookings_query(event_id=event_id, status=status or None)
-    page = db.paginate(query, per_page=BOOKINGS_PER_PAGE, error_out=False)
+    now = utcnow()
+    query = reports.bookings_query(event_id=event_id, status=status or None, now=now)
+    page = page_of(query, BOOKINGS_PER_PAGE)
     return render_template(
-        "admin/bookings.html", page=page, event=event, status=status, statuses=BookingStatus.ALL
+        "admin/bookings.html",
+        page=page,
+        event=event,
+        status=status,
+        statuses=BookingStatus.ALL,
+        live=OrderStatus.LIVE,
+        now=now,
     )
 
 

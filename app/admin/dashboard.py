@@ -2,6 +2,7 @@ from flask import render_template
 
 from app.admin import bp
 from app.auth.decorators import admin_required
+from app.models import utcnow
 from app.services import reports
 
 
@@ -9,4 +10,5 @@ from app.services import reports
 @admin_required
 def dashboard():
     """The admin's home: sales at a glance, per event and in total, and the latest orders."""
-    return render_template("admin/dashboard.html", **reports.dashboard())
+    now = utcnow()
+    return render_template("admin/dashboard.html", now=now, **reports.dashboard(now))

@@ -3,6 +3,7 @@ from flask import flash, redirect, render_template, request, url_for
 
 from app.admin import bp
 from app.admin.forms import CATEGORY_LINES, ConfirmForm, EventForm, event_form_data, new_event_data
+from app.admin.listing import page_of, status_filter
 from app.auth.decorators import admin_required
 from app.extensions import db
 from app.models import EventStatus, utcnow
@@ -22,10 +23,9 @@ def event_or_404(event_id: int):
 @admin_required
 def events_list():
     """All events, filtered by status and searched by name, with their sales."""
-    status = request.args.get("status", "")
-    status = status if status in events.LIST_FILTERS else ""
+    status = status_filter(events.LIST_FILTERS)
     search = request.args.get("q", "").strip()
-    page = db.paginate(events.list_query(status=status, search=search), per_page=EVENTS_PER_PAGE, error_out=False)
+    page = page_of(events.list_query(status=status, search=search), EVENTS_PER_PAGE)
     sales = {row.event.id: row for row in reports.sales_by_event(page.items)}
     return render_template(
         "admin/events.html",

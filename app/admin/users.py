@@ -4,6 +4,7 @@ from flask_login import current_user
 
 from app.admin import bp
 from app.admin.forms import ConfirmForm, UserForm
+from app.admin.listing import page_of
 from app.auth.decorators import admin_required
 from app.extensions import db
 from app.models import User
@@ -25,7 +26,7 @@ def user_or_404(user_id: int) -> User:
 def users():
     """All accounts, searched by name or email."""
     search = request.args.get("q", "").strip()
-    page = db.paginate(accounts.search_users(search), per_page=USERS_PER_PAGE, error_out=False)
+    page = page_of(accounts.search_users(search), USERS_PER_PAGE)
     return render_template("admin/users.html", page=page, search=search)
 
 

@@ -54,6 +54,19 @@ def create_user(email: str, name: str, password: str, is_admin: bool = False) ->
     return _commit_user(user)
 
 
+def set_up_user(email: str, password: str, *, is_admin: bool, name: str | None = None) -> tuple[User, bool]:
+    """Create this account, or give the existing one this password and admin flag; True if created."""
+    check_password(password)  # first: a bad password must change nothing, also on an existing account
+    user = find_user_by_email(email)
+    if user is None:
+        return create_user(email, name, password, is_admin=is_admin), True
+    user.is_admin = is_admin
+    user.set_password(password)
+    if name and name.strip():
+        user.name = name.strip()
+    return _commit_user(user), False
+
+
 def authenticate(email: str, password: str) -> User | None:
     """The user with these credentials, or None."""
     user = find_user_by_email(email)

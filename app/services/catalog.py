@@ -45,8 +45,8 @@ def orders_of(user: User) -> list[Order]:
             .where(Order.user_id == user.id)
             .order_by(Order.created_at.desc(), Order.id.desc())
             .options(
-                so.selectinload(Order.event),
-                so.selectinload(Order.bookings).selectinload(Booking.seat).selectinload(Seat.price_category),
+                so.joinedload(Order.event),
+                so.selectinload(Order.bookings).joinedload(Booking.seat).joinedload(Seat.price_category),
             )
         )
     )

@@ -44,6 +44,11 @@ class EventSales:
     orders: int = 0
 
     @property
+    def counts_seats(self) -> bool:
+        """Whether its seats count as sold, held or free: not those of a cancelled or deleted event."""
+        return self.event is None or (self.event.status != EventStatus.CANCELLED and not self.event.is_deleted)
+
+    @property
     def free(self) -> int:
         return self.seats - self.sold - self.held
 
@@ -52,9 +57,10 @@ class EventSales:
         return round(100 * self.sold / self.seats) if self.seats else 0
 
     def add(self, other: EventSales) -> None:
-        self.seats += other.seats
-        self.sold += other.sold
-        self.held += other.held
+        if other.counts_seats:
+            self.seats += other.seats
+            self.sold += other.sold
+            self.held += other.held
         self.revenue += other.revenue
         self.refunded += other.refunded
         self.orders += other.orders
@@ -106,7 +112,7 @@ def sales_by_event(events: list[Event], now: datetime | None = None) -> list[Eve
 
 
 def totals(sales: list[EventSales]) -> EventSales:
-    """The sum of several events' figures."""
+    """The sum of several events' figures: the money of all, the seats of those still selling."""
     total = EventSales(None)
     for row in sales:
         total.add(row)
@@ -116,11 +122,17 @@ def totals(sales: list[EventSales]) -> EventSales:
 def dashboard(now: datetime | None = None, latest: int = 10) -> dict:
     """Everything the admin dashboard shows: per-event sales, totals, latest orders."""
     now = now or utcnow()
-    events = db.session.scalars(
-        sa.select(Event).where(Event.status != EventStatus.CANCELLED).order_by(Event.date)
+    events = db.session.scalars(sa.select(Event).order_by(Event.date, Event.id)).all()
+    # Not listed, but what deleted events took and refunded is money all the same.
+    deleted = db.session.scalars(
+        sa.select(Event).where(Event.deleted_at.is_not(None)).execution_options(include_deleted=True)
     ).all()
     sales = sales_by_event(events, now)
-    return {"sales": sales, "totals": totals(sales), "latest_orders": latest_orders(latest)}
+    return {
+        "sales": sales,
+        "totals": totals(sales + sales_by_event(deleted, now)),
+        "latest_orders": latest_orders(latest),
+    }
 
 
 def latest_orders(limit: int = 10, event_id: int | None = None) -> list[Order]:
@@ -211,10 +223,11 @@ def seat_map(event: Event, now: datetime | None = None) -> SeatMapView:
 # --- lists -----------------------------------------------------------------------------------
 
 
-def bookings_query(*, event_id: int | None = None, status: str | None = None):
+def bookings_query(*, event_id: int | None = None, status: str | None = None, now: datetime | None = None):
     """Bookings (one per seat), newest first, with order, buyer, seat and category loaded up front.
 
     Seats replaced by a newer seat map stay listed with their bookings: history is never hidden.
+    The status filter goes by the state at `now`: a hold that has run out is expired, not pending.
     """
     query = (
         sa.select(Booking)
@@ -224,15 +237,24 @@ def bookings_query(*, event_id: int | None = None, status: str | None = None):
             so.joinedload(Booking.event),
             so.joinedload(Booking.seat).joinedload(Seat.price_category),
         )
-        .where(Booking.deleted_at.is_(None))
         .order_by(Booking.created_at.desc(), Booking.id.desc())
-        .execution_options(include_deleted=True)
     )
     if event_id is not None:
         query = query.where(Booking.event_id == event_id)
     if status:
-        query = query.where(Booking.status == status)
+        query = query.where(_booking_state_is(status, now or utcnow()))
     return query
+
+
+def _booking_state_is(status: str, now: datetime):
+    hold_ran_out = sa.and_(
+        Booking.status == BookingStatus.PENDING, Booking.order.has(Order.hold_expires_at <= now)
+    )
+    if status == BookingStatus.EXPIRED:
+        return sa.or_(Booking.status == BookingStatus.EXPIRED, hold_ran_out)
+    if status == BookingStatus.PENDING:
+        return sa.and_(Booking.status == BookingStatus.PENDING, ~hold_ran_out)
+    return Booking.status == status
 
 
 def orders_query(*, event_id: int | None = None, payment_status: str | None = None):

@@ -87,7 +87,8 @@ def register_commands(app):
 
 
 def configure_logging(app):
-    if not app.debug and not app.testing:
+    """INFO and up to stderr under `flask run` too: a dead Redis or failing-open limits must show."""
+    if not app.testing:  # pytest captures the logs itself
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 

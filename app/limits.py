@@ -3,7 +3,7 @@ from flask import current_app, request
 from flask_limiter.util import get_remote_address
 from flask_login import current_user
 
-from app.extensions import limiter
+from app.extensions import limiter, redacted_url
 
 
 def configured(name):
@@ -46,13 +46,16 @@ def apply(limits):
 
 
 def status() -> dict:
-    """Whether limits are enforced through shared storage, for `flask health`."""
+    """Whether limits are enforced through shared storage, for `flask health` and /healthz."""
     if not limiter.enabled:
         return {"ok": True, "detail": "disabled by configuration"}
+    where = redacted_url(current_app.config["RATELIMIT_STORAGE_URI"])
     try:
-        shared = limiter.storage.check()
+        reachable = limiter.storage.check()
     except Exception:  # any storage error means the same: limits are per process for now
-        shared = False
-    if shared:
-        return {"ok": True, "detail": f"enforced through {current_app.config['RATELIMIT_STORAGE_URI']}"}
-    return {"ok": False, "detail": "storage unreachable: failing open to per-process in-memory limits"}
+        reachable = False
+    if not reachable:
+        return {"ok": False, "detail": f"{where} unreachable: failing open to per-process in-memory limits"}
+    if limiter.failing_open:
+        return {"ok": False, "detail": f"{where} answers again, but this process still limits in memory (failing open) until its next check"}
+    return {"ok": True, "detail": f"enforced through {where}"}

@@ -1,11 +1,19 @@
 """Headers, cookies, redirects, inline code and rate limits."""
+import logging
 import re
+import time
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
-from app.extensions import limiter
-from tests.conftest import PASSWORD, csrf_token
+from app import limits
+from app.extensions import db, limiter
+from app.models import Seat
+from app.services import payments
+from tests.conftest import PASSWORD, csrf_token, log_in
+from tests.invariants import assert_invariants
+from tests.redis_server import PrivateRedis
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -127,16 +135,102 @@ def test_registration_is_limited_per_ip(client, limits_on):
     assert client.post("/auth/register", data={**data, "email": "a2@example.com", "csrf_token": csrf_token(client, "/auth/register")}).status_code == 429
 
 
-def test_limits_fail_open_when_redis_is_down(app, client, factory, runner, limits_on, monkeypatch):
-    from limits.storage import RedisStorage
+@pytest.fixture
+def private_redis(app, tmp_path, monkeypatch):
+    """Limits on, and the app's Redis (limits, live map, jobs) a redis-server of this test's own."""
+    from app import extensions
 
-    limits_on["RATELIMIT_LOGIN_PER_ACCOUNT"] = "1 per minute"
-    dead = RedisStorage("redis://127.0.0.1:1/0", socket_connect_timeout=0.2, socket_timeout=0.2)
-    monkeypatch.setattr(limiter, "_storage", dead)
-    monkeypatch.setattr(limiter, "_limiter", type(limiter.limiter)(dead))
-    user = factory.user()
-    token = csrf_token(client)
-    response = client.post("/auth/login", data={"email": user.email, "password": PASSWORD, "csrf_token": token})
-    assert response.status_code == 302  # selling goes on
-    result = runner.invoke(args=["health"])
-    assert "rate limits" in result.output and "failing open" in result.output
+    server = PrivateRedis(tmp_path).start()
+    for name in ("REDIS_URL", "RATELIMIT_STORAGE_URI"):
+        monkeypatch.setitem(app.config, name, server.url)
+    monkeypatch.delitem(app.extensions, "stagepass_redis", raising=False)
+    monkeypatch.setattr(extensions, "_redis_down_until", [0.0])
+    limiter.init_app(app)
+    limiter.enabled = True
+    yield server
+    server.stop()
+
+
+def hold_and_pay(client, event, seat_id, token):
+    held = client.post(f"/api/events/{event.id}/holds", json={"seat_ids": [seat_id]}, headers={"X-CSRFToken": token})
+    assert held.status_code == 201, held.get_data(as_text=True)
+    paid = client.post(
+        held.get_json()["checkout_url"],
+        data={"method": "card", "card_number": payments.CARD_SUCCEEDS, "csrf_token": token},
+    )
+    assert paid.status_code == 302 and "/orders/" in paid.headers["Location"], paid.get_data(as_text=True)
+
+
+def test_limits_fail_open_when_their_redis_stops(app, client, factory, runner, private_redis, caplog):
+    """A real Redis counts the limits, then dies: logins, holds and payments go on, and it is said once."""
+    event = factory.event(rows=1, columns=4)
+    seat_ids = db.session.scalars(sa.select(Seat.id).where(Seat.event_id == event.id).order_by(Seat.id)).all()
+    buyers = [factory.user() for _ in range(3)]
+    log_in(client, buyers[0])
+    token = csrf_token(client, "/")
+    hold_and_pay(client, event, seat_ids[0], token)
+    assert private_redis.client.keys("LIMITS:*"), "the limits counted in the private Redis"
+
+    private_redis.stop()
+    caplog.set_level(logging.INFO, logger="app.extensions")
+    for buyer, seat_id in zip(buyers[1:], seat_ids[1:]):
+        client.post("/auth/logout", data={"csrf_token": token})
+        log_in(client, buyer)
+        token = csrf_token(client, "/")
+        hold_and_pay(client, event, seat_id, token)
+
+    outage = [record for record in caplog.records if "failing open" in record.getMessage()]
+    assert len(outage) == 1 and outage[0].levelno == logging.WARNING, caplog.text
+    assert private_redis.url in outage[0].getMessage()
+    health = runner.invoke(args=["health"])
+    assert health.exit_code != 0 and "failing open" in health.output, health.output
+    healthz = client.get("/healthz")
+    assert healthz.status_code == 503
+    assert healthz.get_json()["checks"]["rate limits"]["ok"] is False
+    assert "failing open" in healthz.get_json()["checks"]["rate limits"]["detail"]
+    assert_invariants()
+
+    private_redis.start()  # Flask-Limiter looks again after 1, 2, 4... seconds
+    deadline = time.monotonic() + 60
+    while not [record for record in caplog.records if "shared again" in record.getMessage()]:
+        assert time.monotonic() < deadline, "the limiter never noticed its Redis was back"
+        client.get("/livez")
+        time.sleep(0.2)
+    assert not limiter.failing_open and limits.status()["ok"]
+    assert len([record for record in caplog.records if "failing open" in record.getMessage()]) == 1
+
+
+
+def test_no_limiter_state_is_left_by_the_test_before(client, factory, redis_client):
+    """The test above bound the limiter to a Redis it then stopped: nothing of that remains."""
+    assert not limiter.enabled and not limiter.failing_open
+    limiter.enabled = True
+    log_in(client, factory.user())
+    assert redis_client.keys("LIMITS:*"), "the limits count in the run's own Redis again"
+
+
+FAIL_OPEN_IN_DEVELOPMENT = """
+from app import create_app
+app = create_app()  # STAGEPASS_ENV=development: debug, as under `flask run`
+app.config["WTF_CSRF_ENABLED"] = False
+client = app.test_client()
+for _ in range(3):
+    assert client.post("/auth/login", data={"email": "nobody@example.com", "password": "wrong-password"}).status_code == 400
+"""
+
+
+def test_failing_open_is_logged_once_under_flask_run(app):
+    """Development has no logging set up by anyone else: the warning must still reach stderr, once."""
+    import os
+    import subprocess
+    import sys
+
+    dead = "redis://127.0.0.1:1/0"
+    env = dict(
+        os.environ, STAGEPASS_ENV="development", DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"],
+        REDIS_URL=dead, RATELIMIT_STORAGE_URI=dead, RATELIMIT_ENABLED="1",
+    )
+    run = subprocess.run([sys.executable, "-c", FAIL_OPEN_IN_DEVELOPMENT], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr[-2000:]
+    warnings = [line for line in run.stderr.splitlines() if "Rate limits failing open" in line]
+    assert len(warnings) == 1 and "WARNING" in warnings[0], run.stderr[-2000:]

@@ -2,8 +2,10 @@
 from flask import current_app, request
 from flask_limiter.util import get_remote_address
 from flask_login import current_user
+from sqlalchemy.exc import SQLAlchemyError
 
-from app.extensions import limiter, redacted_url
+from app.extensions import db, limiter, redacted_url
+from app.services import accounts
 
 
 def configured(name):
@@ -16,7 +18,21 @@ def per_user():
 
 
 def per_login_account():
-    return "login:" + (request.form.get("email") or "").strip().lower()[:255]
+    """The account a log-in would reach, so no other spelling of its address gets a fresh count.
+
+    The database decides which spellings find an account (its collation may ignore case or
+    accents), so the count is keyed on the user it finds; an address that finds nobody counts as
+    typed, normalised.
+    """
+    email = (request.form.get("email") or "")[:255]
+    try:
+        user = accounts.find_user_by_email(email)
+    except SQLAlchemyError:  # the log-in itself will say the database is down; not a storage error
+        db.session.rollback()
+        user = None
+    if user is not None:
+        return f"login:user:{user.id}"
+    return "login:email:" + accounts.normalize_email(email)
 
 
 login = [

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from app import limits
 from app.extensions import db, limiter
 from app.models import Seat
-from app.services import payments
+from app.services import accounts, payments
 from tests.conftest import PASSWORD, csrf_token, log_in
 from tests.invariants import assert_invariants
 from tests.redis_server import PrivateRedis
@@ -105,6 +105,38 @@ def test_login_is_limited_per_account_with_retry_after(client, factory, limits_o
     assert "Too many attempts" in response.get_data(as_text=True)
     other = factory.user()
     assert client.post("/auth/login", data={"email": other.email, "password": PASSWORD, "csrf_token": token}).status_code == 302
+
+
+VICTIM = "victim@example.com"
+# The same address in other cases and spaces, and look-alikes that MariaDB's accent-insensitive
+# collations (utf8mb4_general_ci) took for it.
+SPELLINGS = [VICTIM, "VICTIM@example.com", " Victim@Example.COM ", "vïctim@example.com", "vìctim@example.com",
+             "víctim@example.com", "vîctim@example.com"]
+
+
+def test_login_limit_per_account_counts_the_account_whatever_the_spelling(client, factory, limits_on):
+    limits_on["RATELIMIT_LOGIN_PER_ACCOUNT"] = "2 per minute"
+    victim = factory.user(email=VICTIM)
+    finding = [spelling for spelling in SPELLINGS if getattr(accounts.find_user_by_email(spelling), "id", None) == victim.id]
+    assert len(finding) >= 3
+    token = csrf_token(client)
+    statuses = [
+        client.post("/auth/login", data={"email": spelling, "password": "wrong-password", "csrf_token": token}).status_code
+        for spelling in finding
+    ]
+    assert statuses == [400, 400] + [429] * (len(finding) - 2), list(zip(finding, statuses))
+    right = client.post("/auth/login", data={"email": finding[-1], "password": PASSWORD, "csrf_token": token})
+    assert right.status_code == 429
+
+
+def test_login_limit_per_account_for_unknown_addresses_counts_the_normalised_address(client, limits_on):
+    limits_on["RATELIMIT_LOGIN_PER_ACCOUNT"] = "2 per minute"
+    token = csrf_token(client)
+    statuses = [
+        client.post("/auth/login", data={"email": email, "password": "wrong-password", "csrf_token": token}).status_code
+        for email in ("nobody@example.com", "NOBODY@example.com", " Nobody@Example.com ")
+    ]
+    assert statuses == [400, 400, 429]
 
 
 def test_hold_is_limited_per_user_as_json(client, factory, db_session, login, limits_on):

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from app import limits
 from app.extensions import db, limiter
-from app.models import Seat
+from app.models import Seat, User
 from app.services import accounts, payments
 from tests.conftest import PASSWORD, csrf_token, log_in
 from tests.invariants import assert_invariants
@@ -139,10 +139,44 @@ def test_login_limit_per_account_for_unknown_addresses_counts_the_normalised_add
     assert statuses == [400, 400, 429]
 
 
+@pytest.mark.parametrize("spelling", ["vïctim@example.com", "vîctim@example.com", "víctim@example.com"])
+def test_an_accented_address_is_another_address(client, factory, spelling):
+    factory.user(email=VICTIM)
+    assert accounts.find_user_by_email(spelling) is None
+    response = client.post("/auth/login", data={"email": spelling, "password": PASSWORD, "csrf_token": csrf_token(client)})
+    assert response.status_code == 400 and "Wrong email or password" in response.get_data(as_text=True)
+    assert factory.user(email=spelling.upper()).email == spelling  # an account of its own, stored lower-cased
+    assert accounts.find_user_by_email(VICTIM).email == VICTIM
+
+
+@pytest.mark.mariadb
+def test_emails_compare_with_a_binary_collation_on_mariadb(app):
+    collation = db.session.scalar(sa.text(
+        "SELECT collation_name FROM information_schema.columns "
+        "WHERE table_schema = DATABASE() AND table_name = 'users' AND column_name = 'email'"
+    ))
+    assert collation == "utf8mb4_bin"
+
+
+def test_the_migration_lower_cases_stored_emails(app):
+    from flask_migrate import downgrade, upgrade
+
+    downgrade(revision="0001")
+    try:
+        db.session.execute(sa.text(
+            "INSERT INTO users (email, name, password_hash, is_admin, created_at, updated_at) "
+            "VALUES (' Mixed@Example.COM', 'Mixed', 'x', 0, '2026-01-01', '2026-01-01')"
+        ))
+        db.session.commit()
+    finally:
+        upgrade()
+    assert db.session.scalar(sa.select(User.email)) == "mixed@example.com"
+
+
 def test_hold_is_limited_per_user_as_json(client, factory, db_session, login, limits_on):
     import sqlalchemy as sa
 
-    from app.models import Seat
+    from app.models import Seat, User
 
     limits_on["RATELIMIT_HOLD_PER_USER"] = "2 per minute"
     event = factory.event()

@@ -2,6 +2,7 @@
 import logging
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import BASE_DIR, config_from_env
 from app.extensions import csrf, db, limiter, login_manager, migrate
@@ -19,6 +20,7 @@ def create_app(config_class=None):
     app.config.from_object(config_class)
     _refuse_insecure_production(app)
 
+    trust_reverse_proxies(app)
     register_extensions(app)
     register_blueprints(app)
     register_operations(app)
@@ -33,6 +35,17 @@ def create_app(config_class=None):
 def _refuse_insecure_production(app):
     if app.config.get("PRODUCTION") and not app.config.get("SECRET_KEY"):
         raise RuntimeError("SECRET_KEY must be set when STAGEPASS_ENV=production.")
+
+
+def trust_reverse_proxies(app):
+    """Behind TRUSTED_PROXY_COUNT proxies, take the client's address and scheme from what they add.
+
+    With none configured, X-Forwarded-For is ignored: anyone could send one to pick the address
+    that per-IP limits count.
+    """
+    count = app.config["TRUSTED_PROXY_COUNT"]
+    if count:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count)
 
 
 def register_extensions(app):

@@ -300,3 +300,52 @@ def test_failing_open_is_logged_once_under_flask_run(app):
     assert run.returncode == 0, run.stderr[-2000:]
     warnings = [line for line in run.stderr.splitlines() if "Rate limits failing open" in line]
     assert len(warnings) == 1 and "WARNING" in warnings[0], run.stderr[-2000:]
+
+
+# --- client addresses behind a reverse proxy ---------------------------------------------------
+
+
+@pytest.fixture
+def behind_one_proxy(app, monkeypatch):
+    """The app as the nginx deployment runs it: TRUSTED_PROXY_COUNT=1."""
+    from app import trust_reverse_proxies
+
+    monkeypatch.setattr(app, "wsgi_app", app.wsgi_app)
+    monkeypatch.setitem(app.config, "TRUSTED_PROXY_COUNT", 1)
+    trust_reverse_proxies(app)
+
+
+def failed_logins_forwarded_for(client, forwarded_for):
+    """Log-ins to addresses nobody has (so only the per-IP limit can refuse), each with its X-Forwarded-For."""
+    token = csrf_token(client)
+    return [
+        client.post(
+            "/auth/login",
+            data={"email": f"nobody{number}@example.com", "password": "wrong-password", "csrf_token": token},
+            headers={"X-Forwarded-For": value},
+        ).status_code
+        for number, value in enumerate(forwarded_for)
+    ]
+
+
+def test_per_ip_limits_follow_x_forwarded_for_behind_a_trusted_proxy(client, behind_one_proxy, limits_on):
+    limits_on["RATELIMIT_LOGIN_PER_IP"] = "2 per minute"
+    # nginx appends the client it saw; what comes before is whatever the client sent.
+    assert failed_logins_forwarded_for(client, ["203.0.113.7", "198.51.100.1, 203.0.113.7", "203.0.113.7"]) == [400, 400, 429]
+    assert failed_logins_forwarded_for(client, ["203.0.113.8"]) == [400]
+
+
+def test_x_forwarded_for_is_ignored_without_a_trusted_proxy(app, client, limits_on):
+    limits_on["RATELIMIT_LOGIN_PER_IP"] = "2 per minute"
+    assert app.config["TRUSTED_PROXY_COUNT"] == 0
+    assert failed_logins_forwarded_for(client, ["203.0.113.1", "203.0.113.2", "203.0.113.3"]) == [400, 400, 429]
+
+
+@pytest.mark.parametrize("trusted", [True, False], ids=["behind nginx", "no proxy configured"])
+def test_hsts_follows_x_forwarded_proto_only_from_a_trusted_proxy(request, app, client, monkeypatch, trusted):
+    if trusted:
+        request.getfixturevalue("behind_one_proxy")
+    monkeypatch.setitem(app.config, "PRODUCTION", True)
+    headers = client.get("/livez", headers={"X-Forwarded-Proto": "https"}).headers
+    assert ("Strict-Transport-Security" in headers) is trusted
+    assert "Strict-Transport-Security" not in client.get("/livez").headers

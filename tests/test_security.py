@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from app import limits
 from app.extensions import db, limiter
-from app.models import Seat, User
+from app.models import Payment, Seat, User
 from app.services import accounts, payments
 from tests.conftest import PASSWORD, csrf_token, log_in
 from tests.invariants import assert_invariants
@@ -86,25 +86,69 @@ def limits_on(app, redis_client):
     limiter.enabled = True
     limiter.reset()
     yield app.config
-    limiter.reset()
-    limiter.enabled = False
+
+
+def assert_limited(response, *, as_json=False):
+    """Refused over a limit: 429, Retry-After in seconds, and a message saying to wait."""
+    assert response.status_code == 429, response.get_data(as_text=True)[:300]
+    assert int(response.headers["Retry-After"]) > 0
+    if as_json:
+        body = response.get_json()
+        assert body["code"] == "rate_limited" and "Too many attempts" in body["error"], body
+    else:
+        page = response.get_data(as_text=True)
+        assert "Slow down" in page and "Too many attempts" in page and "try again" in page
+
+
+def attempt_login(client, email, password="wrong-password", **headers):
+    return client.post(
+        "/auth/login", data={"email": email, "password": password, "csrf_token": csrf_token(client)}, headers=headers
+    )
+
+
+def log_in_as(client, user):
+    """Log the client out (if it was in) and in as `user`: one browser, one address, another buyer."""
+    client.post("/auth/logout", data={"csrf_token": csrf_token(client, "/")})
+    log_in(client, user)
+    return csrf_token(client, "/")
+
+
+def hold(client, event, seat_id, token):
+    return client.post(f"/api/events/{event.id}/holds", json={"seat_ids": [seat_id]}, headers={"X-CSRFToken": token})
+
+
+def held_checkout_url(client, event, seat_id, token):
+    held = hold(client, event, seat_id, token)
+    assert held.status_code == 201, held.get_data(as_text=True)
+    return held.get_json()["checkout_url"]
+
+
+def pay(client, checkout_url, token, card_number=payments.CARD_SUCCEEDS):
+    return client.post(checkout_url, data={"method": "card", "card_number": card_number, "csrf_token": token})
+
+
+def event_seat_ids(event):
+    return db.session.scalars(sa.select(Seat.id).where(Seat.event_id == event.id).order_by(Seat.id)).all()
+
+
+def payment_count():
+    return db.session.scalar(sa.select(sa.func.count(Payment.id)))
 
 
 def test_login_is_limited_per_account_with_retry_after(client, factory, limits_on):
     limits_on["RATELIMIT_LOGIN_PER_ACCOUNT"] = "2 per minute"
     user = factory.user()
-    token = csrf_token(client)
-    statuses = [
-        client.post("/auth/login", data={"email": user.email, "password": "wrong-password", "csrf_token": token}).status_code
-        for _ in range(3)
-    ]
-    assert statuses == [400, 400, 429]
-    response = client.post("/auth/login", data={"email": user.email, "password": PASSWORD, "csrf_token": token})
-    assert response.status_code == 429
-    assert int(response.headers["Retry-After"]) > 0
-    assert "Too many attempts" in response.get_data(as_text=True)
-    other = factory.user()
-    assert client.post("/auth/login", data={"email": other.email, "password": PASSWORD, "csrf_token": token}).status_code == 302
+    assert [attempt_login(client, user.email).status_code for _ in range(2)] == [400, 400]
+    assert_limited(attempt_login(client, user.email))
+    assert_limited(attempt_login(client, user.email, PASSWORD))
+    assert attempt_login(client, factory.user().email, PASSWORD).status_code == 302
+
+
+def test_login_is_limited_per_ip_across_accounts(client, factory, limits_on):
+    limits_on["RATELIMIT_LOGIN_PER_IP"] = "2 per minute"
+    assert [attempt_login(client, factory.user().email).status_code for _ in range(2)] == [400, 400]
+    assert_limited(attempt_login(client, factory.user().email, PASSWORD))
+    assert "Log out" not in client.get("/").get_data(as_text=True)
 
 
 VICTIM = "victim@example.com"
@@ -119,24 +163,70 @@ def test_login_limit_per_account_counts_the_account_whatever_the_spelling(client
     victim = factory.user(email=VICTIM)
     finding = [spelling for spelling in SPELLINGS if getattr(accounts.find_user_by_email(spelling), "id", None) == victim.id]
     assert len(finding) >= 3
-    token = csrf_token(client)
-    statuses = [
-        client.post("/auth/login", data={"email": spelling, "password": "wrong-password", "csrf_token": token}).status_code
-        for spelling in finding
-    ]
+    statuses = [attempt_login(client, spelling).status_code for spelling in finding]
     assert statuses == [400, 400] + [429] * (len(finding) - 2), list(zip(finding, statuses))
-    right = client.post("/auth/login", data={"email": finding[-1], "password": PASSWORD, "csrf_token": token})
-    assert right.status_code == 429
+    assert_limited(attempt_login(client, finding[-1], PASSWORD))
 
 
 def test_login_limit_per_account_for_unknown_addresses_counts_the_normalised_address(client, limits_on):
     limits_on["RATELIMIT_LOGIN_PER_ACCOUNT"] = "2 per minute"
-    token = csrf_token(client)
-    statuses = [
-        client.post("/auth/login", data={"email": email, "password": "wrong-password", "csrf_token": token}).status_code
-        for email in ("nobody@example.com", "NOBODY@example.com", " Nobody@Example.com ")
-    ]
-    assert statuses == [400, 400, 429]
+    emails = ("nobody@example.com", "NOBODY@example.com", " Nobody@Example.com ")
+    assert [attempt_login(client, email).status_code for email in emails] == [400, 400, 429]
+
+
+PER_BUYER_OR_IP = pytest.mark.parametrize(
+    "per, next_buyer_refused", [("USER", False), ("IP", True)], ids=["per buyer", "per IP"]
+)
+
+
+@PER_BUYER_OR_IP
+def test_hold_is_limited_as_json(client, factory, limits_on, per, next_buyer_refused):
+    """Over a limit of 2 the buyer's third hold is refused; the next buyer at the address only if it is per IP."""
+    limits_on[f"RATELIMIT_HOLD_PER_{per}"] = "2 per minute"
+    event = factory.event()
+    seat_ids = event_seat_ids(event)
+    token = log_in_as(client, factory.user())
+    assert 429 not in [hold(client, event, seat_id, token).status_code for seat_id in seat_ids[:2]]
+    assert_limited(hold(client, event, seat_ids[2], token), as_json=True)
+    token = log_in_as(client, factory.user())
+    next_hold = hold(client, event, seat_ids[3], token)
+    if next_buyer_refused:
+        assert_limited(next_hold, as_json=True)
+    else:
+        assert next_hold.status_code == 201
+    assert db.session.get(Seat, seat_ids[2]).status == "available"
+
+
+@PER_BUYER_OR_IP
+def test_pay_is_limited(client, factory, limits_on, per, next_buyer_refused):
+    """Over a limit of 2 the buyer's third payment is refused; the next buyer's only if it is per IP."""
+    limits_on[f"RATELIMIT_PAY_PER_{per}"] = "2 per minute"
+    event = factory.event()
+    seat_ids = event_seat_ids(event)
+    token = log_in_as(client, factory.user())
+    checkout_url = held_checkout_url(client, event, seat_ids[0], token)
+    assert [pay(client, checkout_url, token, card_number="").status_code for _ in range(2)] == [400, 400]
+    assert_limited(pay(client, checkout_url, token))
+    assert client.get(checkout_url).status_code == 200  # looking at the checkout is not paying
+    token = log_in_as(client, factory.user())
+    next_payment = pay(client, held_checkout_url(client, event, seat_ids[1], token), token)
+    if next_buyer_refused:
+        assert_limited(next_payment)
+        assert payment_count() == 0
+    else:
+        assert next_payment.status_code == 302 and payment_count() == 1
+
+
+def test_registration_is_limited_per_ip(client, limits_on):
+    limits_on["RATELIMIT_REGISTER_PER_IP"] = "1 per hour"
+    token = csrf_token(client, "/auth/register")
+    data = {"name": "A", "password": "long-password", "password2": "long-password", "csrf_token": token}
+    assert client.post("/auth/register", data={**data, "email": "a1@example.com"}).status_code == 302
+    client.post("/auth/logout", data={"csrf_token": csrf_token(client, "/")})
+    assert_limited(client.post("/auth/register", data={**data, "email": "a2@example.com", "csrf_token": csrf_token(client, "/auth/register")}))
+
+
+# --- email addresses -------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("spelling", ["vïctim@example.com", "vîctim@example.com", "víctim@example.com"])
@@ -173,32 +263,7 @@ def test_the_migration_lower_cases_stored_emails(app):
     assert db.session.scalar(sa.select(User.email)) == "mixed@example.com"
 
 
-def test_hold_is_limited_per_user_as_json(client, factory, db_session, login, limits_on):
-    import sqlalchemy as sa
-
-    from app.models import Seat, User
-
-    limits_on["RATELIMIT_HOLD_PER_USER"] = "2 per minute"
-    event = factory.event()
-    login(factory.user())
-    token = csrf_token(client, "/")
-    seat_ids = db_session.scalars(sa.select(Seat.id).where(Seat.event_id == event.id)).all()
-    statuses = [
-        client.post(f"/api/events/{event.id}/holds", json={"seat_ids": [seat_id]}, headers={"X-CSRFToken": token}).status_code
-        for seat_id in seat_ids[:3]
-    ]
-    assert statuses[2] == 429
-    body = client.post(f"/api/events/{event.id}/holds", json={"seat_ids": [seat_ids[5]]}, headers={"X-CSRFToken": token})
-    assert body.get_json()["code"] == "rate_limited" and "Retry-After" in body.headers
-
-
-def test_registration_is_limited_per_ip(client, limits_on):
-    limits_on["RATELIMIT_REGISTER_PER_IP"] = "1 per hour"
-    token = csrf_token(client, "/auth/register")
-    data = {"name": "A", "password": "long-password", "password2": "long-password", "csrf_token": token}
-    assert client.post("/auth/register", data={**data, "email": "a1@example.com"}).status_code == 302
-    client.post("/auth/logout", data={"csrf_token": csrf_token(client, "/")})
-    assert client.post("/auth/register", data={**data, "email": "a2@example.com", "csrf_token": csrf_token(client, "/auth/register")}).status_code == 429
+# --- rate-limit storage down -----------------------------------------------------------------
 
 
 @pytest.fixture
@@ -218,19 +283,14 @@ def private_redis(app, tmp_path, monkeypatch):
 
 
 def hold_and_pay(client, event, seat_id, token):
-    held = client.post(f"/api/events/{event.id}/holds", json={"seat_ids": [seat_id]}, headers={"X-CSRFToken": token})
-    assert held.status_code == 201, held.get_data(as_text=True)
-    paid = client.post(
-        held.get_json()["checkout_url"],
-        data={"method": "card", "card_number": payments.CARD_SUCCEEDS, "csrf_token": token},
-    )
+    paid = pay(client, held_checkout_url(client, event, seat_id, token), token)
     assert paid.status_code == 302 and "/orders/" in paid.headers["Location"], paid.get_data(as_text=True)
 
 
 def test_limits_fail_open_when_their_redis_stops(app, client, factory, runner, private_redis, caplog):
     """A real Redis counts the limits, then dies: logins, holds and payments go on, and it is said once."""
     event = factory.event(rows=1, columns=4)
-    seat_ids = db.session.scalars(sa.select(Seat.id).where(Seat.event_id == event.id).order_by(Seat.id)).all()
+    seat_ids = event_seat_ids(event)
     buyers = [factory.user() for _ in range(3)]
     log_in(client, buyers[0])
     token = csrf_token(client, "/")

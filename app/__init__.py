@@ -49,12 +49,15 @@ def trust_reverse_proxies(app):
 
 
 def register_extensions(app):
+    from app.auth.safety import send_guest_to_log_in
+
     db.init_app(app)
     migrate.init_app(app, db, directory=str(BASE_DIR / "migrations"))
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
     login_manager.login_message = "Please log in to continue."
     login_manager.login_message_category = "info"
+    login_manager.unauthorized_handler(send_guest_to_log_in)
     csrf.init_app(app)
     limiter.init_app(app)
 

@@ -3,6 +3,7 @@ import logging
 import re
 import time
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import sqlalchemy as sa
@@ -10,7 +11,7 @@ import sqlalchemy as sa
 from app import limits
 from app.extensions import db, limiter
 from app.models import Payment, Seat, User
-from app.services import accounts, payments
+from app.services import accounts, booking, payments
 from tests.conftest import PASSWORD, csrf_token, log_in
 from tests.invariants import assert_invariants
 from tests.redis_server import PrivateRedis
@@ -78,6 +79,37 @@ def test_hostile_next_urls_are_refused(client, factory, target):
     assert location in ("/", "/%2F%2Fevil.example"), location
 
 
+def login_redirect_next(response):
+    """Where the log-in page that `response` sends a guest to will return them (None: nowhere in particular)."""
+    assert response.status_code == 302, response.status_code
+    location = urlsplit(response.headers["Location"])
+    assert location.path == "/auth/login", location
+    return parse_qs(location.query).get("next", [None])[0]
+
+
+def test_a_guest_posting_to_a_post_only_page_comes_back_to_the_page_they_posted_from(client, factory):
+    buyer = factory.user()
+    event = factory.event()
+    order = booking.hold(buyer, event, event_seat_ids(event)[:1])
+    order_page = f"/orders/{order.reference}"
+    release = client.post(f"{order_page}/release", data={"csrf_token": csrf_token(client)}, headers={"Referer": f"http://localhost{order_page}"})
+    assert login_redirect_next(release) == order_page
+    logged_in = attempt_login(client, buyer.email, PASSWORD, next=order_page)
+    assert logged_in.headers["Location"] == order_page
+    assert client.get(order_page).status_code == 200
+
+
+@pytest.mark.parametrize("referrer", [None, "https://evil.example/orders/X", "http://localhost//evil.example"])
+def test_a_guest_posting_to_a_post_only_page_is_not_sent_back_to_it_or_off_site(client, factory, referrer):
+    headers = {"Referer": referrer} if referrer else {}
+    response = client.post("/orders/NOSUCHREF/release", data={"csrf_token": csrf_token(client)}, headers=headers)
+    assert login_redirect_next(response) is None
+
+
+def test_a_guest_asking_for_a_page_comes_back_to_it(client):
+    assert login_redirect_next(client.get("/my/bookings?page=2")) == "/my/bookings?page=2"
+
+
 # --- rate limits -----------------------------------------------------------------------------
 
 
@@ -100,9 +132,11 @@ def assert_limited(response, *, as_json=False):
         assert "Slow down" in page and "Too many attempts" in page and "try again" in page
 
 
-def attempt_login(client, email, password="wrong-password", **headers):
+def attempt_login(client, email, password="wrong-password", next="", **headers):
     return client.post(
-        "/auth/login", data={"email": email, "password": password, "csrf_token": csrf_token(client)}, headers=headers
+        "/auth/login",
+        data={"email": email, "password": password, "next": next, "csrf_token": csrf_token(client)},
+        headers=headers,
     )
 
 

@@ -2,6 +2,7 @@
 import logging
 import re
 import time
+from decimal import Decimal
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -26,13 +27,13 @@ def test_security_headers_on_pages_json_and_errors(client, factory):
         policy = headers["Content-Security-Policy"]
         script_src = re.search(r"script-src ([^;]+)", policy).group(1)
         assert script_src.strip() == "'self'", policy
-        assert "unsafe-eval" not in policy and "frame-ancestors 'none'" in policy
+        assert "unsafe-eval" not in policy and "unsafe-inline" not in policy and "frame-ancestors 'none'" in policy
         assert headers["X-Frame-Options"] == "DENY"
         assert headers["X-Content-Type-Options"] == "nosniff"
         assert headers["Referrer-Policy"] == "strict-origin-when-cross-origin"
 
 
-def test_no_inline_scripts_or_handlers():
+def test_no_inline_scripts_handlers_or_style_attributes():
     offenders = []
     for path in list((ROOT / "templates").rglob("*.html")) + list((ROOT / "static" / "js").rglob("*.js")):
         text = path.read_text()
@@ -42,9 +43,79 @@ def test_no_inline_scripts_or_handlers():
                     offenders.append(f"{path}: inline {script}")
             for handler in re.findall(r"\son[a-z]+\s*=", text):
                 offenders.append(f"{path}: handler {handler.strip()}")
+            for style in re.findall(r"\sstyle\s*=", text):
+                offenders.append(f"{path}: style attribute")
         if "eval(" in text or "new Function" in text:
             offenders.append(f"{path}: eval")
     assert offenders == []
+
+
+def style_src(response):
+    return re.search(r"style-src ([^;]+)", response.headers["Content-Security-Policy"]).group(1).split()
+
+
+def two_colour_event(factory):
+    from app.services import events
+
+    return factory.event(categories=[
+        events.CategorySpec("Front", Decimal("40"), "#aa3300", 1, 1), events.CategorySpec("Back", Decimal("20"), "#0055ee"),
+    ])
+
+
+@pytest.mark.parametrize("page", ["events", "admin event"])
+def test_category_colours_come_from_a_style_element_with_this_responses_nonce(client, factory, login, page):
+    event = two_colour_event(factory)
+    if page == "admin event":
+        login(factory.admin())
+    path = "/" if page == "events" else f"/admin/events/{event.id}"
+    nonces = []
+    for _ in range(2):
+        response = client.get(path)
+        html = response.get_data(as_text=True)
+        nonce = re.search(r'<style nonce="([^"]+)">([^<]*)</style>', html)
+        assert nonce, html[:2000]
+        assert style_src(response) == ["'self'", f"'nonce-{nonce.group(1)}'"]
+        for category in event.price_categories:
+            assert f'[data-cat="{category.id}"]{{--cat:{category.color}}}' in nonce.group(2)
+            assert f'data-cat="{category.id}"' in html.split("</style>", 1)[1]
+        nonces.append(nonce.group(1))
+    assert nonces[0] != nonces[1]
+
+
+@pytest.mark.browser
+def test_category_colours_show_in_chromium_without_inline_styles(page, factory):
+    """The events list, the live seat map and the admin's map, coloured, with no CSP violation."""
+    from playwright.sync_api import expect
+
+    from tests.test_admin_browser import log_in as log_in_browser
+
+    event = two_colour_event(factory)
+    front = event.price_categories[0]
+    brick, booked_grey = "rgb(170, 51, 0)", "rgb(156, 163, 175)"
+    page.goto(page.base + "/")
+    assert page.locator(f".chip[data-cat='{front.id}']").evaluate("chip => getComputedStyle(chip, '::before').backgroundColor") == brick
+    page.goto(page.base + f"/events/{event.id}")
+    expect(page.locator("[data-seat='A1']")).to_have_css("border-top-color", brick)
+    expect(page.locator(".legend-swatch.seat-booked")).to_have_css("border-top-color", booked_grey)
+    log_in_browser(page, factory.admin())
+    page.goto(page.base + f"/admin/events/{event.id}")
+    expect(page.locator("[data-seat='A1']")).to_have_css("border-top-color", brick)
+    expect(page.locator(f".legend-swatch[data-cat='{front.id}']")).to_have_css("border-top-color", brick)
+    assert page.errors == []
+
+
+def test_pages_without_category_colours_allow_no_inline_style(client):
+    assert style_src(client.get("/auth/login")) == ["'self'"]
+
+
+def test_only_valid_colours_reach_the_style_element(app):
+    from types import SimpleNamespace
+
+    from app.security import category_styles
+
+    with app.test_request_context():
+        css = str(category_styles([SimpleNamespace(id=1, color="#abc"), SimpleNamespace(id=2, color="red}</style><script>")]))
+    assert '[data-cat="1"]{--cat:#abc}' in css and '"2"' not in css and "<script>" not in css
 
 
 def test_session_cookies_are_http_only_and_lax(client, factory):

@@ -48,6 +48,10 @@ class Config:
     MAX_CONTENT_LENGTH = _int("MAX_CONTENT_LENGTH", 1024 * 1024)
     SSE_HEARTBEAT_SECONDS = _int("SSE_HEARTBEAT_SECONDS", 15)
 
+    # How many reverse proxies (nginx: 1) stand in front and append the client to X-Forwarded-For.
+    # 0 trusts no forwarding header: per-IP limits then count the peer's own address.
+    TRUSTED_PROXY_COUNT = _int("TRUSTED_PROXY_COUNT", 0)
+
     # Rate limits (Flask-Limiter on Redis, so they hold across app servers). Generous enough that
     # real buyers in an on-sale rush never meet them; tight enough to stop scripts.
     RATELIMIT_ENABLED = os.environ.get("RATELIMIT_ENABLED", "1") == "1"

@@ -2,6 +2,7 @@
 import logging
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import BASE_DIR, config_from_env
 from app.extensions import configure_engines, csrf, db, limiter, login_manager, migrate
@@ -19,6 +20,7 @@ def create_app(config_class=None):
     app.config.from_object(config_class)
     _refuse_insecure_production(app)
 
+    trust_reverse_proxies(app)
     register_extensions(app)
     register_url_converters(app)
     register_blueprints(app)
@@ -36,7 +38,20 @@ def _refuse_insecure_production(app):
         raise RuntimeError("SECRET_KEY must be set when STAGEPASS_ENV=production.")
 
 
+def trust_reverse_proxies(app):
+    """Behind TRUSTED_PROXY_COUNT proxies, take the client's address and scheme from what they add.
+
+    With none configured, X-Forwarded-For is ignored: anyone could send one to pick the address
+    that per-IP limits count.
+    """
+    count = app.config["TRUSTED_PROXY_COUNT"]
+    if count:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count)
+
+
 def register_extensions(app):
+    from app.auth.safety import send_guest_to_log_in
+
     db.init_app(app)
     configure_engines(app)
     migrate.init_app(app, db, directory=str(BASE_DIR / "migrations"))
@@ -44,6 +59,7 @@ def register_extensions(app):
     login_manager.login_view = "auth.login"
     login_manager.login_message = "Please log in to continue."
     login_manager.login_message_category = "info"
+    login_manager.unauthorized_handler(send_guest_to_log_in)
     csrf.init_app(app)
     limiter.init_app(app)
 
@@ -95,7 +111,8 @@ def register_commands(app):
 
 
 def configure_logging(app):
-    if not app.debug and not app.testing:
+    """INFO and up to stderr under `flask run` too: a dead Redis or failing-open limits must show."""
+    if not app.testing:  # pytest captures the logs itself
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 

@@ -1,11 +1,12 @@
 """Extension objects, created unbound and initialised by the app factory."""
 import logging
+import threading
 import time
 
+import flask_limiter
 import redis
 import sqlalchemy as sa
-from flask import current_app
-from flask_limiter import Limiter
+from flask import current_app, has_app_context
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_migrate import Migrate
@@ -25,6 +26,60 @@ class Base(DeclarativeBase):
             "pk": "pk_%(table_name)s",
         }
     )
+
+
+log = logging.getLogger(__name__)
+
+
+def redacted_url(url: str) -> str:
+    """A storage URL fit for logs and health pages: the password masked."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # an unparsable URL is shown by its scheme only
+        return url.split(":", 1)[0] + "://..."
+
+
+class Limiter(flask_limiter.Limiter):
+    """Flask-Limiter that says, once per outage, when its storage fails and when it is back."""
+
+    def __init__(self, *args, **kwargs):
+        self._failing_open = False
+        self._state_lock = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    # Flask-Limiter sets `_storage_dead` exactly when it falls back to in-memory limits and when its
+    # storage answers again, and reports it only to its own logger, which carries a NullHandler.
+    @property
+    def _storage_dead(self) -> bool:
+        return self._failing_open
+
+    @_storage_dead.setter
+    def _storage_dead(self, dead: bool) -> None:
+        with self._state_lock:
+            if dead != self._failing_open:
+                self._log_change(dead)
+            self._failing_open = dead
+
+    @property
+    def failing_open(self) -> bool:
+        """Whether this process limits in memory because the shared storage stopped answering."""
+        return self._storage_dead
+
+    def init_app(self, app):
+        """Bind to the app's storage, which is taken to answer until it fails."""
+        self._failing_open = False
+        super().init_app(app)
+
+    @staticmethod
+    def _log_change(dead: bool) -> None:
+        where = redacted_url(current_app.config["RATELIMIT_STORAGE_URI"]) if has_app_context() else "its storage"
+        if dead:
+            log.warning(
+                "Rate limits failing open: %s is unreachable, so each process limits in memory "
+                "(limits are no longer shared between app servers) until it answers again.", where
+            )
+        else:
+            log.info("Rate limits shared again: %s answers.", where)
 
 
 db = SQLAlchemy(model_class=Base)
@@ -68,7 +123,6 @@ def get_redis():
     return client
 
 
-log = logging.getLogger(__name__)
 REDIS_RETRY_AFTER_SECONDS = 5.0
 _redis_down_until = [0.0]
 

@@ -2,8 +2,10 @@
 from flask import current_app, request
 from flask_limiter.util import get_remote_address
 from flask_login import current_user
+from sqlalchemy.exc import SQLAlchemyError
 
-from app.extensions import limiter
+from app.extensions import db, limiter, redacted_url
+from app.services import accounts
 
 
 def configured(name):
@@ -16,7 +18,21 @@ def per_user():
 
 
 def per_login_account():
-    return "login:" + (request.form.get("email") or "").strip().lower()[:255]
+    """The account a log-in would reach, so no other spelling of its address gets a fresh count.
+
+    The database decides which spellings find an account (its collation may ignore case or
+    accents), so the count is keyed on the user it finds; an address that finds nobody counts as
+    typed, normalised.
+    """
+    email = (request.form.get("email") or "")[:255]
+    try:
+        user = accounts.find_user_by_email(email)
+    except SQLAlchemyError:  # the log-in itself will say the database is down; not a storage error
+        db.session.rollback()
+        user = None
+    if user is not None:
+        return f"login:user:{user.id}"
+    return "login:email:" + accounts.normalize_email(email)
 
 
 login = [
@@ -46,13 +62,16 @@ def apply(limits):
 
 
 def status() -> dict:
-    """Whether limits are enforced through shared storage, for `flask health`."""
+    """Whether limits are enforced through shared storage, for `flask health` and /healthz."""
     if not limiter.enabled:
         return {"ok": True, "detail": "disabled by configuration"}
+    where = redacted_url(current_app.config["RATELIMIT_STORAGE_URI"])
     try:
-        shared = limiter.storage.check()
+        reachable = limiter.storage.check()
     except Exception:  # any storage error means the same: limits are per process for now
-        shared = False
-    if shared:
-        return {"ok": True, "detail": f"enforced through {current_app.config['RATELIMIT_STORAGE_URI']}"}
-    return {"ok": False, "detail": "storage unreachable: failing open to per-process in-memory limits"}
+        reachable = False
+    if not reachable:
+        return {"ok": False, "detail": f"{where} unreachable: failing open to per-process in-memory limits"}
+    if limiter.failing_open:
+        return {"ok": False, "detail": f"{where} answers again, but this process still limits in memory (failing open) until its next check"}
+    return {"ok": True, "detail": f"enforced through {where}"}

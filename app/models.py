@@ -12,6 +12,7 @@ from typing import Optional
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
+from sqlalchemy.dialects import mysql
 from flask_login import UserMixin
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -72,7 +73,12 @@ class User(UserMixin, TimestampMixin, db.Model):
     __tablename__ = "users"
 
     id: so.Mapped[int] = so.mapped_column(primary_key=True)
-    email: so.Mapped[str] = so.mapped_column(sa.String(255), unique=True)
+    # Compared exactly (stored lower-cased): an accent-insensitive collation would let other
+    # addresses reach this account.
+    email: so.Mapped[str] = so.mapped_column(
+        sa.String(255).with_variant(mysql.VARCHAR(255, collation="utf8mb4_bin"), "mysql", "mariadb"),
+        unique=True,
+    )
     name: so.Mapped[str] = so.mapped_column(sa.String(120))
     password_hash: so.Mapped[str] = so.mapped_column(sa.String(255))
     is_admin: so.Mapped[bool] = so.mapped_column(default=False)

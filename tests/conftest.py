@@ -114,9 +114,7 @@ def app(database_url, redis_url):
         REDIS_URL = RATELIMIT_STORAGE_URI = redis_url
 
     app = create_app(SessionTestConfig)
-    from app.extensions import limiter
-
-    limiter.enabled = False  # the rate-limit tests switch it on; others log in far more often
+    reset_rate_limiter(app)
     with app.app_context():
         upgrade()
     yield app
@@ -138,9 +136,21 @@ def app_context(app):
         yield
     app.config.clear()
     app.config.update(saved_config)
-    limiter.enabled = False  # another create_app() in the test (simulate-booking's) switched it on
+    reset_rate_limiter(app)
     with app.app_context():
         empty_tables()
+
+
+def reset_rate_limiter(app):
+    """Limits off, counting in the run's Redis and not failing open, whatever the last test did.
+
+    The limiter is one object for every app: a test that builds another app (`simulate-booking`
+    does) or points it at another storage rebinds it for all the tests after it.
+    """
+    from app.extensions import limiter
+
+    limiter.init_app(app)
+    limiter.enabled = False  # the rate-limit tests switch it on; others log in far more often
 
 
 def empty_tables():

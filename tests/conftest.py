@@ -127,7 +127,6 @@ def app(database_url, redis_url):
 @pytest.fixture(autouse=True)
 def app_context(app):
     """Each test runs in an app context and leaves every table empty behind it."""
-    from app.extensions import limiter
     from app.services import seatmap
 
     saved_config = dict(app.config)

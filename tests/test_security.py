@@ -356,7 +356,7 @@ def test_emails_compare_with_a_binary_collation_on_mariadb(app):
 def test_the_migration_lower_cases_stored_emails(app):
     from flask_migrate import downgrade, upgrade
 
-    downgrade(revision="0001")
+    downgrade(revision="0002")
     try:
         db.session.execute(sa.text(
             "INSERT INTO users (email, name, password_hash, is_admin, created_at, updated_at) "

@@ -5,8 +5,8 @@ could not be registered beside it), while SQLite compares exactly: the address t
 address matched, on both. Downgrading fails if two addresses that the old collation takes for
 one have been registered since.
 
-Revision ID: 0002_exact_emails
-Revises: 0001
+Revision ID: 0003
+Revises: 0002
 Create Date: 2026-12-02 10:00:00
 
 """
@@ -16,8 +16,8 @@ from sqlalchemy.dialects import mysql
 
 
 # revision identifiers, used by Alembic.
-revision = '0002_exact_emails'
-down_revision = '0001'
+revision = '0003'
+down_revision = '0002'
 branch_labels = None
 depends_on = None
 

@@ -1,4 +1,5 @@
 """Jobs, schedule, cleanup and health, against a real Redis (the database this test run claimed)."""
+import re
 import time
 from datetime import timedelta
 from decimal import Decimal
@@ -9,8 +10,8 @@ import sqlalchemy as sa
 from rq import SimpleWorker
 
 from app import jobs
-from app.models import Booking, Event, Order, Seat, utcnow
-from app.services import booking, maintenance, payments
+from app.models import Booking, Event, Order, Payment, PriceCategory, Seat, utcnow
+from app.services import booking, events, maintenance, payments
 from tests.conftest import csrf_token
 
 
@@ -80,11 +81,28 @@ def test_close_past_events_spares_drafts_and_future_events(factory, db_session):
 
 
 def age(db_session, days):
-    """Make every row look `days` old."""
+    """Make every row look `days` old, and every soft-deletion `days` ago."""
     when = utcnow() - timedelta(days=days)
     for model in (Booking, Order):
         db_session.execute(sa.update(model).values(updated_at=when, created_at=when).execution_options(include_deleted=True))
+    for model in (Booking, Seat, Event):
+        db_session.execute(
+            sa.update(model).where(model.deleted_at.is_not(None)).values(deleted_at=when).execution_options(include_deleted=True)
+        )
     db_session.commit()
+
+
+def cleanup_counts(output):
+    """{table: count} from db-cleanup's report."""
+    return {table: int(count) for table, count in re.findall(r"^  (\w+) +(\d+)$", output, re.MULTILINE)}
+
+
+def row_counts(db_session):
+    db_session.expire_all()
+    return {
+        model.__tablename__: db_session.scalar(sa.select(sa.func.count()).select_from(model).execution_options(include_deleted=True))
+        for model in (Booking, Order, Seat, PriceCategory, Event, Payment)
+    }
 
 
 def test_db_cleanup_dry_run_changes_nothing_and_real_run_keeps_what_it_must(runner, factory, db_session):
@@ -113,14 +131,15 @@ def test_db_cleanup_dry_run_changes_nothing_and_real_run_keeps_what_it_must(runn
 
     before = snapshot()
     dry = runner.invoke(args=["db-cleanup", "--older-than", "30", "--dry-run"])
-    assert dry.exit_code == 0 and "Would delete" in dry.output and "bookings   2" in dry.output
+    assert dry.exit_code == 0 and "Would delete" in dry.output and cleanup_counts(dry.output)["bookings"] == 2
     assert snapshot() == before
 
     real = runner.invoke(args=["db-cleanup", "--older-than", "30", "--batch-size", "1"])
     assert real.exit_code == 0, real.output
     # The expired and the declined booking go, and the expired order with them; the declined
     # order stays because its payment attempt is money history.
-    assert "bookings   2" in real.output and "orders     1" in real.output
+    assert cleanup_counts(real.output) == cleanup_counts(dry.output)
+    assert cleanup_counts(real.output)["bookings"] == 2 and cleanup_counts(real.output)["orders"] == 1
     db_session.expire_all()
     assert db_session.get(Order, kept.id).status == "confirmed"  # confirmed bookings stay
     assert db_session.get(Order, future_expired.id) is not None  # rows of upcoming events stay
@@ -128,9 +147,101 @@ def test_db_cleanup_dry_run_changes_nothing_and_real_run_keeps_what_it_must(runn
     assert len(failed) == 1 and failed[0].payments  # money history (a declined charge) stays
 
 
+def past(db_session, event, days=60):
+    db_session.execute(sa.update(Event).where(Event.id == event.id).values(date=utcnow() - timedelta(days=days)))
+    db_session.commit()
+
+
+def test_db_cleanup_purges_a_deleted_event_with_its_seats_and_prices(factory, db_session):
+    event = factory.event(rows=1, columns=4)
+    events.delete_event(event)
+    age(db_session, 90)
+    report = maintenance.db_cleanup(30)
+    assert report.deleted == {"bookings": 0, "orders": 0, "seats": 4, "price_categories": 1, "events": 1}
+    assert row_counts(db_session) == dict.fromkeys(row_counts(db_session), 0)
+
+
+def test_db_cleanup_waits_for_the_cutoff_of_a_deletion(factory, db_session):
+    event = factory.event(rows=1, columns=4)
+    events.delete_event(event)
+    age(db_session, 10)
+    assert sum(maintenance.db_cleanup(30).deleted.values()) == 0
+    assert row_counts(db_session)["events"] == 1
+
+
+def test_db_cleanup_keeps_the_money_history_of_a_deleted_event(factory, db_session):
+    event = factory.event(rows=1, columns=4)
+    buyer = factory.user()
+    seats = first_seats(db_session, event, 4)
+    paid = payments.pay_by_card(booking.hold(buyer, event, seats[:1]), user=buyer, card_number=payments.CARD_SUCCEEDS)
+    booking.cancel_event(event)  # refunds the buyer
+    events.delete_event(event)
+    past(db_session, event)
+    age(db_session, 90)
+    report = maintenance.db_cleanup(30)
+    # The refunded seat and everything it needs stay; the three seats nobody bought go.
+    assert report.deleted == {"bookings": 0, "orders": 0, "seats": 3, "price_categories": 0, "events": 0}
+    db_session.expire_all()
+    order = db_session.get(Order, paid.id)
+    assert order.payment_status == "refunded" and [p.kind for p in order.payments] == ["charge", "refund"]
+    assert [b.seat_id for b in order.bookings] == seats[:1]
+    assert row_counts(db_session) | {"payments": 2} == {
+        "bookings": 1, "orders": 1, "seats": 1, "price_categories": 1, "events": 1, "payments": 2,
+    }
+
+
+def test_db_cleanup_dry_run_reports_exactly_what_the_real_run_deletes(runner, factory, db_session):
+    """Rows that only become deletable once earlier steps ran (an order emptied of its bookings,
+    the seats and the event behind them) are counted by the dry run too."""
+    abandoned = factory.event(rows=1, columns=3)
+    booking.hold(factory.user(), abandoned, first_seats(db_session, abandoned, 2), now=utcnow() - timedelta(minutes=10))
+    booking.release_expired()
+    events.delete_event(abandoned)
+    past(db_session, abandoned)
+    refunded = factory.event(rows=1, columns=2)
+    buyer = factory.user()
+    payments.pay_by_card(booking.hold(buyer, refunded, first_seats(db_session, refunded)), user=buyer, card_number=payments.CARD_SUCCEEDS)
+    booking.cancel_event(refunded)
+    events.delete_event(refunded)
+    resized = factory.event(rows=1, columns=2)
+    events.update_event(resized, events.EventDetails(
+        name=resized.name, date=resized.date, rows=2, columns=2,
+        categories=[events.CategorySpec("Standard", Decimal("25.00"))],
+    ))
+    age(db_session, 90)
+    before = row_counts(db_session)
+
+    dry = runner.invoke(args=["db-cleanup", "--older-than", "30", "--dry-run"])
+    assert dry.exit_code == 0, dry.output
+    assert row_counts(db_session) == before
+    real = runner.invoke(args=["db-cleanup", "--older-than", "30", "--batch-size", "1"])
+    assert real.exit_code == 0, real.output
+    after = row_counts(db_session)
+
+    deleted = {table: before[table] - after[table] for table in before if table != "payments"}
+    assert cleanup_counts(real.output) == deleted
+    assert cleanup_counts(dry.output) == deleted
+    assert deleted == {"bookings": 2, "orders": 1, "seats": 3 + 1 + 2, "price_categories": 1, "events": 1}
+    assert after["payments"] == before["payments"] == 2
+
+
+def test_db_cleanup_dry_run_accepts_zero_days(runner, factory, db_session):
+    event = factory.event(rows=1, columns=2)
+    events.delete_event(event)
+    result = runner.invoke(args=["db-cleanup", "--older-than", "0", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert cleanup_counts(result.output)["events"] == 1
+    assert row_counts(db_session)["events"] == 1
+
+
 @pytest.mark.parametrize("days", ["0", "-5"])
 def test_db_cleanup_refuses_less_than_a_day(runner, days):
     result = runner.invoke(args=["db-cleanup", "--older-than", days])
+    assert result.exit_code != 0 and "at least 1 day" in result.output
+
+
+def test_db_cleanup_dry_run_refuses_negative_days(runner):
+    result = runner.invoke(args=["db-cleanup", "--older-than", "-1", "--dry-run"])
     assert result.exit_code != 0 and "at least 1 day" in result.output
 
 

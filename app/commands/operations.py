@@ -21,8 +21,8 @@ def cleanup_expired():
 
 
 @click.command("db-cleanup")
-@click.option("--older-than", "days", type=int, required=True, help="Purge rows older than this many days (at least 1).")
-@click.option("--dry-run", is_flag=True, help="Only count what would be deleted.")
+@click.option("--older-than", "days", type=int, required=True, help="Purge rows older than this many days (at least 1; 0 with --dry-run).")
+@click.option("--dry-run", is_flag=True, help="Only count what the real run would delete; change nothing.")
 @click.option("--batch-size", default=maintenance.CLEANUP_BATCH, show_default=True, type=click.IntRange(1, 10000))
 def db_cleanup(days, dry_run, batch_size):
     """Purge soft-deleted rows and dead bookings older than DAYS; confirmed bookings and money history stay."""
@@ -32,10 +32,9 @@ def db_cleanup(days, dry_run, batch_size):
         raise click.ClickException(error.message) from None
     verb = "Would delete" if dry_run else "Deleted"
     click.echo(f"{verb} rows last changed before {report.cutoff:%Y-%m-%d %H:%M} UTC:")
-    if dry_run:
-        click.echo("  (each table counted as it is now; orders emptied by the booking purge go too)")
+    width = max(map(len, report.deleted))
     for table, count in report.deleted.items():
-        click.echo(f"  {table:<10} {count}")
+        click.echo(f"  {table:<{width}} {count}")
 
 
 @click.command("health")

@@ -1,8 +1,13 @@
 """Jobs, schedule, cleanup and health, against a real Redis (the database this test run claimed)."""
+import os
 import re
+import socket
+import subprocess
+import sys
 import time
 from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 import redis
@@ -13,6 +18,8 @@ from app import jobs
 from app.models import Booking, Event, Order, Payment, PriceCategory, Seat, utcnow
 from app.services import booking, events, maintenance, payments
 from tests.conftest import csrf_token
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def first_seats(db_session, event, count=1):
@@ -267,6 +274,13 @@ def test_health_command_and_endpoint(runner, client, redis_client, app):
         worker.register_death()
 
 
+@pytest.mark.parametrize("command", [["rq-worker"], ["rq-scheduler"], ["jobs", "schedule"]])
+def test_job_processes_say_when_redis_is_unreachable(runner, app, command):
+    app.config["REDIS_URL"] = "redis://127.0.0.1:1/0"
+    result = runner.invoke(args=command)
+    assert result.exit_code == 1 and "Redis is unreachable at redis://127.0.0.1:1/0" in result.output
+
+
 def test_healthz_reports_redis_down_quickly(client, app):
     app.config["REDIS_URL"] = "redis://127.0.0.1:1/0"
     started = time.perf_counter()
@@ -293,3 +307,129 @@ def test_web_still_sells_when_redis_is_down(client, factory, db_session, login, 
     assert paid.status_code == 302
     assert db_session.scalar(sa.select(Order.status)) == "confirmed"
     assert db_session.scalar(sa.select(Order.total_amount)) == Decimal("25.00")
+
+
+# --- Redis loses its data (it keeps nothing on disk) ------------------------------------------
+
+
+def test_scheduler_heartbeat_puts_back_the_jobs_redis_lost(redis_client):
+    jobs.schedule_periodic_jobs(redis_client)
+    redis_client.flushdb()  # what a restart of a Redis that keeps nothing on disk leaves
+    idle, polling = jobs.scheduler(redis_client), jobs.scheduler(redis_client)
+    idle.heartbeat()  # without the lock another scheduler may be enqueuing: it leaves the schedule alone
+    assert jobs.scheduled_job_ids(redis_client) == [] and jobs.heartbeat_age(redis_client) is not None
+    assert polling.acquire_lock()
+    polling.heartbeat()
+    polling.heartbeat()
+    polling.remove_lock()
+    assert sorted(jobs.scheduled_job_ids(redis_client)) == sorted(jobs.PERIODIC_JOBS)
+    assert redis_client.zcard(jobs.Scheduler.scheduled_jobs_key) == len(jobs.PERIODIC_JOBS)
+    first_run = dict(jobs.scheduler(redis_client).get_jobs(with_times=True))
+    assert all(job.meta["interval"] == jobs.PERIODIC_JOBS[job.id][1] for job in first_run)
+
+
+def test_worker_lists_itself_again_after_redis_lost_it(redis_client):
+    from app.services import health
+
+    worker = jobs.worker(redis_client)
+    worker.register_birth()
+    try:
+        redis_client.flushdb()
+        assert not [check for check in health.check_redis_side() if check.name == "workers" and check.ok]
+        worker.heartbeat()
+        workers = {check.name: check for check in health.check_redis_side()}["workers"]
+        assert workers.ok and workers.detail == "1 worker(s)"
+    finally:
+        worker.register_death()
+
+
+class PrivateRedis:
+    """A redis-server of the test's own on a free port that, like ours, keeps nothing on disk."""
+
+    def __init__(self, folder):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.folder = folder
+        self.client = redis.Redis(port=self.port, socket_connect_timeout=0.5, socket_timeout=0.5)
+        self.start()
+
+    def start(self):
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(self.folder)],
+            stdout=subprocess.DEVNULL,
+        )
+        wait_until(self.client.ping, catch=redis.ConnectionError)
+
+    def stop(self):
+        self.process.kill()
+        self.process.wait(10)
+
+
+def wait_until(condition, timeout=30, catch=()):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if condition():
+                return
+        except catch:
+            pass
+        assert time.monotonic() < deadline, f"still not {condition.__name__} after {timeout} s"
+        time.sleep(0.2)
+
+
+def test_schedule_and_worker_heal_after_a_redis_restart(app, factory, db_session, monkeypatch, tmp_path):
+    """Two schedulers and a worker outlive a Redis restart; the jobs come back and run, once each."""
+    from app.extensions import db
+    from app.services import health
+
+    server = PrivateRedis(tmp_path)
+    monkeypatch.setitem(app.config, "REDIS_URL", server.url)
+    env = dict(os.environ, FLASK_APP="wsgi", DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"], REDIS_URL=server.url)
+    env.pop("STAGEPASS_ENV", None)
+    commands = [["rq-scheduler", "--interval", "1"], ["rq-scheduler", "--interval", "1"], ["rq-worker", "--worker-ttl", "20"]]
+    logs = [tmp_path / f"{number}.log" for number in range(len(commands))]
+    processes = []
+    for command, log in zip(commands, logs):
+        with log.open("wb") as output:
+            processes.append(subprocess.Popen([sys.executable, "-m", "flask", *command], cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT))
+
+    def healthy():
+        return all(check.ok for check in health.check_redis_side())
+
+    def all_running():
+        return healthy() and len(server.client.keys("rq:scheduler_instance:*")) == 2
+
+    try:
+        wait_until(all_running)
+        server.stop()
+        time.sleep(2)  # long enough for redis-py's own retries to give up
+        server.start()
+        assert server.client.dbsize() == 0 and not healthy()
+        wait_until(healthy)
+        assert [process.poll() for process in processes] == [None, None, None]
+        assert sorted(jobs.scheduled_job_ids(server.client)) == sorted(jobs.PERIODIC_JOBS)
+        assert server.client.zcard(jobs.Scheduler.scheduled_jobs_key) == len(jobs.PERIODIC_JOBS)
+
+        event = factory.event(rows=1, columns=2)
+        stale = booking.hold(factory.user(), event, first_seats(db_session, event, 2), now=utcnow() - timedelta(minutes=10))
+        db.session.remove()
+
+        def hold_released():
+            status = db.session.get(Order, stale.id).status
+            db.session.remove()  # a SQLite reader would keep the worker from writing
+            return status == "expired"
+
+        wait_until(hold_released)
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        server.stop()
+    output = "".join(log.read_text() for log in logs)
+    assert "Traceback" not in output, output[-3000:]

@@ -2,6 +2,7 @@
 import sys
 
 import click
+import redis
 from flask import current_app
 from flask.cli import AppGroup
 
@@ -49,10 +50,20 @@ def health_command():
     sys.exit(0 if healthy else 1)
 
 
+def reachable_redis() -> redis.Redis:
+    """A client of the app's Redis, or a clear error when it cannot be reached."""
+    client = health.redis_client()
+    try:
+        client.ping()
+    except redis.RedisError as error:
+        raise click.ClickException(f"Redis is unreachable at {current_app.config['REDIS_URL']}: {error}") from None
+    return client
+
+
 @jobs_group.command("schedule")
 def schedule():
     """Register the periodic jobs under fixed ids (safe to run again: nothing is doubled)."""
-    for job_id in jobs.schedule_periodic_jobs(health.redis_client()):
+    for job_id in jobs.schedule_periodic_jobs(reachable_redis()):
         function, every = jobs.PERIODIC_JOBS[job_id]
         click.echo(f"Scheduled {job_id}: {function} every {every} s")
 
@@ -60,26 +71,25 @@ def schedule():
 @jobs_group.command("list")
 def list_jobs():
     """Show the scheduled jobs and when each runs next."""
-    registry = jobs.scheduler(health.redis_client())
+    registry = jobs.scheduler(reachable_redis())
     for job, when in registry.get_jobs(with_times=True):
         click.echo(f"{job.id}  next {when:%Y-%m-%d %H:%M:%S} UTC  {job.func_name}  every {job.meta.get('interval')} s")
 
 
 @click.command("rq-worker")
 @click.option("--burst", is_flag=True, help="Stop when the queue is empty.")
-def rq_worker(burst):
+@click.option("--worker-ttl", default=jobs.WORKER_TTL_SECONDS, show_default=True, type=click.IntRange(16),
+              help="Seconds a silent worker stays listed; an idle worker heartbeats every TTL - 15 s.")
+def rq_worker(burst, worker_ttl):
     """Run an RQ worker for StagePass's queue (jobs enter an app context of their own)."""
-    from rq import Worker
-
-    worker = Worker([jobs.QUEUE_NAME], connection=health.redis_client())
-    worker.work(burst=burst, with_scheduler=False)
+    jobs.worker(reachable_redis(), worker_ttl=worker_ttl).work(burst=burst, with_scheduler=False)
 
 
 @click.command("rq-scheduler")
 @click.option("--interval", default=jobs.SCHEDULER_POLL_SECONDS, show_default=True, help="Seconds between polls.")
 def rq_scheduler(interval):
-    """Run rq-scheduler: moves due periodic jobs to the queue and writes a heartbeat for `flask health`."""
-    client = health.redis_client()
+    """Run rq-scheduler: moves due periodic jobs to the queue, puts back lost ones, heartbeats for `flask health`."""
+    client = reachable_redis()
     jobs.schedule_periodic_jobs(client)
     click.echo(f"Scheduler polling {current_app.config['REDIS_URL']} every {interval} s")
     jobs.scheduler(client, interval=interval).run()

@@ -1,6 +1,7 @@
 """Jobs, schedule, cleanup and health, against a real Redis (the database this test run claimed)."""
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -433,3 +434,47 @@ def test_schedule_and_worker_heal_after_a_redis_restart(app, factory, db_session
         server.stop()
     output = "".join(log.read_text() for log in logs)
     assert "Traceback" not in output, output[-3000:]
+
+
+# --- the Procfile ---------------------------------------------------------------------------
+
+
+def procfile():
+    """{process type: command} of the Procfile."""
+    return dict(line.split(": ", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line.strip())
+
+
+def test_procfile_migrates_then_serves_production_on_port(tmp_path, redis_url):
+    """`release` migrates a fresh database; `web` serves it in production on $PORT (Secure cookies)."""
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = dict(
+        os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}", PORT=str(port), GUNICORN_WORKERS="1",
+        SECRET_KEY="procfile-test-secret", DATABASE_URL=f"sqlite:///{tmp_path / 'release.sqlite'}", REDIS_URL=redis_url,
+    )
+    env.pop("STAGEPASS_ENV", None)
+    env.pop("GUNICORN_BIND", None)
+    processes = procfile()
+    assert set(processes) == {"release", "web", "worker", "scheduler"}
+    release = subprocess.run(["sh", "-c", processes["release"]], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert release.returncode == 0, release.stderr
+    assert "Running upgrade" in release.stderr
+
+    with (tmp_path / "web.log").open("wb") as output:
+        web = subprocess.Popen(["sh", "-c", processes["web"]], cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    try:
+        def serving():
+            return urllib.request.urlopen(f"http://127.0.0.1:{port}/livez", timeout=2).status == 200
+
+        wait_until(serving, catch=OSError)
+        login_page = urllib.request.urlopen(f"http://127.0.0.1:{port}/auth/login", timeout=5)
+        cookie = login_page.headers["Set-Cookie"]
+        assert login_page.status == 200 and cookie.startswith("session=") and "; Secure" in cookie
+    finally:
+        os.killpg(web.pid, signal.SIGTERM)  # the shell and the gunicorn it started
+        web.wait(15)
+    assert "Traceback" not in (tmp_path / "web.log").read_text()

@@ -275,6 +275,27 @@ def test_health_command_and_endpoint(runner, client, redis_client, app):
         worker.register_death()
 
 
+def test_livez_is_up_while_healthz_reports_the_background_services_down(client, app, redis_client):
+    """/livez, the load balancer's check, asks nothing of Redis, the jobs or the database."""
+    from app.extensions import db
+
+    app.config["REDIS_URL"] = "redis://127.0.0.1:1/0"
+    statements = []
+
+    def record(connection, cursor, statement, *args):
+        statements.append(statement)
+
+    sa.event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        live = client.get("/livez")
+        assert (live.status_code, live.get_data(as_text=True)) == (200, "ok\n") and statements == []
+        assert live.headers["Cache-Control"] == "no-store"
+        assert client.get("/healthz").status_code == 503
+        assert statements  # the full check does ask the database
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", record)
+
+
 @pytest.mark.parametrize("command", [["rq-worker"], ["rq-scheduler"], ["jobs", "schedule"]])
 def test_job_processes_say_when_redis_is_unreachable(runner, app, command):
     app.config["REDIS_URL"] = "redis://127.0.0.1:1/0"

@@ -30,16 +30,18 @@ def run_ci(tmp_path, status, shots=""):
 
 
 def test_failing_run_lists_its_screenshots_and_keeps_makes_status(tmp_path):
-    old = tmp_path / "test-artifacts" / "screenshots" / "earlier-run.png"
-    old.parent.mkdir(parents=True)
-    old.write_text("png")
+    folder = tmp_path / "test-artifacts" / "screenshots"
+    folder.mkdir(parents=True)
     an_hour_ago = time.time() - 3600
-    os.utime(old, (an_hour_ago, an_hour_ago))
-    result = run_ci(tmp_path, 2, "tests_test_browser_flows.py__test_x-0-0.png tests_test_browser_flows.py__test_x-0-0.html")
+    for earlier in ("earlier-run.png", "rewritten.png"):
+        (folder / earlier).write_text("png")
+        os.utime(folder / earlier, (an_hour_ago, an_hour_ago))
+    result = run_ci(tmp_path, 2, "tests_test_browser_flows.py__test_x-0-0.png tests_test_browser_flows.py__test_x-0-0.html rewritten.png")
     assert result.returncode == 2
     lines = result.stdout.splitlines()
     header = next(number for number, line in enumerate(lines) if "failure screenshots (test-artifacts/screenshots/)" in line)
     assert lines[header + 1:] == [
+        "test-artifacts/screenshots/rewritten.png",
         "test-artifacts/screenshots/tests_test_browser_flows.py__test_x-0-0.html",
         "test-artifacts/screenshots/tests_test_browser_flows.py__test_x-0-0.png",
     ]  # this run's only: the earlier run's screenshot is not listed

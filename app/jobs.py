@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import time
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 
+import redis
 from flask import current_app, has_app_context
-from rq import Queue
+from rq import Queue, Worker, worker_registration
+from rq.job import Job
 from rq_scheduler import Scheduler
 
 log = logging.getLogger(__name__)
@@ -20,6 +23,10 @@ log = logging.getLogger(__name__)
 QUEUE_NAME = "stagepass"
 HEARTBEAT_KEY = "stagepass:scheduler:heartbeat"
 SCHEDULER_POLL_SECONDS = 10
+# A worker idles in one blocking pop of TTL - 15 s and heartbeats between pops, so after a Redis
+# restart it is listed again within that time (rq's default, 420 s, left it unlisted for 7 min).
+WORKER_TTL_SECONDS = 60
+REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
 PERIODIC_JOBS = {
     # fixed id: (function path, every N seconds)
     "stagepass-release-expired-holds": ("app.jobs.release_expired_holds", 60),
@@ -69,29 +76,113 @@ def queue(connection) -> Queue:
 
 
 class HeartbeatScheduler(Scheduler):
-    """rq-scheduler that also leaves a timestamp in Redis each time it polls, for `flask health`."""
+    """rq-scheduler that heals the schedule and leaves a timestamp in Redis each time it polls.
+
+    Redis keeps nothing on disk here: after a restart the periodic jobs are gone. The scheduler
+    that holds the lock puts back the missing ones (fixed ids, so never twice) at its heartbeat,
+    and an outage is waited out instead of ending the process.
+    """
 
     def heartbeat(self):
         super().heartbeat()
+        if self._lock_acquired:  # under the lock: never racing another scheduler's enqueue
+            restore_periodic_jobs(self)
         self.connection.set(HEARTBEAT_KEY, time.time(), ex=3600)
+
+    def run(self, burst=False):
+        """rq-scheduler's loop; a Redis error skips one poll instead of ending the process."""
+        self.register_birth()
+        self._install_signal_handlers()
+        try:
+            while True:
+                started = time.monotonic()
+                try:
+                    self.heartbeat()
+                    if self.acquire_lock():
+                        self.enqueue_jobs()
+                        self.heartbeat()
+                        self.remove_lock()
+                        if burst:
+                            return
+                except REDIS_DOWN as error:
+                    self._lock_acquired = False  # it expires by itself in Redis
+                    log.warning("scheduler: Redis unavailable (%s), retrying in %s s", error, self._interval)
+                time.sleep(max(0.0, self._interval - (time.monotonic() - started)))
+        finally:
+            self._forget_self()
+
+    def _install_signal_handlers(self):
+        def stop(signum, frame):
+            self._forget_self()
+            raise SystemExit()
+
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+
+    def _forget_self(self):
+        try:
+            self.remove_lock()
+            self.register_death()
+        except REDIS_DOWN:
+            pass  # its keys expire by themselves
 
 
 def scheduler(connection, interval: int = SCHEDULER_POLL_SECONDS) -> HeartbeatScheduler:
     return HeartbeatScheduler(queue_name=QUEUE_NAME, connection=connection, interval=interval)
 
 
+def _schedule(registry: Scheduler, job_id: str, first_run: datetime) -> None:
+    function, every = PERIODIC_JOBS[job_id]
+    registry.schedule(
+        scheduled_time=first_run, func=function, interval=every, repeat=None, id=job_id,
+        queue_name=QUEUE_NAME, result_ttl=600, timeout=every * 5,
+    )
+
+
 def schedule_periodic_jobs(connection) -> list[str]:
     """Register every periodic job under its fixed id: running this twice never doubles a job."""
     registry = scheduler(connection)
     first_run = datetime.now(timezone.utc) + timedelta(seconds=5)
-    for job_id, (function, every) in PERIODIC_JOBS.items():
+    for job_id in PERIODIC_JOBS:
         if job_id in registry:
             registry.cancel(job_id)
-        registry.schedule(
-            scheduled_time=first_run, func=function, interval=every, repeat=None, id=job_id,
-            queue_name=QUEUE_NAME, result_ttl=600, timeout=every * 5,
-        )
+        _schedule(registry, job_id, first_run)
     return list(PERIODIC_JOBS)
+
+
+def restore_periodic_jobs(registry: Scheduler) -> list[str]:
+    """Register the periodic jobs that are missing from the schedule (Redis lost them); their ids."""
+    missing = [
+        job_id for job_id in PERIODIC_JOBS
+        if job_id not in registry or not registry.connection.exists(Job.key_for(job_id))
+    ]
+    first_run = datetime.now(timezone.utc) + timedelta(seconds=5)
+    for job_id in missing:
+        log.warning("periodic job %s was missing from the schedule: registered again", job_id)
+        _schedule(registry, job_id, first_run)
+    return missing
+
+
+class SelfRegisteringWorker(Worker):
+    """rq Worker that lists itself again at its heartbeat when Redis has lost its registration.
+
+    rq registers a worker once, at birth; after a Redis restart the worker kept working but
+    `flask health` (which reads rq's worker list) reported none.
+    """
+
+    def heartbeat(self, timeout=None, pipeline=None):
+        super().heartbeat(timeout, pipeline)
+        if pipeline is None and self.birth_date is not None and not self.connection.sismember(self.redis_workers_keys, self.key):
+            self.log.warning("Worker %s: Redis lost its registration, registering again", self.name)
+            with self.connection.pipeline() as registration:
+                registration.hset(self.key, mapping={**self.serialize(), "state": self.get_state()})
+                worker_registration.register(self, registration)
+                registration.expire(self.key, timeout or self.worker_ttl + 60)
+                registration.execute()
+
+
+def worker(connection, worker_ttl: int = WORKER_TTL_SECONDS) -> SelfRegisteringWorker:
+    return SelfRegisteringWorker([QUEUE_NAME], connection=connection, worker_ttl=worker_ttl)
 
 
 def scheduled_job_ids(connection) -> list[str]:

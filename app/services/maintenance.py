@@ -52,77 +52,89 @@ def _ids(statement, limit):
     return list(db.session.scalars(statement.limit(limit).execution_options(include_deleted=True)))
 
 
+def _count(statement) -> int:
+    return db.session.scalar(
+        sa.select(sa.func.count()).select_from(statement.subquery()).execution_options(include_deleted=True)
+    )
+
+
+def _ids_where(model, *conditions):
+    # correlate(None): each set is nested inside the next ones' EXISTS clauses on the same tables
+    # and must stay a set of its own, not turn into a condition on the outer row.
+    return sa.select(model.id).where(*conditions).correlate(None)
+
+
+def cleanup_plan(cutoff: datetime, now: datetime) -> dict[str, tuple[type, sa.Select]]:
+    """What db-cleanup deletes, table by table in the order it deletes them.
+
+    Each set counts the rows of the sets before it as gone, so it is the same before and after
+    those are deleted: a dry run counts exactly what the real run deletes.
+    """
+    upcoming = _ids_where(Event, Event.date > now, Event.deleted_at.is_(None))
+    deleted_events = _ids_where(Event, Event.deleted_at < cutoff)
+    bookings = _ids_where(
+        Booking,
+        Booking.updated_at < cutoff,
+        Booking.event_id.not_in(upcoming),
+        ~sa.exists().where(Payment.booking_id == Booking.id),
+        sa.or_(
+            Booking.deleted_at.is_not(None),
+            Booking.status.in_((BookingStatus.EXPIRED, BookingStatus.FAILED)),
+            sa.and_(Booking.status == BookingStatus.CANCELLED, Booking.payment_status == "pending"),
+        ),
+    )
+    orders = _ids_where(
+        Order,
+        Order.updated_at < cutoff,
+        Order.status.not_in(OrderStatus.LIVE),
+        Order.event_id.not_in(upcoming),
+        ~sa.exists().where(Booking.order_id == Order.id, Booking.id.not_in(bookings)),
+        ~sa.exists().where(Payment.order_id == Order.id),
+    )
+    seats = _ids_where(
+        Seat,
+        sa.or_(Seat.deleted_at < cutoff, Seat.event_id.in_(deleted_events)),
+        ~sa.exists().where(Booking.seat_id == Seat.id, Booking.id.not_in(bookings)),
+    )
+    events = _ids_where(
+        Event,
+        Event.deleted_at < cutoff,
+        ~sa.exists().where(Seat.event_id == Event.id, Seat.id.not_in(seats)),
+        ~sa.exists().where(Order.event_id == Event.id, Order.id.not_in(orders)),
+        ~sa.exists().where(Booking.event_id == Event.id, Booking.id.not_in(bookings)),
+    )
+    price_categories = _ids_where(PriceCategory, PriceCategory.event_id.in_(events))
+    return {
+        "bookings": (Booking, bookings),
+        "orders": (Order, orders),
+        "seats": (Seat, seats),
+        "price_categories": (PriceCategory, price_categories),
+        "events": (Event, events),
+    }
+
+
 def db_cleanup(older_than_days: int, *, dry_run: bool = False, batch_size: int = CLEANUP_BATCH,
                now: datetime | None = None) -> CleanupReport:
     """Purge rows older than the cutoff that no one needs any more, in batches.
 
-    Goes: bookings that died (expired, failed, cancelled without money) or were soft-deleted;
-    orders left with no bookings and no payments (money history is never purged); soft-deleted
-    seats nothing refers to; soft-deleted events with nothing left. Confirmed bookings are kept,
-    and so is every row of an event that has not taken place yet.
+    Goes: bookings that died without money (expired, failed, cancelled unpaid) or were
+    soft-deleted; orders left with no bookings and no payments; seats soft-deleted, or of an event
+    soft-deleted, before the cutoff that no booking refers to; then events soft-deleted before the
+    cutoff with nothing left, with their price categories. Payments are never purged, nor the
+    orders and bookings they refer to; confirmed bookings stay, and so does every row of a live
+    event that has not taken place yet. A dry run only counts (0 days is allowed there).
     """
-    if older_than_days is None or older_than_days < 1:
-        raise InvalidRequest("--older-than must be at least 1 day.")
+    if older_than_days is None or older_than_days < (0 if dry_run else 1):
+        raise InvalidRequest("--older-than must be at least 1 day (0 is allowed with --dry-run).")
     now = now or utcnow()
     cutoff = now - timedelta(days=older_than_days)
     report = CleanupReport(cutoff=cutoff, dry_run=dry_run)
-    upcoming = sa.select(Event.id).where(Event.date > now).execution_options(include_deleted=True)
-    has_payment = sa.exists().where(Payment.booking_id == Booking.id)
-
-    plans = {
-        "bookings": (
-            Booking,
-            sa.select(Booking.id).where(
-                Booking.updated_at < cutoff,
-                Booking.event_id.not_in(upcoming),
-                ~has_payment,
-                sa.or_(
-                    Booking.deleted_at.is_not(None),
-                    Booking.status.in_((BookingStatus.EXPIRED, BookingStatus.FAILED)),
-                    sa.and_(Booking.status == BookingStatus.CANCELLED, Booking.payment_status == "pending"),
-                ),
-            ),
-        ),
-        "orders": (
-            Order,
-            sa.select(Order.id).where(
-                Order.updated_at < cutoff,
-                Order.status.not_in(OrderStatus.LIVE),
-                Order.event_id.not_in(upcoming),
-                ~sa.exists().where(Booking.order_id == Order.id),
-                ~sa.exists().where(Payment.order_id == Order.id),
-            ),
-        ),
-        "seats": (
-            Seat,
-            sa.select(Seat.id).where(
-                Seat.deleted_at.is_not(None),
-                Seat.deleted_at < cutoff,
-                ~sa.exists().where(Booking.seat_id == Seat.id),
-            ),
-        ),
-        "events": (
-            Event,
-            sa.select(Event.id).where(
-                Event.deleted_at.is_not(None),
-                Event.deleted_at < cutoff,
-                ~sa.exists().where(Seat.event_id == Event.id),
-                ~sa.exists().where(Order.event_id == Event.id),
-                ~sa.exists().where(Booking.event_id == Event.id),
-            ),
-        ),
-    }
-    for table, (model, statement) in plans.items():
+    for table, (model, statement) in cleanup_plan(cutoff, now).items():
         if dry_run:
-            count = db.session.scalar(
-                sa.select(sa.func.count()).select_from(statement.subquery()).execution_options(include_deleted=True)
-            )
-            report.deleted[table] = count
+            report.deleted[table] = _count(statement)
             continue
         report.deleted[table] = 0
         while ids := _ids(statement, batch_size):
-            if model is Event:
-                db.session.execute(sa.delete(PriceCategory).where(PriceCategory.event_id.in_(ids)))
             db.session.execute(sa.delete(model).where(model.id.in_(ids)).execution_options(synchronize_session=False))
             db.session.commit()
             report.deleted[table] += len(ids)

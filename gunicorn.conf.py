@@ -18,3 +18,6 @@ timeout = 30
 graceful_timeout = 10
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-")
 errorlog = "-"
+# gunicorn's control socket defaults to one path per user: a second server on this host (N app
+# servers behind nginx) would take it over from the first. We do not use it.
+control_socket_disable = True

@@ -12,7 +12,7 @@ from playwright.sync_api import expect
 
 from app.models import Order
 from app.services import payments
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, free_port
 
 pytestmark = pytest.mark.browser
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -149,12 +149,6 @@ def test_seat_taken_by_someone_else_is_named(new_page, factory):
 
 
 # --- two app servers, one truth --------------------------------------------------------------
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture

@@ -229,6 +229,19 @@ def private_redis(tmp_path):
     server.stop()
 
 
+@pytest.fixture
+def app_on_private_redis(app, private_redis, monkeypatch):
+    """The app with its Redis (client, live channels and hub) on a private server the test may stop."""
+    from app import extensions
+    from app.services import live
+
+    monkeypatch.setitem(app.config, "REDIS_URL", private_redis.url)
+    monkeypatch.delitem(app.extensions, "stagepass_redis", raising=False)
+    monkeypatch.setattr(extensions, "_redis_down_until", [0.0])
+    yield private_redis
+    live.forget_hub(private_redis.url)
+
+
 # --- factories -----------------------------------------------------------------------------
 
 PASSWORD = "correct-horse-battery"

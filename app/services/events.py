@@ -353,7 +353,7 @@ def _lock_event_seats(event_id: int) -> list[Seat]:
     )
 
 
-def _retire_seats(event: Event, now: datetime) -> list[int]:
+def _retire_seats(event: Event, now: datetime) -> None:
     """Soft-delete the event's live seats, then check (under the write lock) none was taken."""
     retired = list(db.session.scalars(sa.select(Seat.id).where(Seat.event_id == event.id)))
     db.session.execute(
@@ -375,7 +375,6 @@ def _retire_seats(event: Event, now: datetime) -> list[int]:
             "or cancel those bookings first.",
             seats=[seat.label for seat in taken],
         )
-    return retired
 
 
 def _refuse_price_changes(event: Event, seats: list[Seat], specs: list[CategorySpec], now: datetime) -> None:
@@ -440,7 +439,8 @@ def update_event(event: Event, details: EventDetails, *, now: datetime | None = 
         seats = _lock_event_seats(event_id)
         if not resized:
             _refuse_price_changes(locked, seats, details.categories, moment)
-        changed_ids = _retire_seats(locked, moment) if resized else [seat.id for seat in seats]
+        if resized:
+            _retire_seats(locked, moment)
         _apply_details(locked, details)
         _replace_categories(locked, details.categories)
         db.session.flush()
@@ -448,7 +448,8 @@ def update_event(event: Event, details: EventDetails, *, now: datetime | None = 
             generate_seats(locked)
         else:
             _assign_categories(locked)
-        seat_changes.mark_changed(event_id, changed_ids)
+        # New seats, sizes and prices: open maps load the whole map again.
+        seat_changes.mark_changed(event_id, [])
         return locked
 
     return run_unit_of_work(work)

@@ -280,3 +280,28 @@ def test_hold_through_one_server_is_pushed_to_a_browser_on_the_other(new_page, f
     with erin.expect_navigation():
         erin.click("#hold-button")
     expect(seat(frank, "A2")).to_have_attribute("data-state", "reserved", timeout=1000)
+
+
+def test_a_hold_made_on_one_server_while_redis_was_down_reaches_a_browser_on_the_other(
+    new_page, factory, db_session, app_on_private_redis, two_servers
+):
+    """The reported blip: a map open on server B, Redis killed, a hold through server A, Redis
+    back (empty) a few seconds later. B's browser shows the hold and is live again."""
+    event = factory.event(rows=1, columns=4)
+    ids = seat_ids(db_session, event)
+    factory.user(email="hana@example.com")
+    server_a, server_b = two_servers
+    hana, ivan = new_page(server_a), new_page(server_b)
+    log_in(hana, "hana@example.com")
+    hana.goto(hana.base + f"/events/{event.id}")
+    open_live_map(ivan, event)
+    app_on_private_redis.stop()
+    expect(ivan.locator("text=Seats refresh every few seconds")).to_be_visible(timeout=2000)
+    seat(hana, "A2").click()
+    with hana.expect_navigation():
+        hana.click("#hold-button")
+    expect(seat(ivan, "A2")).to_have_attribute("data-state", "reserved", timeout=4000)
+    app_on_private_redis.start()
+    expect(ivan.locator("text=Live: seats update")).to_be_visible(timeout=5000)
+    booking.hold(factory.user(), event, ids[2:3])
+    expect(seat(ivan, "A3")).to_have_attribute("data-state", "reserved", timeout=1000)

@@ -128,10 +128,11 @@ def app(database_url, redis_url):
 @pytest.fixture(autouse=True)
 def app_context(app):
     """Each test runs in an app context and leaves every table empty behind it."""
-    from app.services import seatmap
+    from app.services import live, seatmap
 
     saved_config = dict(app.config)
     seatmap.forget_rendered_maps()
+    live.forget_unsent()  # a change an earlier test could not publish must not reach this one
     with app.app_context():
         yield
     app.config.clear()

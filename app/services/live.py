@@ -136,6 +136,12 @@ class Unsent:
 _unsent = Unsent()
 
 
+def forget_unsent() -> None:
+    """Drop the changes waiting to be published again (a test starts from a quiet process)."""
+    with _unsent.lock:
+        _unsent.changes.clear()
+
+
 class Lost:
     """The hub's subscription ended: a stream that gets this checks the hub and resyncs."""
 

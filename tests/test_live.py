@@ -262,3 +262,11 @@ def test_resizing_a_published_event_is_pushed_as_an_event_change(app, factory, d
     stream = open_stream(event)
     events.update_event(event, events.EventDetails(event.name, event.date, 2, 3, [events.CategorySpec("Standard", Decimal("30.00"))]))
     assert wait_for(lambda: any(change["event"] for change in stream.of("change"))), "the new map was not announced"
+
+
+def test_changes_waiting_to_be_published_again_keep_the_newest_states():
+    unsent, dead = live.Unsent(), "redis://127.0.0.1:1/0"
+    unsent.add(dead, 7, [[1, "r"], [2, "r"]], False)
+    unsent.add(dead, 7, [[1, "a"]], True)
+    waiting = unsent.changes[(dead, 7)]
+    assert (waiting["seats"], waiting["event"]) == ({1: "a", 2: "r"}, True)

@@ -95,15 +95,17 @@ class Unsent:
         self.thread: threading.Thread | None = None
 
     def add(self, redis_url: str, event_id: int, seat_states, event_changed: bool) -> None:
-        change = {"seats": dict(seat_states), "event": event_changed, "since": time.monotonic()}
         with self.lock:
-            self._merge((redis_url, event_id), change)
+            pending = self.changes.setdefault((redis_url, event_id), {"seats": {}, "event": False, "since": time.monotonic()})
+            pending["seats"].update(seat_states)
+            pending["event"] = pending["event"] or event_changed
             if self.thread is None:
                 log.warning("could not publish seat changes; publishing them once Redis answers")
                 self.thread = threading.Thread(target=self._run, name="stagepass-live-republish", daemon=True)
                 self.thread.start()
 
-    def _merge(self, key, older: dict) -> None:
+    def _put_back(self, key, older: dict) -> None:
+        """A change that failed again, under whatever was added for its event meanwhile."""
         newer = self.changes.get(key)
         if newer is not None:
             older["seats"].update(newer["seats"])
@@ -124,7 +126,7 @@ class Unsent:
                 except redis.RedisError:
                     if time.monotonic() - change["since"] < REPUBLISH_GIVE_UP_SECONDS:
                         with self.lock:
-                            self._merge((redis_url, event_id), change)
+                            self._put_back((redis_url, event_id), change)
                     else:
                         log.warning("gave up publishing a change of event %s", event_id)
             with self.lock:

@@ -127,10 +127,11 @@ def app(database_url, redis_url):
 @pytest.fixture(autouse=True)
 def app_context(app):
     """Each test runs in an app context and leaves every table empty behind it."""
-    from app.services import seatmap
+    from app.services import live, seatmap
 
     saved_config = dict(app.config)
     seatmap.forget_rendered_maps()
+    live.forget_unsent()  # a change an earlier test could not publish must not reach this one
     with app.app_context():
         yield
     app.config.clear()
@@ -202,6 +203,71 @@ def redis_client(app):
     client.flushdb()
     yield client
     client.flushdb()
+
+
+def free_port():
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class PrivateRedis:
+    """A redis-server of one test's own, on a free port, that the test may stop and start again
+    (it keeps nothing on disk, so a restart comes back empty, as after a crash)."""
+
+    def __init__(self, folder):
+        self.port = free_port()
+        self.folder = folder
+        self.process = None
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self):
+        import subprocess
+        import time
+
+        import redis
+
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--dir", str(self.folder)],
+            stdout=subprocess.DEVNULL,
+        )
+        probe = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=0.5)
+        for _ in range(50):
+            try:
+                probe.ping()
+                return
+            except redis.ConnectionError:
+                time.sleep(0.1)
+        raise RuntimeError(f"redis-server on port {self.port} did not start")
+
+    def stop(self):
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(10)
+            self.process = None
+
+
+@pytest.fixture
+def private_redis(tmp_path):
+    server = PrivateRedis(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def app_on_private_redis(app, private_redis, monkeypatch):
+    """The app with its Redis (client, live channels and hub) on a private server the test may stop."""
+    from app import extensions
+    from app.services import live
+
+    monkeypatch.setitem(app.config, "REDIS_URL", private_redis.url)
+    monkeypatch.delitem(app.extensions, "stagepass_redis", raising=False)
+    monkeypatch.setattr(extensions, "_redis_down_until", [0.0])
+    yield private_redis
+    live.forget_hub(private_redis.url)
 
 
 # --- factories -----------------------------------------------------------------------------

@@ -1,6 +1,8 @@
 """Seat-map changes racing buyers' holds, with real threads and their own connections."""
+import threading
 from decimal import Decimal
 
+import pytest
 import sqlalchemy as sa
 
 from app.extensions import db
@@ -48,3 +50,35 @@ def test_regenerating_while_buyers_hold_never_strands_a_hold(app, factory):
             assert live == seat_ids
         assert live_bookings_on_retired_seats() == 0
         assert_invariants()
+
+
+@pytest.mark.mariadb
+def test_a_cancel_that_commits_while_an_event_is_published_is_not_undone(app, factory, monkeypatch):
+    """Publishing pauses after its checks and a cancel tries to commit right then: either the cancel
+    waits for the publish (the event row is locked) or the publish sees the cancel. Either way the
+    event ends cancelled; written from a stale read, the publish would put it back on sale."""
+    event_id = factory.event(status="draft").id
+    checked, cancel_finished = threading.Event(), threading.Event()
+    count_seats = events.count_seats
+
+    def pause_after_the_checks(event):
+        seats = count_seats(event)
+        checked.set()
+        cancel_finished.wait(2)  # a cancel locked out by the publish cannot finish: go on after a while
+        return seats
+
+    monkeypatch.setattr(events, "count_seats", pause_after_the_checks)
+
+    def act(index):
+        if index == 0:
+            return events.publish_event(db.session.get(Event, event_id))
+        assert checked.wait(10)
+        try:
+            return booking.cancel_event(db.session.get(Event, event_id))
+        finally:
+            cancel_finished.set()
+
+    results = run_together(app, 2, act)
+    assert [kind for kind, _ in results] == ["ok", "ok"], results
+    db.session.expire_all()
+    assert db.session.get(Event, event_id).status == "cancelled"

@@ -5,14 +5,15 @@ import socket
 import subprocess
 import sys
 import time
+from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
 from playwright.sync_api import expect
 
-from app.models import Order
-from app.services import payments
-from tests.conftest import PASSWORD
+from app.models import Order, Seat, utcnow
+from app.services import booking, events, payments
+from tests.conftest import PASSWORD, free_port
 
 pytestmark = pytest.mark.browser
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -148,13 +149,89 @@ def test_seat_taken_by_someone_else_is_named(new_page, factory):
     expect(dave.locator("#total")).to_have_text("€0.00")
 
 
+# --- the map stays true: expiry, fallback, event changes, a Redis blip ------------------------
+
+
+def seat_ids(db_session, event):
+    return db_session.scalars(sa.select(Seat.id).where(Seat.event_id == event.id).order_by(Seat.id)).all()
+
+
+def open_live_map(page, event):
+    page.goto(page.base + f"/events/{event.id}")
+    expect(page.locator("text=Live: seats update")).to_be_visible()
+    page.wait_for_timeout(300)  # let the stream's snapshot land
+
+
+def test_a_hold_that_runs_out_shows_free_within_a_second(app, page, factory, db_session):
+    app.config["HOLD_TTL_SECONDS"] = 4
+    event = factory.event(rows=1, columns=3)
+    open_live_map(page, event)
+    order = booking.hold(factory.user(), event, seat_ids(db_session, event)[:1])
+    expect(seat(page, "A1")).to_have_attribute("data-state", "reserved", timeout=1000)
+    expect(seat(page, "A1")).to_have_attribute("data-state", "available", timeout=6000)
+    late = (utcnow() - order.hold_expires_at).total_seconds()
+    assert late < 1.5, f"shown free {late:.2f} s after the hold ran out"
+    assert page.errors == []
+
+
+def test_without_push_the_map_still_follows_within_the_poll_interval(page, factory, db_session):
+    event = factory.event(rows=1, columns=3)
+    page.route("**/stream", lambda route: route.abort())
+    page.goto(page.base + f"/events/{event.id}")
+    expect(page.locator("text=Seats refresh every few seconds")).to_be_visible()
+    expect(seat(page, "A1")).to_have_attribute("data-state", "available")
+    booking.hold(factory.user(), event, seat_ids(db_session, event)[:1])
+    expect(seat(page, "A1")).to_have_attribute("data-state", "reserved", timeout=4000)  # polls every 3 s
+
+
+def test_an_open_map_follows_a_new_size_and_new_prices(page, factory, db_session):
+    event = factory.event(rows=1, columns=2)
+    open_live_map(page, event)
+    expect(page.locator(".seatmap .seat")).to_have_count(2)
+    new_size = events.EventDetails(event.name, event.date, 2, 3, [events.CategorySpec("Standard", Decimal("25.00"))])
+    events.update_event(event, new_size)
+    expect(page.locator(".seatmap .seat")).to_have_count(6, timeout=2000)
+    seat(page, "B3").click()
+    expect(page.locator("#total")).to_have_text("€25.00")
+    new_price = events.EventDetails(event.name, event.date, 2, 3, [events.CategorySpec("Standard", Decimal("40.00"))])
+    events.update_event(event, new_price)
+    expect(page.locator("#total")).to_have_text("€40.00", timeout=2000)
+    expect(seat(page, "B3")).to_have_attribute("title", re.compile("€40.00"))
+    assert page.errors == []
+
+
+def test_an_open_map_shows_a_cancellation_at_once(page, factory):
+    event = factory.event(rows=1, columns=2)
+    factory.user(email="gina@example.com")
+    log_in(page, "gina@example.com")
+    open_live_map(page, event)
+    expect(page.locator("#sale-notice")).to_be_hidden()
+    seat(page, "A1").click()
+    booking.cancel_event(event)
+    expect(page.locator("#sale-notice")).to_contain_text("This event has been cancelled", timeout=2000)
+    expect(page.locator("#hold-button")).to_be_hidden()
+    expect(seat(page, "A2")).to_be_disabled()
+    expect(page.locator("#total")).to_have_text("€0.00")
+    assert page.errors == []
+
+
+def test_the_map_stays_true_through_a_redis_restart(page, factory, db_session, app_on_private_redis):
+    """Redis dies under an open map and comes back empty: the page polls meanwhile, then is live again."""
+    event = factory.event(rows=1, columns=3)
+    ids = seat_ids(db_session, event)
+    open_live_map(page, event)
+    app_on_private_redis.stop()
+    expect(page.locator("text=Seats refresh every few seconds")).to_be_visible(timeout=2000)
+    booking.hold(factory.user(), event, ids[:1])
+    expect(seat(page, "A1")).to_have_attribute("data-state", "reserved", timeout=4000)
+    app_on_private_redis.start()
+    expect(page.locator("text=Live: seats update")).to_be_visible(timeout=4000)
+    booking.hold(factory.user(), event, ids[1:2])
+    expect(seat(page, "A2")).to_have_attribute("data-state", "reserved", timeout=1000)
+    assert page.errors == []
+
+
 # --- two app servers, one truth --------------------------------------------------------------
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture
@@ -203,3 +280,28 @@ def test_hold_through_one_server_is_pushed_to_a_browser_on_the_other(new_page, f
     with erin.expect_navigation():
         erin.click("#hold-button")
     expect(seat(frank, "A2")).to_have_attribute("data-state", "reserved", timeout=1000)
+
+
+def test_a_hold_made_on_one_server_while_redis_was_down_reaches_a_browser_on_the_other(
+    new_page, factory, db_session, app_on_private_redis, two_servers
+):
+    """The reported blip: a map open on server B, Redis killed, a hold through server A, Redis
+    back (empty) a few seconds later. B's browser shows the hold and is live again."""
+    event = factory.event(rows=1, columns=4)
+    ids = seat_ids(db_session, event)
+    factory.user(email="hana@example.com")
+    server_a, server_b = two_servers
+    hana, ivan = new_page(server_a), new_page(server_b)
+    log_in(hana, "hana@example.com")
+    hana.goto(hana.base + f"/events/{event.id}")
+    open_live_map(ivan, event)
+    app_on_private_redis.stop()
+    expect(ivan.locator("text=Seats refresh every few seconds")).to_be_visible(timeout=2000)
+    seat(hana, "A2").click()
+    with hana.expect_navigation():
+        hana.click("#hold-button")
+    expect(seat(ivan, "A2")).to_have_attribute("data-state", "reserved", timeout=4000)
+    app_on_private_redis.start()
+    expect(ivan.locator("text=Live: seats update")).to_be_visible(timeout=5000)
+    booking.hold(factory.user(), event, ids[2:3])
+    expect(seat(ivan, "A3")).to_have_attribute("data-state", "reserved", timeout=1000)

@@ -307,28 +307,14 @@ def test_worker_killed_in_the_middle_of_the_cleanup_job(app, factory):
     assert_invariants()
 
 
-def test_redis_stops_during_a_sale(app, client, factory, login, monkeypatch, tmp_path):
+def test_redis_stops_during_a_sale(app, client, factory, login, monkeypatch, private_redis):
     """A real Redis on its own port serves the start of the sale, then dies: the sale goes on."""
-    import socket
-    import time
-
     import redis
 
     from app import extensions
     from tests.conftest import csrf_token
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(tmp_path)],
-                              stdout=subprocess.DEVNULL)
-    client_redis = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.5, socket_timeout=0.5)
-    for _ in range(50):
-        try:
-            client_redis.ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.1)
+    client_redis = redis.Redis(host="127.0.0.1", port=private_redis.port, socket_connect_timeout=0.5, socket_timeout=0.5)
     monkeypatch.setitem(app.extensions, "stagepass_redis", client_redis)
     monkeypatch.setattr(extensions, "_redis_down_until", [0.0])
     try:
@@ -340,8 +326,7 @@ def test_redis_stops_during_a_sale(app, client, factory, login, monkeypatch, tmp
         assert first.status_code == 201
         assert int(client_redis.get(f"stagepass:seatmap:{event.id}:changes")) >= 1  # Redis was in use
     finally:
-        server.kill()
-        server.wait(10)
+        private_redis.stop()
     paid = client.post(first.get_json()["checkout_url"], data={"method": "card", "card_number": payments.CARD_SUCCEEDS, "csrf_token": token})
     assert paid.status_code == 302 and "/orders/" in paid.headers["Location"]
     assert client.get(f"/api/events/{event.id}/seats").get_json()["seats"][0][3] == "b"

@@ -5,7 +5,7 @@ from flask_login import current_user
 from app import limits
 from app.booking import bp
 from app.extensions import db
-from app.models import Event, EventStatus
+from app.models import Event, EventStatus, utcnow
 from app.services import booking, seatmap
 from app.services.errors import InvalidRequest
 
@@ -30,6 +30,9 @@ def seat_states(event_id):
     response.set_etag(rendered.etag)
     # Browsers must ask every time; the ETag makes an unchanged answer a bodiless 304.
     response.headers["Cache-Control"] = "no-cache"
+    next_change = seatmap.ms_until(rendered.next_change, utcnow())
+    if next_change is not None:
+        response.headers["X-Next-Change-In-Ms"] = str(next_change)  # a hold runs out or sales end
     return response
 
 

@@ -329,9 +329,12 @@ def _labels_text(labels: list[str]) -> str:
     return shown + (f" and {more} more" if more > 0 else "")
 
 
-def _lock_event(event_id: int) -> Event:
+def _lock_event(event_id: int, *, include_deleted: bool = False) -> Event:
     event = db.session.scalar(
-        sa.select(Event).where(Event.id == event_id).with_for_update().execution_options(populate_existing=True)
+        sa.select(Event)
+        .where(Event.id == event_id)
+        .with_for_update()
+        .execution_options(populate_existing=True, include_deleted=include_deleted)
     )
     if event is None:
         raise NotFound("No such event.")
@@ -350,7 +353,7 @@ def _lock_event_seats(event_id: int) -> list[Seat]:
     )
 
 
-def _retire_seats(event: Event, now: datetime) -> list[int]:
+def _retire_seats(event: Event, now: datetime) -> None:
     """Soft-delete the event's live seats, then check (under the write lock) none was taken."""
     retired = list(db.session.scalars(sa.select(Seat.id).where(Seat.event_id == event.id)))
     db.session.execute(
@@ -372,7 +375,6 @@ def _retire_seats(event: Event, now: datetime) -> list[int]:
             "or cancel those bookings first.",
             seats=[seat.label for seat in taken],
         )
-    return retired
 
 
 def _refuse_price_changes(event: Event, seats: list[Seat], specs: list[CategorySpec], now: datetime) -> None:
@@ -437,7 +439,8 @@ def update_event(event: Event, details: EventDetails, *, now: datetime | None = 
         seats = _lock_event_seats(event_id)
         if not resized:
             _refuse_price_changes(locked, seats, details.categories, moment)
-        changed_ids = _retire_seats(locked, moment) if resized else [seat.id for seat in seats]
+        if resized:
+            _retire_seats(locked, moment)
         _apply_details(locked, details)
         _replace_categories(locked, details.categories)
         db.session.flush()
@@ -445,7 +448,8 @@ def update_event(event: Event, details: EventDetails, *, now: datetime | None = 
             generate_seats(locked)
         else:
             _assign_categories(locked)
-        seat_changes.mark_changed(event_id, changed_ids)
+        # New seats, sizes and prices: open maps load the whole map again.
+        seat_changes.mark_changed(event_id, [])
         return locked
 
     return run_unit_of_work(work)
@@ -456,18 +460,24 @@ def update_event(event: Event, details: EventDetails, *, now: datetime | None = 
 
 def publish_event(event: Event, now: datetime | None = None) -> None:
     """Put a draft on sale: it needs a seat map and a date in the future (committed)."""
-    now = now or utcnow()
-    if event.is_deleted:
-        raise EventNotPublishable("This event was deleted.")
-    if event.status != EventStatus.DRAFT:
-        raise EventNotPublishable(f"Only a draft can be published; this event is {event.status}.")
-    if event.date <= now:
-        raise EventNotPublishable("The event's date has passed; set a future date to publish it.")
-    if count_seats(event) == 0:
-        raise EventNotPublishable("The event has no seat map yet.")
-    event.status = EventStatus.PUBLISHED
-    seat_changes.mark_changed(event.id, [])
-    db.session.commit()
+    event_id = event.id
+
+    def work():
+        moment = now or utcnow()
+        # Checked on the locked row: a cancel or delete that committed meanwhile is not undone.
+        locked = _lock_event(event_id, include_deleted=True)
+        if locked.is_deleted:
+            raise EventNotPublishable("This event was deleted.")
+        if locked.status != EventStatus.DRAFT:
+            raise EventNotPublishable(f"Only a draft can be published; this event is {locked.status}.")
+        if locked.date <= moment:
+            raise EventNotPublishable("The event's date has passed; set a future date to publish it.")
+        if count_seats(locked) == 0:
+            raise EventNotPublishable("The event has no seat map yet.")
+        locked.status = EventStatus.PUBLISHED
+        seat_changes.mark_changed(event_id, [])
+
+    run_unit_of_work(work)
 
 
 def delete_event(event: Event, *, now: datetime | None = None) -> None:

@@ -4,7 +4,8 @@ Services call `mark_changed(event_id, seat_ids)` inside the unit of work that ch
 before the commit the seats' new states are read on the same connection (unless the caller passed
 them as `state`, a code every one of its seats now has) (so announcing needs no
 second connection, which a busy pool may not have); after the commit every registered listener
-gets `(event_id, [[seat_id, state_code], ...])` once per event. After a rollback nothing is said.
+gets `(event_id, [[seat_id, state_code], ...], event_changed)` once per event, where event_changed
+says the event itself changed too (its status, size or prices). After a rollback nothing is said.
 """
 import logging
 from collections import defaultdict
@@ -18,12 +19,13 @@ log = logging.getLogger(__name__)
 _listeners = []
 _describe = [None]
 _CHANGED = "stagepass_seat_changes"
+_EVENTS = "stagepass_changed_events"
 _KNOWN = "stagepass_seat_known_states"
 _STATES = "stagepass_seat_states"
 
 
 def on_seats_changed(listener):
-    """Register `listener(event_id, seat_states)`, called after each commit that changed seats."""
+    """Register `listener(event_id, seat_states, event_changed)`, called after each commit that changed seats."""
     if listener not in _listeners:
         _listeners.append(listener)
     return listener
@@ -41,7 +43,10 @@ def mark_changed(event_id: int, seat_ids, session=None, state: str | None = None
     it under a lock in this transaction): it spares a read before commit on the hot path.
     """
     session = session or db.session()
+    seat_ids = list(seat_ids)
     session.info.setdefault(_CHANGED, defaultdict(set))[event_id].update(seat_ids)
+    if not seat_ids:
+        session.info.setdefault(_EVENTS, set()).add(event_id)
     known = session.info.setdefault(_KNOWN, {})
     for seat_id in seat_ids:
         if state is None:
@@ -74,18 +79,18 @@ def _announce(session):
     session.info.pop(_KNOWN, None)
     changes = session.info.pop(_CHANGED, None)
     described = session.info.pop(_STATES, {})
+    changed_events = session.info.pop(_EVENTS, set())
     if not changes:
         return
     for event_id in changes:
         for listener in list(_listeners):
             try:
-                listener(event_id, described.get(event_id, []))
+                listener(event_id, described.get(event_id, []), event_id in changed_events)
             except Exception:  # an announcement must never undo or fail a committed sale
                 log.exception("seat change listener %s failed for event %s", listener, event_id)
 
 
 @sa.event.listens_for(so.Session, "after_rollback")
 def _forget(session):
-    session.info.pop(_CHANGED, None)
-    session.info.pop(_KNOWN, None)
-    session.info.pop(_STATES, None)
+    for key in (_CHANGED, _KNOWN, _STATES, _EVENTS):
+        session.info.pop(key, None)

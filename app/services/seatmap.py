@@ -25,11 +25,31 @@ def state_code(status: str, reservation_expires_at: datetime | None, now: dateti
 
 def seat_codes(connection, seat_ids, now: datetime | None = None) -> list[list]:
     """[[seat_id, code], ...] for these seats, read fresh through `connection`."""
-    now = now or utcnow()
+    return [[seat_id, code] for seat_id, code, _ in seats_now(connection, seat_ids, now or utcnow())]
+
+
+def seats_now(connection, seat_ids, now: datetime) -> list[tuple]:
+    """(seat_id, code, hold expiry or None) for these seats, read fresh through `connection`."""
     rows = connection.execute(
         sa.select(Seat.id, Seat.status, Seat.reservation_expires_at).where(Seat.id.in_(list(seat_ids))).order_by(Seat.id)
     )
-    return [[seat_id, state_code(status, expires, now)] for seat_id, status, expires in rows]
+    seats = []
+    for seat_id, status, expires in rows:
+        code = state_code(status, expires, now)
+        seats.append((seat_id, code, expires if code == STATE_CODES[SeatStatus.RESERVED] else None))
+    return seats
+
+
+def ms_until(moment: datetime | None, now: datetime) -> int | None:
+    """Milliseconds from now until `moment` (None stays None)."""
+    if moment is None:
+        return None
+    return max(0, int((moment - now).total_seconds() * 1000))
+
+
+def on_sale(event: Event, now: datetime) -> bool:
+    """Buyers can hold seats now: published, not deleted, not begun, sales not closed."""
+    return event.is_on_sale(now) and event.sales_ended_at is None
 
 
 def seat_states(event: Event, now: datetime | None = None) -> dict:
@@ -38,7 +58,7 @@ def seat_states(event: Event, now: datetime | None = None) -> dict:
 
 
 def _compute(event: Event, now: datetime) -> tuple[dict, datetime | None]:
-    """The map, and the moment it next changes by itself (the earliest hold to run out)."""
+    """The map, and the moment it next changes by itself (a hold runs out, or sales end)."""
     rows = db.session.execute(
         sa.select(Seat.id, Seat.row, Seat.column, Seat.status, Seat.reservation_expires_at, Seat.price_category_id)
         .where(Seat.event_id == event.id)
@@ -53,29 +73,32 @@ def _compute(event: Event, now: datetime) -> tuple[dict, datetime | None]:
         .where(PriceCategory.event_id == event.id)
         .order_by(PriceCategory.position)
     ).all()
-    fingerprint = hashlib.blake2b(repr((seats, categories)).encode(), digest_size=10).hexdigest()
-    next_expiry = min(
-        (expires for _, _, _, status, expires, _ in rows if status == SeatStatus.RESERVED and expires and expires > now),
-        default=None,
-    )
+    selling = on_sale(event, now)
     state = {
         "event_id": event.id,
+        "status": event.status,
+        "on_sale": selling,
         "rows": event.rows,
         "columns": event.columns,
-        "version": fingerprint,
         "categories": [
             {"id": cid, "name": name, "price": f"{price:.2f}", "color": color} for cid, name, price, color in categories
         ],
         "seats": seats,
     }
-    return state, next_expiry
+    state["version"] = hashlib.blake2b(repr(state).encode(), digest_size=10).hexdigest()
+    changes_at = [expires for _, _, _, status, expires, _ in rows if status == SeatStatus.RESERVED and expires and expires > now]
+    if selling:
+        changes_at.append(event.date)
+    return state, min(changes_at, default=None)
 
 
 # --- the cached map --------------------------------------------------------------------------
 # Reads of a popular map vastly outnumber changes to it. Each process keeps the rendered JSON per
 # event and serves it while (a) the event's change counter in Redis, bumped after every commit
-# that changed seats, is unchanged, (b) no hold has run out since, and (c) it is at most
-# MAX_AGE_SECONDS old, which bounds staleness even if a bump was lost (say, Redis was down).
+# that changed seats, is unchanged, (b) nothing changed by itself since (a hold ran out, sales
+# ended), and (c) it is at most MAX_AGE_SECONDS old, which bounds staleness even if a bump was
+# lost (say, Redis was down). The JSON carries the counter it was rendered at, so a page that
+# already applied a later pushed change can tell the map is older than what it shows.
 
 MAX_AGE_SECONDS = 1.0
 
@@ -85,15 +108,16 @@ class RenderedMap:
     counter: int | None
     etag: str
     body: bytes
+    read_started: float  # time.monotonic() before the database read: it knows every commit before then
     fresh_until: float
-    next_expiry: datetime | None
+    next_change: datetime | None
 
     def usable(self, counter, now: datetime) -> bool:
         return (
             counter is not None
             and counter == self.counter
             and time.monotonic() < self.fresh_until
-            and (self.next_expiry is None or now < self.next_expiry)
+            and (self.next_change is None or now < self.next_change)
         )
 
 
@@ -124,14 +148,16 @@ def rendered_map(event_id: int, load_event, now: datetime | None = None) -> Rend
     cached = _rendered.get(event_id)
     if cached is not None and cached.usable(counter, now):
         return cached
+    read_started = time.monotonic()
     event = load_event(event_id)
-    state, next_expiry = _compute(event, now)
+    state, next_change = _compute(event, now)
     rendered = RenderedMap(
         counter=counter,
         etag=state["version"],
-        body=json.dumps(state, separators=(",", ":")).encode(),
-        fresh_until=time.monotonic() + MAX_AGE_SECONDS,
-        next_expiry=next_expiry,
+        body=json.dumps({**state, "counter": counter}, separators=(",", ":")).encode(),
+        read_started=read_started,
+        fresh_until=read_started + MAX_AGE_SECONDS,
+        next_change=next_change,
     )
     if counter is not None:
         with _rendered_lock:

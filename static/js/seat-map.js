@@ -1,9 +1,25 @@
 // The live seat map of an event page: select seats, see the total, hold them.
 // Seat states arrive from the JSON endpoint (polled, with ETags) and, where the browser and
-// server allow, from the event's push stream; both feed applyStates().
+// server allow, from the event's push stream. A pushed change carries its seats' states as the
+// server read them after the commit, so changes apply in the order they come; a version that is
+// not the next one (changes lost, or Redis counting from 1 again) or a change of the event itself
+// (cancelled, resized, re-priced) loads the whole map.
 const STATE_NAMES = { a: "available", r: "reserved", b: "booked" };
+// Without push the page polls every 3 seconds (the booking issue asks for at least every 5);
+// with push only as a safety net.
 const POLL_MS = 3000;
 const POLL_MS_WITH_PUSH = 15000;
+// The map says when it next changes by itself (a hold runs out, sales end): ask again just after.
+const NEXT_CHANGE_MARGIN_MS = 100;
+const MIN_TIMED_REFRESH_MS = 500;
+const MAX_TIMER_MS = 3600 * 1000; // longer timeouts overflow in browsers; a refresh sets the next one
+// A polled map older than a change already pushed is asked for once more, this much later.
+const STALE_RETRY_MS = 300;
+const NOTICES = {
+  cancelled: "This event has been cancelled. Paid tickets were refunded.",
+  gone: "This event is no longer available.",
+  ended: "Sales for this event have ended.",
+};
 
 document.addEventListener("alpine:init", () => {
   Alpine.data("seatMap", () => ({
@@ -15,6 +31,8 @@ document.addEventListener("alpine:init", () => {
     busy: false,
     loaded: false,
     live: false,
+    onSale: false,
+    status: "",
     checkoutUrl: "",
 
     init() {
@@ -24,7 +42,13 @@ document.addEventListener("alpine:init", () => {
       this.streamEventId = data.eventId;
       this.maxSeats = parseInt(data.maxSeats, 10);
       this.onSale = data.onSale === "1";
-      this.version = null;
+      this.status = data.status;
+      this.version = null; // the ETag of the map as last loaded
+      this.shape = null; // rows, columns, prices and seat ids of the map as built
+      this.pushed = null; // the version of the last pushed change applied
+      this.retriedBehind = false;
+      this.refreshAt = null;
+      this.refreshTimer = null;
       this.seatsById = {};
       this.categoriesById = {};
       this.refresh();
@@ -35,10 +59,15 @@ document.addEventListener("alpine:init", () => {
       const openStream = window.stagepass && window.stagepass.openSeatStream;
       if (openStream) {
         openStream(this.streamEventId, {
-          onSnapshot: (state) => { this.live = true; this.load(state); },
-          onChange: (change) => { this.live = true; this.applyStates(change.seats); },
-          onGap: () => this.refresh(),
-          onDown: () => { this.live = false; },
+          onSnapshot: (snapshot) => {
+            this.live = true;
+            this.pushed = snapshot.counter;
+            this.load(snapshot.map);
+            this.refreshIn(snapshot.next_change_in_ms);
+          },
+          onChange: (change) => this.applyChange(change),
+          onResync: () => this.refresh(),
+          onDown: () => { this.live = false; this.pushed = null; },
         });
       }
       // Polling is the fallback: every few seconds without push, rarely with it.
@@ -48,24 +77,70 @@ document.addEventListener("alpine:init", () => {
       }, 500);
     },
 
+    applyChange(change) {
+      this.live = true;
+      const expected = this.pushed === null ? null : this.pushed + 1;
+      this.pushed = change.version;
+      if (change.seats.length) {
+        this.version = null; // the map shown is no longer the one of that ETag
+        this.applyStates(change.seats);
+      }
+      this.refreshIn(change.next_change_in_ms);
+      if (change.event || (expected !== null && change.version !== expected)) this.refresh();
+    },
+
+    // Refresh `ms` from now (and a little after), unless a refresh is due sooner anyway.
+    refreshIn(ms) {
+      if (!Number.isFinite(ms)) return;
+      const delay = Math.min(Math.max(ms + NEXT_CHANGE_MARGIN_MS, MIN_TIMED_REFRESH_MS), MAX_TIMER_MS);
+      const at = Date.now() + delay;
+      if (this.refreshAt !== null && this.refreshAt <= at) return;
+      clearTimeout(this.refreshTimer);
+      this.refreshAt = at;
+      this.refreshTimer = setTimeout(() => { this.refreshAt = null; this.refresh(); }, delay);
+    },
+
     async refresh() {
       this.lastPoll = Date.now();
       const headers = { Accept: "application/json" };
       if (this.version) headers["If-None-Match"] = `"${this.version}"`;
       try {
         const response = await fetch(this.seatsUrl, { headers, credentials: "same-origin" });
-        if (response.status === 304) return;
-        if (!response.ok) return;
-        this.load(await response.json());
+        if (response.status === 404) {
+          this.setStatus("gone", false);
+          return;
+        }
+        this.refreshIn(parseInt(response.headers.get("X-Next-Change-In-Ms"), 10));
+        if (response.status === 304 || !response.ok) return;
+        const state = await response.json();
+        if (this.behindPush(state)) return;
+        this.load(state);
       } catch (error) {
         // Offline for a moment: the next poll tries again.
       }
     },
 
+    // A map read before a change this page already applied (a server's cached copy is up to a
+    // second old) is asked for once more; if it still says so, Redis is counting from scratch.
+    behindPush(state) {
+      const behind = this.live && this.pushed !== null && state.counter !== null && state.counter < this.pushed;
+      if (behind && !this.retriedBehind) {
+        this.retriedBehind = true;
+        setTimeout(() => this.refresh(), STALE_RETRY_MS);
+        return true;
+      }
+      this.retriedBehind = false;
+      if (behind) this.pushed = state.counter;
+      return false;
+    },
+
     load(state) {
       this.version = state.version;
-      if (!this.loaded) {
+      this.setStatus(state.status, state.on_sale);
+      const shape = JSON.stringify([state.rows, state.columns, state.categories, state.seats.map((seat) => [seat[0], seat[4]])]);
+      if (shape !== this.shape) {
         this.build(state);
+        this.shape = shape;
         return;
       }
       this.applyStates(state.seats.map((seat) => [seat[0], seat[3]]));
@@ -73,6 +148,7 @@ document.addEventListener("alpine:init", () => {
 
     build(state) {
       this.categories = state.categories;
+      this.categoriesById = {};
       this.categories.forEach((category) => { this.categoriesById[category.id] = category; });
       const rows = [];
       let current = null;
@@ -85,8 +161,31 @@ document.addEventListener("alpine:init", () => {
       });
       this.rows = rows;
       // Index the reactive copies, so later state changes re-render.
+      this.seatsById = {};
       this.rows.forEach((row) => row.seats.forEach((seat) => { this.seatsById[seat.id] = seat; }));
+      const kept = this.selected.filter((id) => this.seatsById[id] && this.seatsById[id].state === "available");
+      if (kept.length !== this.selected.length) this.say("The seat map has changed; please choose your seats again.", "warning");
+      this.selected = kept;
       this.loaded = true;
+    },
+
+    setStatus(status, onSale) {
+      this.status = status;
+      this.onSale = onSale;
+      if (!onSale) this.selected = [];
+    },
+
+    get notice() {
+      if (NOTICES[this.status]) return NOTICES[this.status];
+      return this.onSale ? "" : NOTICES.ended;
+    },
+
+    get noticeClass() {
+      return this.status === "published" ? "flash-warning" : "flash-error";
+    },
+
+    get hasNotice() {
+      return this.notice !== "";
     },
 
     applyStates(pairs) {

@@ -213,46 +213,12 @@ def free_port():
         return probe.getsockname()[1]
 
 
-class PrivateRedis:
-    """A redis-server of one test's own, on a free port, that the test may stop and start again
-    (it keeps nothing on disk, so a restart comes back empty, as after a crash)."""
-
-    def __init__(self, folder):
-        self.port = free_port()
-        self.folder = folder
-        self.process = None
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self):
-        import subprocess
-        import time
-
-        import redis
-
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--dir", str(self.folder)],
-            stdout=subprocess.DEVNULL,
-        )
-        probe = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=0.5)
-        for _ in range(50):
-            try:
-                probe.ping()
-                return
-            except redis.ConnectionError:
-                time.sleep(0.1)
-        raise RuntimeError(f"redis-server on port {self.port} did not start")
-
-    def stop(self):
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait(10)
-            self.process = None
-
-
 @pytest.fixture
 def private_redis(tmp_path):
-    server = PrivateRedis(tmp_path)
-    server.start()
+    """A redis-server of this test's own that it may stop and start again (see tests/redis_server.py)."""
+    from tests.redis_server import PrivateRedis
+
+    server = PrivateRedis(tmp_path).start()
     yield server
     server.stop()
 

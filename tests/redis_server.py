@@ -7,7 +7,8 @@ import redis
 
 
 class PrivateRedis:
-    """`redis-server` on a free port of 127.0.0.1, keeping nothing on disk."""
+    """`redis-server` on a free port of 127.0.0.1, keeping nothing on disk, like ours: a restart comes
+    back empty, as after a crash."""
 
     def __init__(self, folder):
         self.folder = folder
@@ -20,7 +21,7 @@ class PrivateRedis:
 
     def start(self):
         self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--dir", str(self.folder)],
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(self.folder)],
             stdout=subprocess.DEVNULL,
         )
         for _ in range(50):

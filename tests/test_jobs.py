@@ -365,30 +365,6 @@ def test_worker_lists_itself_again_after_redis_lost_it(redis_client):
         worker.register_death()
 
 
-class PrivateRedis:
-    """A redis-server of the test's own on a free port that, like ours, keeps nothing on disk."""
-
-    def __init__(self, folder):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.folder = folder
-        self.client = redis.Redis(port=self.port, socket_connect_timeout=0.5, socket_timeout=0.5)
-        self.start()
-
-    def start(self):
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(self.folder)],
-            stdout=subprocess.DEVNULL,
-        )
-        wait_until(self.client.ping, catch=redis.ConnectionError)
-
-    def stop(self):
-        self.process.kill()
-        self.process.wait(10)
-
-
 def wait_until(condition, timeout=30, catch=()):
     deadline = time.monotonic() + timeout
     while True:
@@ -401,12 +377,12 @@ def wait_until(condition, timeout=30, catch=()):
         time.sleep(0.2)
 
 
-def test_schedule_and_worker_heal_after_a_redis_restart(app, factory, db_session, monkeypatch, tmp_path):
+def test_schedule_and_worker_heal_after_a_redis_restart(app, factory, db_session, monkeypatch, tmp_path, private_redis):
     """Two schedulers and a worker outlive a Redis restart; the jobs come back and run, once each."""
     from app.extensions import db
     from app.services import health
 
-    server = PrivateRedis(tmp_path)
+    server = private_redis
     monkeypatch.setitem(app.config, "REDIS_URL", server.url)
     env = dict(os.environ, FLASK_APP="wsgi", DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"], REDIS_URL=server.url)
     env.pop("STAGEPASS_ENV", None)

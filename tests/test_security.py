@@ -372,7 +372,7 @@ def test_the_migration_lower_cases_stored_emails(app):
 
 
 @pytest.fixture
-def private_redis(app, tmp_path, monkeypatch):
+def limits_on_private_redis(app, tmp_path, monkeypatch):
     """Limits on, and the app's Redis (limits, live map, jobs) a redis-server of this test's own."""
     from app import extensions
 
@@ -392,7 +392,8 @@ def hold_and_pay(client, event, seat_id, token):
     assert paid.status_code == 302 and "/orders/" in paid.headers["Location"], paid.get_data(as_text=True)
 
 
-def test_limits_fail_open_when_their_redis_stops(app, client, factory, runner, private_redis, caplog):
+def test_limits_fail_open_when_their_redis_stops(app, client, factory, runner, limits_on_private_redis, caplog):
+    private_redis = limits_on_private_redis
     """A real Redis counts the limits, then dies: logins, holds and payments go on, and it is said once."""
     event = factory.event(rows=1, columns=4)
     seat_ids = event_seat_ids(event)

@@ -16,6 +16,8 @@ def engine_options_for(url):
         return {
             "isolation_level": "READ COMMITTED",
             "pool_pre_ping": True,
+            # app.extensions.roll_back_if_in_transaction resets connections instead
+            "pool_reset_on_return": None,
             "pool_recycle": 3600,
             "pool_size": _int("DB_POOL_SIZE", 10),
             "max_overflow": _int("DB_MAX_OVERFLOW", 20),
@@ -57,7 +59,8 @@ class Config:
     RATELIMIT_ENABLED = os.environ.get("RATELIMIT_ENABLED", "1") == "1"
     RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI", REDIS_URL)
     RATELIMIT_STORAGE_OPTIONS = {"socket_connect_timeout": 1, "socket_timeout": 1}
-    RATELIMIT_HEADERS_ENABLED = True
+    # No X-RateLimit-* headers: they cost every limited request a Redis read; 429s say Retry-After.
+    RATELIMIT_HEADERS_ENABLED = False
     # Redis down: keep selling. Errors are logged and each process limits in memory meanwhile.
     RATELIMIT_SWALLOW_ERRORS = True
     RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True

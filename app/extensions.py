@@ -12,6 +12,7 @@ from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
+from pymysql.constants import SERVER_STATUS
 from sqlalchemy.orm import DeclarativeBase
 
 
@@ -91,7 +92,8 @@ limiter = Limiter(key_func=get_remote_address)
 
 
 def configure_engines(app):
-    """Session settings every new MySQL/MariaDB connection of the app's engines starts with."""
+    """Session settings every new MySQL/MariaDB connection of the app's engines starts with, and
+    how a connection is reset when it goes back to the pool."""
     seconds = int(app.config["DB_LOCK_WAIT_SECONDS"])
 
     def set_lock_wait(dbapi_connection, _connection_record):
@@ -103,6 +105,19 @@ def configure_engines(app):
     for engine in engines:
         if engine.dialect.name in ("mysql", "mariadb"):
             sa.event.listen(engine, "connect", set_lock_wait)
+            sa.event.listen(engine, "reset", roll_back_if_in_transaction)
+
+
+def roll_back_if_in_transaction(dbapi_connection, _connection_record, reset_state):
+    """Pool reset for MySQL/MariaDB (the engines run with pool_reset_on_return=None).
+
+    SQLAlchemy's own reset sends ROLLBACK even after a commit: a round trip on every request that
+    wrote. The server says in each reply whether a transaction is open; roll back only then.
+    """
+    if reset_state.terminate_only:
+        return
+    if dbapi_connection.server_status & SERVER_STATUS.SERVER_STATUS_IN_TRANS:
+        dbapi_connection.rollback()
 
 
 def get_redis():

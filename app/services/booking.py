@@ -147,6 +147,18 @@ def _lock_seats(seat_ids, event_id=None) -> list[Seat]:
     return list(db.session.scalars(_seats_query(seat_ids, event_id).with_for_update()))
 
 
+def _lock_seats_with_prices(seat_ids) -> dict[int, tuple[Seat, Decimal]]:
+    """Lock the seats as _lock_seats does, reading each one's price in the same statement.
+
+    The price comes from a subquery, which locks no category row (holds of one category do not
+    queue on it). It cannot be stale: re-pricing locks the event exclusively, and a hold reads
+    seats only after its shared lock on the event was granted.
+    """
+    price = sa.select(PriceCategory.price).where(PriceCategory.id == Seat.price_category_id).scalar_subquery()
+    rows = db.session.execute(_seats_query(seat_ids).add_columns(price).with_for_update())
+    return {seat.id: (seat, price) for seat, price in rows}
+
+
 def _lock_order(order_id: int) -> Order:
     return db.session.scalars(
         sa.select(Order)
@@ -238,7 +250,7 @@ def hold(user: User, event: Event, seat_ids, *, now: datetime | None = None) -> 
             raise CheckoutAlreadyOpen(order_reference=stale.reference)
         stale_seat_ids = _order_seat_ids(stale.id) if stale is not None else []
 
-        locked = {seat.id: seat for seat in _lock_seats(ids + stale_seat_ids)}
+        locked = _lock_seats_with_prices(ids + stale_seat_ids)
         if stale is not None:
             stale = _lock_order(stale.id)
             if stale.status == OrderStatus.PENDING:
@@ -246,7 +258,7 @@ def hold(user: User, event: Event, seat_ids, *, now: datetime | None = None) -> 
                     raise CheckoutAlreadyOpen(order_reference=stale.reference)
                 _close_pending(stale, OrderStatus.EXPIRED, moment)
 
-        seats = [locked[seat_id] for seat_id in ids if seat_id in locked]
+        seats = [locked[seat_id][0] for seat_id in ids if seat_id in locked]
         if len(seats) != len(ids) or any(seat.event_id != event_id for seat in seats):
             raise UnknownSeats()
         taken = [seat for seat in seats if not seat.is_free(moment)]
@@ -257,7 +269,7 @@ def hold(user: User, event: Event, seat_ids, *, now: datetime | None = None) -> 
             _expire_stale_bookings(ids)
         expires_at = moment + timedelta(seconds=current_app.config["HOLD_TTL_SECONDS"])
         _claim_seats(event_id, ids, moment, expires_at)
-        prices = _seat_prices(ids)
+        prices = {seat_id: locked[seat_id][1] for seat_id in ids}
         order = Order(
             user_id=user_id,
             event_id=event_id,
@@ -266,11 +278,14 @@ def hold(user: User, event: Event, seat_ids, *, now: datetime | None = None) -> 
         )
         db.session.add(order)
         db.session.flush()
-        db.session.add_all(
-            Booking(order_id=order.id, user_id=user_id, event_id=event_id, seat_id=seat_id, total_amount=prices[seat_id])
-            for seat_id in ids
+        # One multi-row INSERT; the bookings are new, so nothing in the session needs to know them.
+        db.session.execute(
+            sa.insert(Booking),
+            [
+                {"order_id": order.id, "user_id": user_id, "event_id": event_id, "seat_id": seat_id, "total_amount": prices[seat_id]}
+                for seat_id in ids
+            ],
         )
-        db.session.flush()
         seat_changes.mark_changed(event_id, ids, state=seatmap.STATE_CODES[SeatStatus.RESERVED])
         return order, dict(sa.inspect(order).dict)
 
@@ -368,15 +383,6 @@ def _expire_stale_bookings(seat_ids) -> None:
         states.check(states.BOOKING_TRANSITIONS, booking.status, BookingStatus.EXPIRED, "booking")
         booking.status = BookingStatus.EXPIRED
     db.session.flush()
-
-
-def _seat_prices(seat_ids) -> dict[int, Decimal]:
-    rows = db.session.execute(
-        sa.select(Seat.id, PriceCategory.price)
-        .join(PriceCategory, PriceCategory.id == Seat.price_category_id)
-        .where(Seat.id.in_(seat_ids))
-    )
-    return {seat_id: price for seat_id, price in rows}
 
 
 # --- closing orders --------------------------------------------------------------------------

@@ -1,9 +1,10 @@
 """Error handlers: JSON for API calls, a page for everything else."""
-from flask import current_app, jsonify, render_template, request
+from flask import current_app, jsonify, make_response, render_template, request
 from flask_limiter.errors import RateLimitExceeded
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from app import limits
 from app.extensions import db
 from app.services.errors import DomainError
 
@@ -35,10 +36,11 @@ def register(app):
 
     @app.errorhandler(RateLimitExceeded)
     def rate_limited(error):
-        # Flask-Limiter adds Retry-After to this response (RATELIMIT_HEADERS_ENABLED).
-        return error_response(
+        response = make_response(error_response(
             429, f"Too many attempts ({error.description}). Please wait a moment and try again.", "rate_limited"
-        )
+        ))
+        response.headers["Retry-After"] = str(limits.seconds_until_retry())
+        return response
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(error):

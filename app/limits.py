@@ -1,4 +1,7 @@
 """Rate limits for the endpoints worth abusing: log in, register, hold, pay."""
+import math
+import time
+
 from flask import current_app, request
 from flask_limiter.util import get_remote_address
 from flask_login import current_user
@@ -59,6 +62,18 @@ def apply(limits):
         return view
 
     return decorate
+
+
+def seconds_until_retry() -> int:
+    """For Retry-After on a 429: when the limit this request broke lets the next attempt through."""
+    broken = limiter.current_limit
+    if broken is None:
+        return 60
+    window = broken.limit.get_expiry()
+    try:
+        return min(window, max(1, math.ceil(broken.reset_at - time.time())))
+    except Exception:  # its storage failed since it refused this request: a whole window is honest
+        return window
 
 
 def status() -> dict:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from flask.testing import FlaskClient
 
 MARIADB_SERVER_URL = os.environ.get("TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306")
 REDIS_SERVER_URL = os.environ.get("TEST_REDIS_SERVER_URL", "redis://127.0.0.1:6379")
@@ -100,6 +101,20 @@ def redis_url():
     release()
 
 
+class FreshContextClient(FlaskClient):
+    """A test client whose every request (and every redirect it follows) runs in its own app context.
+
+    Tests hold an app context open for their own database work; a request pushed inside it would
+    share its `g`, so Flask-Login's cached user and Flask-WTF's CSRF token would leak from one
+    client's request into another's. Its own context also gives each request its own database
+    session, as in production: objects the test loaded earlier must be re-read to see its changes.
+    """
+
+    def run_wsgi_app(self, environ, buffered=False):
+        with self.application.app_context():
+            return super().run_wsgi_app(environ, buffered=buffered)
+
+
 @pytest.fixture(scope="session")
 def app(database_url, redis_url):
     from flask_migrate import upgrade
@@ -113,6 +128,7 @@ def app(database_url, redis_url):
         REDIS_URL = RATELIMIT_STORAGE_URI = redis_url
 
     app = create_app(SessionTestConfig)
+    app.test_client_class = FreshContextClient
     from app.extensions import limiter
 
     limiter.enabled = False  # the rate-limit tests switch it on; others log in far more often

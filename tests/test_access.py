@@ -8,6 +8,7 @@ import sqlalchemy as sa
 
 from app.models import Booking, Seat
 from app.services import booking
+from tests.conftest import PASSWORD, csrf_token, log_in
 
 ROLES = ("guest", "buyer", "owner", "admin")
 LOGIN, DASHBOARD = "login", "dashboard"
@@ -96,3 +97,21 @@ def test_every_route_for_every_role(app, client, login, world, role):
             assert response.status_code == outcome, (role, url, response.status_code)
         checked += 1
     assert checked >= 25
+
+
+def test_each_client_keeps_its_own_login_and_csrf_token(app, factory):
+    """A request never sees the user or the CSRF token of another client's request."""
+    admin, buyer = factory.admin(), factory.user()
+    admins_browser, strangers_browser = app.test_client(), app.test_client()
+    log_in(admins_browser, admin)
+    assert admins_browser.get("/admin/").status_code == 200
+    response = strangers_browser.get("/admin/")
+    assert response.status_code == 302 and response.headers["Location"].startswith("/auth/login")
+    admins_token = csrf_token(admins_browser, "/admin/")
+    strangers_token = csrf_token(strangers_browser)
+    assert strangers_token != admins_token
+    refused = strangers_browser.post("/auth/login", data={"email": buyer.email, "password": PASSWORD, "csrf_token": admins_token})
+    assert refused.status_code == 400
+    log_in(strangers_browser, buyer)
+    assert strangers_browser.get("/admin/").status_code == 403
+    assert admins_browser.get("/admin/").status_code == 200

@@ -46,3 +46,23 @@ def assert_invariants():
         sa.select(sa.func.coalesce(sa.func.sum(Booking.total_amount), 0)).where(Booking.status == "confirmed")
     )
     assert Decimal(charged) - Decimal(refunded) == Decimal(kept), (charged, refunded, kept)
+
+
+def snapshot_rows() -> dict[str, list[tuple]]:
+    """Every row of every table (soft-deleted ones too), in primary-key order: equal snapshots mean
+    nothing changed. Read on a connection of its own, so it sees what other sessions committed."""
+    with db.engine.connect() as connection:
+        return {
+            table.name: [tuple(row) for row in connection.execute(table.select().order_by(*table.primary_key.columns))]
+            for table in db.metadata.sorted_tables
+        }
+
+
+def changed_rows(before: dict, after: dict) -> dict[str, dict]:
+    """The rows that differ between two snapshots, per table: {"users": {"gone": [...], "new": [...]}}."""
+    changes = {}
+    for table in before.keys() | after.keys():
+        old, new = set(before.get(table, ())), set(after.get(table, ()))
+        if old != new:
+            changes[table] = {"gone": sorted(old - new, key=repr), "new": sorted(new - old, key=repr)}
+    return changes

@@ -4,6 +4,7 @@ emptied after each test, and small factories.
 `STAGEPASS_TEST_DB=mariadb` runs the suite on a fresh MariaDB database (created here, dropped at
 the end); otherwise on a SQLite file in a temporary folder. `make test` runs both.
 """
+import functools
 import os
 import re
 import secrets
@@ -198,6 +199,13 @@ def redis_client(app):
 PASSWORD = "correct-horse-battery"
 
 
+@functools.cache
+def password_hash(password):
+    from werkzeug.security import generate_password_hash
+
+    return generate_password_hash(password)
+
+
 class Factory:
     def __init__(self):
         self.counter = 0
@@ -207,12 +215,22 @@ class Factory:
         return self.counter
 
     def user(self, email=None, name=None, admin=False, password=PASSWORD):
+        """A committed account. Its password hash is computed once per password and run: scrypt
+        costs 0.1 s, and the suite creates hundreds of users (tests of accounts use the service)."""
+        from app.extensions import db
+        from app.models import User
         from app.services import accounts
 
         n = self._next()
-        return accounts.create_user(
-            email or f"user{n}-{secrets.token_hex(2)}@example.com", name or f"User {n}", password, admin
+        user = User(
+            email=accounts.checked_email(email or f"user{n}-{secrets.token_hex(2)}@example.com"),
+            name=name or f"User {n}",
+            is_admin=admin,
+            password_hash=password_hash(password),
         )
+        db.session.add(user)
+        db.session.commit()
+        return user
 
     def admin(self, **kwargs):
         return self.user(admin=True, **kwargs)

@@ -4,11 +4,16 @@ emptied after each test, and small factories.
 `STAGEPASS_TEST_DB=mariadb` runs the suite on a fresh MariaDB database (created here, dropped at
 the end); otherwise on a SQLite file in a temporary folder. `make test` runs both.
 """
+import contextlib
 import functools
 import os
 import re
 import secrets
+import socket
+import subprocess
+import sys
 import tempfile
+import time
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -305,7 +310,8 @@ CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--no-first-run",
 ]
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "screenshots"
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts" / "screenshots"
 
 
 @pytest.fixture
@@ -321,6 +327,57 @@ def live_server(app):
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
     thread.join(timeout=5)
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def app_servers(app, count, log_folder=None, **environment):
+    """`count` separate app server processes (`flask run`, threaded) on free ports, sharing this
+    test's database and Redis; yields their base URLs. With a log folder, each server's output is
+    kept there as server-<n>.log."""
+    env = dict(os.environ, DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"], REDIS_URL=app.config["REDIS_URL"],
+               STAGEPASS_ENV="development", FLASK_APP="wsgi", FLASK_DEBUG="0", **environment)
+    servers, urls, logs = [], [], []
+    try:
+        for number in range(count):
+            port = free_port()
+            log = open(Path(log_folder) / f"server-{number}.log", "wb") if log_folder else subprocess.DEVNULL
+            if log_folder:
+                logs.append(log)
+            servers.append(subprocess.Popen(
+                [sys.executable, "-m", "flask", "run", "--host", "127.0.0.1", "--port", str(port), "--with-threads", "--no-reload"],
+                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            ))
+            urls.append(f"http://127.0.0.1:{port}")
+        deadline = time.time() + 20
+        for url in urls:
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), timeout=0.5).close()
+                    break
+                except OSError:
+                    if time.time() > deadline:
+                        pytest.fail(f"server {url} did not start")
+                    time.sleep(0.1)
+        yield urls
+    finally:
+        for server in servers:
+            server.terminate()
+            server.wait(timeout=10)
+        for log in logs:
+            log.close()
+
+
+@pytest.fixture
+def two_servers(app):
+    """Two app server processes on two ports, sharing this test's database and Redis."""
+    with app_servers(app, 2) as urls:
+        yield urls
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@ from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
-from flask.testing import FlaskClient
 
 from app.extensions import db
 from app.models import Seat, utcnow
@@ -73,22 +72,10 @@ def paid_order(buyer, event, ids):
     return payments.pay_by_card(order, user=buyer, card_number=payments.CARD_SUCCEEDS)
 
 
-class SeparateClient(FlaskClient):
-    """A test client whose every request runs in an app context of its own, as in production.
-
-    Requests of the plain client share the test's app context, so they share its session (whose
-    identity map can hand back rows a fresh request would have to load) and its `g` (where
-    Flask-Login caches the user, so a second client would act as the first one's user).
-    """
-
-    def open(self, *args, **kwargs):
-        with self.application.app_context():
-            return super().open(*args, **kwargs)
-
-
 def client_of(app, user=None, password=PASSWORD):
-    """A separate client, logged in as this user when given."""
-    client = SeparateClient(app, app.response_class, use_cookies=True)
+    """A client of its own (each request in its own app context: FreshContextClient), logged in as
+    this user when given."""
+    client = app.test_client()
     if user is not None:
         log_in(client, user, password)
     return client

@@ -4,10 +4,16 @@ emptied after each test, and small factories.
 `STAGEPASS_TEST_DB=mariadb` runs the suite on a fresh MariaDB database (created here, dropped at
 the end); otherwise on a SQLite file in a temporary folder. `make test` runs both.
 """
+import contextlib
+import functools
 import os
 import re
 import secrets
+import socket
+import subprocess
+import sys
 import tempfile
+import time
 from contextlib import contextmanager
 from datetime import timedelta
 from decimal import Decimal
@@ -15,6 +21,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from flask.testing import FlaskClient
 
 MARIADB_SERVER_URL = os.environ.get("TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306")
 REDIS_SERVER_URL = os.environ.get("TEST_REDIS_SERVER_URL", "redis://127.0.0.1:6379")
@@ -101,6 +108,20 @@ def redis_url():
     release()
 
 
+class FreshContextClient(FlaskClient):
+    """A test client whose every request (and every redirect it follows) runs in its own app context.
+
+    Tests hold an app context open for their own database work; a request pushed inside it would
+    share its `g`, so Flask-Login's cached user and Flask-WTF's CSRF token would leak from one
+    client's request into another's. Its own context also gives each request its own database
+    session, as in production: objects the test loaded earlier must be re-read to see its changes.
+    """
+
+    def run_wsgi_app(self, environ, buffered=False):
+        with self.application.app_context():
+            return super().run_wsgi_app(environ, buffered=buffered)
+
+
 @pytest.fixture(scope="session")
 def app(database_url, redis_url):
     from flask_migrate import upgrade
@@ -114,6 +135,7 @@ def app(database_url, redis_url):
         REDIS_URL = RATELIMIT_STORAGE_URI = redis_url
 
     app = create_app(SessionTestConfig)
+    app.test_client_class = FreshContextClient
     reset_rate_limiter(app)
     with app.app_context():
         upgrade()
@@ -205,14 +227,6 @@ def redis_client(app):
     client.flushdb()
 
 
-def free_port():
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def private_redis(tmp_path):
     """A redis-server of this test's own that it may stop and start again (see tests/redis_server.py)."""
@@ -241,6 +255,13 @@ def app_on_private_redis(app, private_redis, monkeypatch):
 PASSWORD = "correct-horse-battery"
 
 
+@functools.cache
+def password_hash(password):
+    from werkzeug.security import generate_password_hash
+
+    return generate_password_hash(password)
+
+
 class Factory:
     def __init__(self):
         self.counter = 0
@@ -250,12 +271,22 @@ class Factory:
         return self.counter
 
     def user(self, email=None, name=None, admin=False, password=PASSWORD):
+        """A committed account. Its password hash is computed once per password and run: scrypt
+        costs 0.1 s, and the suite creates hundreds of users (tests of accounts use the service)."""
+        from app.extensions import db
+        from app.models import User
         from app.services import accounts
 
         n = self._next()
-        return accounts.create_user(
-            email or f"user{n}-{secrets.token_hex(2)}@example.com", name or f"User {n}", password, admin
+        user = User(
+            email=accounts.checked_email(email or f"user{n}-{secrets.token_hex(2)}@example.com"),
+            name=name or f"User {n}",
+            is_admin=admin,
+            password_hash=password_hash(password),
         )
+        db.session.add(user)
+        db.session.commit()
+        return user
 
     def admin(self, **kwargs):
         return self.user(admin=True, **kwargs)
@@ -340,7 +371,8 @@ CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--no-first-run",
 ]
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "screenshots"
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts" / "screenshots"
 
 
 @pytest.fixture
@@ -356,6 +388,57 @@ def live_server(app):
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
     thread.join(timeout=5)
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def app_servers(app, count, log_folder=None, **environment):
+    """`count` separate app server processes (`flask run`, threaded) on free ports, sharing this
+    test's database and Redis; yields their base URLs. With a log folder, each server's output is
+    kept there as server-<n>.log."""
+    env = dict(os.environ, DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"], REDIS_URL=app.config["REDIS_URL"],
+               STAGEPASS_ENV="development", FLASK_APP="wsgi", FLASK_DEBUG="0", **environment)
+    servers, urls, logs = [], [], []
+    try:
+        for number in range(count):
+            port = free_port()
+            log = open(Path(log_folder) / f"server-{number}.log", "wb") if log_folder else subprocess.DEVNULL
+            if log_folder:
+                logs.append(log)
+            servers.append(subprocess.Popen(
+                [sys.executable, "-m", "flask", "run", "--host", "127.0.0.1", "--port", str(port), "--with-threads", "--no-reload"],
+                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            ))
+            urls.append(f"http://127.0.0.1:{port}")
+        deadline = time.time() + 20
+        for url in urls:
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), timeout=0.5).close()
+                    break
+                except OSError:
+                    if time.time() > deadline:
+                        pytest.fail(f"server {url} did not start")
+                    time.sleep(0.1)
+        yield urls
+    finally:
+        for server in servers:
+            server.terminate()
+            server.wait(timeout=10)
+        for log in logs:
+            log.close()
+
+
+@pytest.fixture
+def two_servers(app):
+    """Two app server processes on two ports, sharing this test's database and Redis."""
+    with app_servers(app, 2) as urls:
+        yield urls
 
 
 @pytest.fixture(scope="session")

@@ -5,11 +5,17 @@ from decimal import Decimal
 import sqlalchemy as sa
 
 from app.extensions import db
-from app.models import Booking, Order, Payment, Seat
+from app.models import Booking, Order, Payment, PaymentKind, PaymentResult, Seat
+
+
+def succeeded(payments, kind):
+    """What the provider actually moved: the amounts of its successful charges or refunds."""
+    return sum((p.amount for p in payments if p.kind == kind and p.result == PaymentResult.SUCCEEDED), Decimal("0"))
 
 
 def assert_invariants():
-    """At most one live booking per seat; seat states match their bookings; money adds up."""
+    """At most one live booking per seat; seat states match their bookings; money adds up, per
+    order and in total (counting only what the provider says succeeded)."""
     db.session.expire_all()
     bookings = db.session.scalars(sa.select(Booking).execution_options(include_deleted=True)).all()
     live_per_seat = Counter(b.seat_id for b in bookings if b.status in ("pending", "confirmed") and b.deleted_at is None)
@@ -26,6 +32,10 @@ def assert_invariants():
             assert statuses.count("pending") == 1 and "confirmed" not in statuses, (seat, statuses)
         else:
             assert "pending" not in statuses and "confirmed" not in statuses, (seat, statuses)
+        for b in by_seat[seat.id]:
+            if b.status in ("pending", "confirmed"):
+                # prices of held or booked seats cannot change, so a live booking costs its seat's price
+                assert b.total_amount == seat.price_category.price, (seat, b, b.total_amount)
 
     for order in db.session.scalars(sa.select(Order)):
         booking_states = {b.status for b in order.bookings}
@@ -33,25 +43,48 @@ def assert_invariants():
             assert order.payment_status == "paid" and order.paid_at is not None, order
         if order.status in ("expired", "failed", "cancelled"):
             assert "pending" not in booking_states, (order, booking_states)
+            assert all(p.result != PaymentResult.PENDING for p in order.payments), (order, "a payment is still pending")
+        if order.status == "pending":
+            # an admin's cancelled seat leaves the total; a seat whose hold ran out still counts until cleanup
+            owed = sum((b.total_amount for b in order.bookings if b.status != "cancelled"), Decimal("0"))
+            assert order.total_amount == owed, (order, order.total_amount, owed)
         charges = [p for p in order.payments if p.kind == "charge" and p.result == "succeeded"]
         assert len(charges) <= 1, order
         if order.payment_status in ("paid", "refunded"):
             assert len(charges) == 1 and charges[0].amount == order.total_amount, order
+        refunded = succeeded(order.payments, PaymentKind.REFUND)
+        kept = sum((b.total_amount for b in order.bookings if b.status == "confirmed"), Decimal("0"))
+        assert succeeded(order.payments, PaymentKind.CHARGE) - refunded == kept, (order, order.payments, kept)
+        assert order.refunded_amount == refunded, (order, order.refunded_amount, refunded)
 
-    charged = db.session.scalar(
-        sa.select(sa.func.coalesce(sa.func.sum(Payment.amount), 0)).where(Payment.kind == "charge", Payment.result == "succeeded")
-    )
-    refunded = db.session.scalar(sa.select(sa.func.coalesce(sa.func.sum(Payment.amount), 0)).where(Payment.kind == "refund"))
+    payments = db.session.scalars(sa.select(Payment)).all()
     kept = db.session.scalar(
         sa.select(sa.func.coalesce(sa.func.sum(Booking.total_amount), 0)).where(Booking.status == "confirmed")
     )
-    assert Decimal(charged) - Decimal(refunded) == Decimal(kept), (charged, refunded, kept)
+    charged, refunded = succeeded(payments, PaymentKind.CHARGE), succeeded(payments, PaymentKind.REFUND)
+    assert charged - refunded == Decimal(kept), (charged, refunded, kept)
 
 
-def hold_rows():
-    """Every row of the tables a hold writes (seats, orders, bookings), read past the session."""
+def snapshot_rows() -> dict[str, list[tuple]]:
+    """Every row of every table (soft-deleted ones too), in primary-key order: equal snapshots mean
+    nothing changed. Read on a connection of its own, so it sees what other sessions committed."""
     with db.engine.connect() as connection:
         return {
-            table.name: connection.execute(sa.select(table).order_by(*table.primary_key.columns)).all()
-            for table in (Seat.__table__, Order.__table__, Booking.__table__)
+            table.name: [tuple(row) for row in connection.execute(table.select().order_by(*table.primary_key.columns))]
+            for table in db.metadata.sorted_tables
         }
+
+
+def changed_rows(before: dict, after: dict) -> dict[str, dict]:
+    """The rows that differ between two snapshots, per table: {"users": {"gone": [...], "new": [...]}}."""
+    changes = {}
+    for table in before.keys() | after.keys():
+        old, new = set(before.get(table, ())), set(after.get(table, ()))
+        if old != new:
+            changes[table] = {"gone": sorted(old - new, key=repr), "new": sorted(new - old, key=repr)}
+    return changes
+
+
+def hold_rows() -> dict[str, list[tuple]]:
+    """Every row of the tables a hold writes (seats, orders, bookings), read past the session."""
+    return {name: rows for name, rows in snapshot_rows().items() if name in ("seats", "orders", "bookings")}

@@ -76,8 +76,8 @@ def test_admin_nav_links_show_for_admins_only(client, factory, login):
 
 
 def test_separate_clients_are_separate_people(app, factory):
-    """Plain test clients share the test's app context, so Flask-Login's user cached in `g` leaks
-    from one to the next (a guest would see the admin's dashboard); SeparateClient does not."""
+    """Clients that shared the test's app context leaked Flask-Login's user cached in `g` from one
+    to the next (a guest saw the admin's dashboard); the suite's FreshContextClient does not."""
     admin_client = client_of(app, factory.admin())
     guest = client_of(app)
     fan = client_of(app, factory.user())

@@ -368,6 +368,7 @@ def test_delete_asks_for_confirmation_then_soft_deletes(client, admin, factory, 
     assert event.deleted_at is None
     response = post_form(client, f"/admin/events/{event.id}/delete")
     assert response.headers["Location"].endswith("/admin/events")
+    db_session.expire_all()
     stored = db_session.scalars(sa.select(Event).execution_options(include_deleted=True)).one()
     assert stored.deleted_at is not None
     assert client.get(f"/admin/events/{event.id}").status_code == 404

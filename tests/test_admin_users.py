@@ -112,13 +112,13 @@ def test_update_user_service_rules(factory, db_session):
 
 
 def test_delete_a_user_without_orders_after_confirmation(client, admin, factory, db_session):
-    user = factory.user()
-    assert "Delete the account" in text(client.get(f"/admin/users/{user.id}/delete"))
-    assert db_session.get(User, user.id) is not None
-    response = post_form(client, f"/admin/users/{user.id}/delete")
+    user_id = factory.user().id
+    assert "Delete the account" in text(client.get(f"/admin/users/{user_id}/delete"))
+    assert db_session.get(User, user_id) is not None
+    response = post_form(client, f"/admin/users/{user_id}/delete")
     assert response.headers["Location"].endswith("/admin/users")
     db_session.expire_all()
-    assert db_session.scalar(sa.select(User).where(User.id == user.id)) is None
+    assert db_session.scalar(sa.select(User).where(User.id == user_id)) is None
 
 
 def test_a_user_with_orders_is_kept(client, admin, factory, db_session):

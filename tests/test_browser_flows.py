@@ -1,10 +1,5 @@
 """Buyer-facing flows in headless Chromium: accounts, the seat map, paying, and live updates."""
-import os
 import re
-import socket
-import subprocess
-import sys
-import time
 from decimal import Decimal
 
 import pytest
@@ -13,10 +8,9 @@ from playwright.sync_api import expect
 
 from app.models import Order, Seat, utcnow
 from app.services import booking, events, payments
-from tests.conftest import PASSWORD, free_port
+from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.browser
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def log_in(page, email, password=PASSWORD):
@@ -231,36 +225,7 @@ def test_the_map_stays_true_through_a_redis_restart(page, factory, db_session, a
     assert page.errors == []
 
 
-# --- two app servers, one truth --------------------------------------------------------------
-
-
-@pytest.fixture
-def two_servers(app):
-    """Two separate app server processes on two ports, sharing this test's database and Redis."""
-    env = dict(os.environ, DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"], REDIS_URL=app.config["REDIS_URL"],
-               STAGEPASS_ENV="development", FLASK_APP="wsgi", FLASK_DEBUG="0")
-    servers, urls = [], []
-    for _ in range(2):
-        port = free_port()
-        servers.append(subprocess.Popen(
-            [sys.executable, "-m", "flask", "run", "--host", "127.0.0.1", "--port", str(port), "--with-threads", "--no-reload"],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        ))
-        urls.append(f"http://127.0.0.1:{port}")
-    deadline = time.time() + 20
-    for url in urls:
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), timeout=0.5).close()
-                break
-            except OSError:
-                if time.time() > deadline:
-                    pytest.fail(f"server {url} did not start")
-                time.sleep(0.1)
-    yield urls
-    for server in servers:
-        server.terminate()
-        server.wait(timeout=10)
+# --- two app servers, one truth (the two_servers fixture is in conftest.py) ----------------
 
 
 def test_hold_through_one_server_is_pushed_to_a_browser_on_the_other(new_page, factory, two_servers):

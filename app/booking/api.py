@@ -46,7 +46,7 @@ def hold_seats(event_id):
         return jsonify(error="Log in to hold seats.", code="login_required", login_url=login_url), 401
     if current_user.is_admin:
         return jsonify(error="Administrators cannot buy tickets; use a buyer account.", code="forbidden"), 403
-    payload = request.get_json(silent=True)
+    payload = json_body()
     if not isinstance(payload, dict) or not isinstance(payload.get("seat_ids"), list):
         raise InvalidRequest('Send JSON like {"seat_ids": [1, 2]}.')
     order = booking.hold(current_user, event, payload["seat_ids"])
@@ -60,3 +60,12 @@ def hold_seats(event_id):
         ),
         201,
     )
+
+
+def json_body():
+    """The request's JSON, or None when it is not JSON (silent=True covers bad syntax, not JSON
+    nested deeper than the parser's recursion limit: a 1 KB body of "[" raised RecursionError)."""
+    try:
+        return request.get_json(silent=True)
+    except RecursionError:
+        return None

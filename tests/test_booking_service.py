@@ -378,7 +378,10 @@ def test_failed_card_fails_the_order_and_frees_seats(db_session, factory, card, 
     booking.hold(factory.user(), event, ids)  # someone else can have them now
 
 
-@pytest.mark.parametrize("card", ["1234", "4242424242424241", "abcd efgh ijkl mnop", ""])
+@pytest.mark.parametrize("card", [
+    "1234", "4242424242424241", "abcd efgh ijkl mnop", "",
+    "²" * 16, "4242424242424242".translate(FULLWIDTH_DIGITS), "4242424242424242".translate(ARABIC_INDIC_DIGITS),
+])
 def test_invalid_card_numbers_change_nothing(db_session, factory, card):
     event = factory.event()
     buyer = factory.user()

@@ -32,14 +32,15 @@ picks = st.integers(0, 20)  # one of the orders (or bookings) in play, whoever's
 
 
 class RefusingRefunds(payments.SandboxCardProvider):
-    """The sandbox provider, except that it answers refunds with an error while `refusing` is set."""
+    """The sandbox provider, except that refunds fail while `refusing` is set (a passing outage: the
+    provider keeps no answer for the key, so the same refund asked again later can succeed)."""
 
     refusing = False
 
-    def refund(self, amount):
+    def refund(self, charge_reference, amount, *, idempotency_key):
         if self.refusing:
             return payments.ProviderResult(PaymentResult.ERROR, payments.provider_reference("re"), "The refund failed.")
-        return super().refund(amount)
+        return super().refund(charge_reference, amount, idempotency_key=idempotency_key)
 
 
 class BookingMachine(RuleBasedStateMachine):

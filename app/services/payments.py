@@ -198,9 +198,12 @@ def refund_key(order: Order, booking: Booking | None) -> str:
 
 
 def clean_card_number(card_number: str | None) -> str:
-    """Digits only, checked with the Luhn sum; raises InvalidCard."""
+    """ASCII digits only (spaces and dashes allowed), checked with the Luhn sum; raises InvalidCard.
+
+    str.isdigit() alone also takes "²" (int() then fails) and other scripts' digits ("４２…").
+    """
     digits = "".join(ch for ch in str(card_number or "") if ch not in " -")
-    if not digits.isdigit() or not 12 <= len(digits) <= 19:
+    if not (digits.isascii() and digits.isdigit()) or not 12 <= len(digits) <= 19:
         raise InvalidCard("Enter the card number: 12 to 19 digits.")
     total = 0
     for position, digit in enumerate(reversed(digits)):

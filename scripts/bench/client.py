@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import re
+import subprocess
 import time
+from pathlib import Path
 from http.cookies import SimpleCookie
 from urllib.parse import urlencode, urlsplit
 
@@ -117,3 +120,20 @@ def percentile(values, fraction: float) -> float:
         return 0.0
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
+
+
+def server_pids(port) -> list[str]:
+    """The gunicorn processes (master and workers) serving this port on this machine."""
+    return subprocess.run(["pgrep", "-f", f"gunicorn.*:{port}"], capture_output=True, text=True).stdout.split()
+
+
+def cpu_seconds(pids) -> float:
+    """User + system CPU time the processes have used so far (gone processes count nothing)."""
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")

@@ -18,11 +18,12 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from scripts.bench import fixtures  # noqa: E402
-from scripts.bench.client import Browser, percentile  # noqa: E402
+from scripts.bench.client import Browser, cpu_seconds, percentile, server_pids  # noqa: E402
 
 TRIVIAL_PATH = "/livez"
 
@@ -45,46 +46,64 @@ def free_seats(browser, event_id):
 
 
 class Phase:
-    """Run `action(worker_index)` from `concurrency` threads for `seconds`; count outcomes and latencies."""
+    """Run `action(worker_index)` from `concurrency` threads for `seconds`; count outcomes and latencies,
+    and the CPU the servers (gunicorn on `ports`) and this load generator spent meanwhile."""
 
-    def __init__(self, name, concurrency, seconds):
+    def __init__(self, name, concurrency, seconds, ports=()):
         self.name, self.concurrency, self.seconds = name, concurrency, seconds
         self.latencies, self.outcomes = [], Counter()
         self.lock = threading.Lock()
+        self.pids = [pid for port in ports for pid in server_pids(port)]
 
     def run(self, action):
+        """Run until the time is up or an action says "exhausted" (its supply ran out: the phase
+        ends there, so a rate is never diluted by workers idling with nothing left to do)."""
         deadline = time.perf_counter() + self.seconds
+        exhausted = threading.Event()
 
         def worker(index):
             latencies, outcomes = [], Counter()
-            while time.perf_counter() < deadline:
+            while time.perf_counter() < deadline and not exhausted.is_set():
                 started = time.perf_counter()
                 outcome = action(index)
+                if outcome == "exhausted":
+                    exhausted.set()
+                    break
                 latencies.append(time.perf_counter() - started)
                 outcomes[outcome] += 1
             with self.lock:
                 self.latencies.extend(latencies)
                 self.outcomes.update(outcomes)
 
-        started = time.perf_counter()
+        started, server_cpu, client_cpu = time.perf_counter(), cpu_seconds(self.pids), time.process_time()
         threads = [threading.Thread(target=worker, args=(i,)) for i in range(self.concurrency)]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
         self.elapsed = time.perf_counter() - started
+        self.server_cpu = cpu_seconds(self.pids) - server_cpu
+        self.client_cpu = time.process_time() - client_cpu
+        self.ran_out = exhausted.is_set()
         return self
 
     def rate(self, outcome="ok"):
         return self.outcomes[outcome] / self.elapsed
 
     def summary(self, outcome="ok"):
+        done = sum(self.outcomes.values()) or 1
         return {
             "phase": self.name,
             "per_s": round(self.rate(outcome), 1),
+            # Where the time went: 100% is one core busy for the whole phase (this machine has nproc).
+            "server_cpu_pct": round(100 * self.server_cpu / self.elapsed),
+            "client_cpu_pct": round(100 * self.client_cpu / self.elapsed),
+            "server_cpu_ms_per_request": round(1000 * self.server_cpu / done, 2),
             "p50_ms": round(statistics.median(self.latencies) * 1000, 1) if self.latencies else 0,
             "p95_ms": round(percentile(self.latencies, 0.95) * 1000, 1),
             "outcomes": dict(self.outcomes),
+            "seconds": round(self.elapsed, 2),
+            **({"ran_out_of_seats": True} if self.ran_out else {}),
         }
 
 
@@ -96,6 +115,7 @@ def throughput(args):
     a real, successful hold of a free seat and no release traffic dilutes the figure.
     """
     app = fixtures.make_app()
+    ports = [urlsplit(url).port for url in args.base_url]
     events_per_round = args.hold_events
     seats_per_worker = -(-400 // args.concurrency)
     emails = fixtures.buyers(app, args.concurrency * seats_per_worker)
@@ -131,7 +151,6 @@ def throughput(args):
             try:
                 buyer, event_id, seat_id = next(queues[i])
             except StopIteration:
-                time.sleep(0.01)
                 return "exhausted"
             response = browsers[buyer].post_json(f"/api/events/{event_id}/holds", {"seat_ids": [seat_id]})
             return "ok" if response.status == 201 else f"error-{response.status}"
@@ -139,7 +158,7 @@ def throughput(args):
         round_results = {}
         for name, action, workers in (("trivial", trivial, args.concurrency), ("seatmap_full", seatmap_full, args.concurrency),
                                       ("seatmap_304", seatmap_conditional, args.concurrency), ("hold", hold, args.concurrency)):
-            round_results[name] = Phase(name, workers, args.seconds).run(action).summary()
+            round_results[name] = Phase(name, workers, args.seconds, ports).run(action).summary()
         trivial_rate = round_results["trivial"]["per_s"] or 1
         for name in ("seatmap_full", "seatmap_304", "hold"):
             round_results[name]["ratio_to_trivial"] = round(round_results[name]["per_s"] / trivial_rate, 3)
@@ -152,6 +171,9 @@ def throughput(args):
             "ratio_to_trivial": statistics.median(r[name].get("ratio_to_trivial", 1.0) for r in results),
             "p50_ms": statistics.median(r[name]["p50_ms"] for r in results),
             "p95_ms": statistics.median(r[name]["p95_ms"] for r in results),
+            "server_cpu_pct": statistics.median(r[name]["server_cpu_pct"] for r in results),
+            "client_cpu_pct": statistics.median(r[name]["client_cpu_pct"] for r in results),
+            "server_cpu_ms_per_request": statistics.median(r[name]["server_cpu_ms_per_request"] for r in results),
         }
         for name in results[0]
     }
@@ -159,19 +181,31 @@ def throughput(args):
 
 
 def rush(args):
-    """N logged-in buyers race for an event's seats, holding 1-2 random free seats and paying by card."""
+    """N logged-in buyers race for a fresh event's seats, round after round; medians at the end."""
     app = fixtures.make_app()
-    event_id = fixtures.big_event(app, f"Rush {time.time():.0f}", args.rows, args.columns)
-    seat_count = args.rows * args.columns
     emails = fixtures.buyers(app, args.buyers)
     print(f"logging in {args.buyers} buyers on {len(args.base_url)} server(s)...", file=sys.stderr, flush=True)
     browsers = logged_in_browsers(args.base_url, emails)
-    barrier = threading.Barrier(args.buyers)
+    results = [rush_round(app, browsers, args, number) for number in range(1, args.rounds + 1)]
+    medians = {
+        key: statistics.median(r[key] for r in results)
+        for key in ("sold_out_s", "elapsed_s", "hold_p50_ms", "hold_p95_ms", "holds_attempted")
+        if all(r[key] is not None for r in results)
+    }
+    print("MEDIANS " + json.dumps({"rounds": len(results), **medians}), flush=True)
+    return 0 if all(r["ok"] for r in results) else 1
+
+
+def rush_round(app, browsers, args, number):
+    """One on-sale: every buyer holds 1-2 random free seats and pays by card, until sold out."""
+    event_id = fixtures.big_event(app, f"Rush {number} {time.time():.0f}", args.rows, args.columns)
+    seat_count = args.rows * args.columns
+    barrier = threading.Barrier(len(browsers))
     hold_latencies, errors, sold = [], Counter(), []
     lock = threading.Lock()
     start = [0.0]
     sold_out_at = [None]
-    deadline = [0.0]
+    deadline = time.perf_counter() + args.seconds
 
     def buyer(index):
         browser = browsers[index]
@@ -180,7 +214,7 @@ def rush(args):
             start[0] = time.perf_counter()
         local_latencies = []
         try:
-            while time.perf_counter() < deadline[0]:
+            while time.perf_counter() < deadline:
                 free = free_seats(browser, event_id)
                 if not free:
                     return
@@ -191,9 +225,11 @@ def rush(args):
                 if response.status == 201:
                     reference = response.json()["reference"]
                     paid = browser.post_form(f"/orders/{reference}/checkout", {"method": "card", "card_number": "4242424242424242"})
-                    if paid.status != 302:
+                    # A paid order redirects to its confirmation; anything else did not sell.
+                    if paid.status != 302 or not paid.headers.get("Location", "").endswith(f"/orders/{reference}"):
                         with lock:
                             errors[f"pay-{paid.status}"] += 1
+                        return
                     with lock:
                         sold.extend(wanted)
                         if len(sold) >= seat_count and sold_out_at[0] is None:
@@ -210,15 +246,15 @@ def rush(args):
             with lock:
                 hold_latencies.extend(local_latencies)
 
-    deadline[0] = time.perf_counter() + args.seconds
-    with ThreadPoolExecutor(max_workers=args.buyers) as pool:
-        list(pool.map(buyer, range(args.buyers)))
+    with ThreadPoolExecutor(max_workers=len(browsers)) as pool:
+        list(pool.map(buyer, range(len(browsers))))
     elapsed = time.perf_counter() - start[0]
 
     check = database_check(app, event_id)
     result = {
+        "round": number,
         "servers": len(args.base_url),
-        "buyers": args.buyers,
+        "buyers": len(browsers),
         "seats": seat_count,
         "seats_sold": check["booked"],
         "sold_out_s": round(sold_out_at[0] - start[0], 2) if sold_out_at[0] else None,
@@ -229,9 +265,17 @@ def rush(args):
         "errors": dict(errors),
         "max_live_bookings_per_seat": check["max_live_per_seat"],
         "seats_booked_equals_confirmed_bookings": check["consistent"],
+        "sold_to_buyers_equals_booked": len(sold) == len(set(sold)) == check["booked"],
     }
+    result["ok"] = (
+        not errors
+        and check["booked"] == seat_count
+        and check["max_live_per_seat"] <= 1
+        and check["consistent"]
+        and result["sold_to_buyers_equals_booked"]
+    )
     print(json.dumps(result), flush=True)
-    return 0 if not errors and check["max_live_per_seat"] <= 1 and check["consistent"] else 1
+    return result
 
 
 def database_check(app, event_id):
@@ -269,6 +313,7 @@ def main():
     one.add_argument("--hold-events", type=int, default=6, help="400-seat events per round for the hold phase")
     two = sub.add_parser("rush", parents=[common])
     two.add_argument("--buyers", type=int, default=1000)
+    two.add_argument("--rounds", type=int, default=3)
     two.add_argument("--rows", type=int, default=20)
     two.add_argument("--columns", type=int, default=20)
     args = parser.parse_args()

@@ -64,8 +64,8 @@ print(json.dumps({"median_of_rounds": len(rounds), **{name: statistics.median(r[
 serve 8100
 echo "# gunicorn $GUNICORN_ARGS, MariaDB, $(nproc) cores, $(date -u +%FT%TZ)"
 case $what in
-  throughput|all) $BIN/python scripts/bench/http_bench.py throughput --base-url http://127.0.0.1:8100 --seconds "${SECONDS_PER_PHASE:-8}" --rounds "${ROUNDS:-3}" ;;&
-  rush|all) $BIN/python scripts/bench/http_bench.py rush --base-url http://127.0.0.1:8100 --buyers "${BUYERS:-1000}" --seconds 120 ;;&
+  throughput|all) $BIN/python scripts/bench/http_bench.py throughput --base-url http://127.0.0.1:8100 --seconds "${SECONDS_PER_PHASE:-8}" --rounds "${ROUNDS:-3}" || status=1 ;;&
+  rush|all) $BIN/python scripts/bench/http_bench.py rush --base-url http://127.0.0.1:8100 --buyers "${BUYERS:-1000}" --rounds "${ROUNDS:-3}" --seconds 120 || status=1 ;;&
   streams|all) $BIN/python scripts/bench/streams.py --base-url http://127.0.0.1:8100 --streams "${STREAMS:-500}" ;;&
   simulate|all)
     seat=$($BIN/python -c "from scripts.bench import fixtures as f; app = f.make_app(); print(f.seat_ids(app, f.big_event(app, 'Simulate'))[0])")
@@ -81,6 +81,6 @@ case $what in
     if ((failed)); then echo "# simulate: $failed of ${ROUNDS:-5} rounds failed" >&2; status=1; fi ;;&
   generation|all) $BIN/python scripts/bench/generation.py --runs "${RUNS:-7}" ;;&
   profile) $BIN/python scripts/bench/profile_hold.py --holds "${HOLDS:-300}" ;;&
-  rush2|all) serve 8101; $BIN/python scripts/bench/http_bench.py rush --base-url http://127.0.0.1:8100 --base-url http://127.0.0.1:8101 --buyers "${BUYERS:-1000}" --seconds 120 ;;
+  rush2|all) serve 8101; $BIN/python scripts/bench/http_bench.py rush --base-url http://127.0.0.1:8100 --base-url http://127.0.0.1:8101 --buyers "${BUYERS:-1000}" --rounds "${ROUNDS:-3}" --seconds 120 || status=1 ;;
 esac
 exit $status

@@ -9,7 +9,6 @@ import argparse
 import json
 import socket
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -18,7 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from scripts.bench import fixtures  # noqa: E402
-from scripts.bench.client import Browser, percentile  # noqa: E402
+from scripts.bench.client import Browser, percentile, server_pids  # noqa: E402
 
 
 def open_stream(host, port, event_id, on_change, ready):
@@ -42,9 +41,8 @@ def open_stream(host, port, event_id, on_change, ready):
 
 def server_memory_mb(port):
     """Resident memory of the gunicorn processes serving this port (master + workers)."""
-    pids = subprocess.run(["pgrep", "-f", f"gunicorn.*:{port}"], capture_output=True, text=True).stdout.split()
     total = 0
-    for pid in pids:
+    for pid in server_pids(port):
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
                 total += int(line.split()[1])

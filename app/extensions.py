@@ -69,6 +69,7 @@ class Limiter(flask_limiter.Limiter):
     def init_app(self, app):
         """Bind to the app's storage, which is taken to answer until it fails."""
         self._failing_open = False
+        _wait_for_redis_connections(app)
         super().init_app(app)
 
     @staticmethod
@@ -81,6 +82,23 @@ class Limiter(flask_limiter.Limiter):
             )
         else:
             log.info("Rate limits shared again: %s answers.", where)
+
+
+def _wait_for_redis_connections(app) -> None:
+    """Give a Redis storage of the limits a pool whose callers wait for a free connection.
+
+    The pool redis-py makes by itself refuses a 101st connection ("Too many connections"), which
+    Flask-Limiter takes for a dead Redis: in the 1,000-buyer rush the limits went to per-process
+    memory. Made again at every init_app, for the storage URI the app has then.
+    """
+    uri = app.config.get("RATELIMIT_STORAGE_URI") or ""
+    if not uri.startswith(("redis://", "rediss://", "unix://")):
+        return
+    options = {key: value for key, value in app.config.get("RATELIMIT_STORAGE_OPTIONS", {}).items() if key != "connection_pool"}
+    pool = redis.BlockingConnectionPool.from_url(
+        uri, max_connections=app.config["REDIS_MAX_CONNECTIONS"], timeout=2, **options
+    )
+    app.config["RATELIMIT_STORAGE_OPTIONS"] = {**options, "connection_pool": pool}
 
 
 db = SQLAlchemy(model_class=Base)

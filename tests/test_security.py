@@ -252,6 +252,23 @@ def test_login_is_limited_per_account_with_retry_after(client, factory, limits_o
     assert attempt_login(client, factory.user().email, PASSWORD).status_code == 302
 
 
+def test_limits_wait_for_a_redis_connection_instead_of_failing_open(client, factory, limits_on):
+    """Every connection of the limits' pool busy (a rush: more requests at once than connections):
+    the next request waits for one to come back. redis-py's own pool said "Too many connections",
+    which Flask-Limiter took for a dead Redis."""
+    import threading
+
+    pool = limiter.storage.storage.connection_pool
+    busy = [pool.get_connection() for _ in range(pool.max_connections)]
+    threading.Timer(0.3, pool.release, [busy.pop()]).start()
+    try:
+        assert attempt_login(client, factory.user().email).status_code == 400
+        assert not limiter.failing_open
+    finally:
+        for connection in busy:
+            pool.release(connection)
+
+
 def test_login_is_limited_per_ip_across_accounts(client, factory, limits_on):
     limits_on["RATELIMIT_LOGIN_PER_IP"] = "2 per minute"
     assert [attempt_login(client, factory.user().email).status_code for _ in range(2)] == [400, 400]

@@ -132,8 +132,10 @@ class Event(TimestampMixin, SoftDeleteMixin, db.Model):
     )
 
     def is_on_sale(self, now: datetime) -> bool:
-        """Buyers can hold seats: published, not deleted, and not yet begun."""
-        return self.status == EventStatus.PUBLISHED and not self.is_deleted and self.date > now
+        """Buyers can hold seats: published, not deleted, not yet begun, and sales not closed."""
+        return (
+            self.status == EventStatus.PUBLISHED and not self.is_deleted and self.date > now and self.sales_ended_at is None
+        )
 
     def __repr__(self):
         return f"<Event {self.id} {self.name!r}>"

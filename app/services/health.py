@@ -11,7 +11,7 @@ from flask import current_app
 from rq import Worker
 
 from app import jobs
-from app.extensions import db
+from app.extensions import db, redacted_url
 from config import BASE_DIR
 
 SCHEDULER_STALE_SECONDS = 180
@@ -49,13 +49,13 @@ def check_redis_side() -> list[Check]:
     try:
         client.ping()
     except redis.RedisError as error:
-        reason = f"unreachable at {current_app.config['REDIS_URL']}: {error}"
+        reason = f"unreachable at {redacted_url(current_app.config['REDIS_URL'])}: {error}"
         return [
             Check("redis", False, reason),
             Check("scheduler", False, "unknown: Redis is down"),
             Check("workers", False, "unknown: Redis is down"),
         ]
-    checks = [Check("redis", True, current_app.config["REDIS_URL"])]
+    checks = [Check("redis", True, redacted_url(current_app.config["REDIS_URL"]))]
     age = jobs.heartbeat_age(client)
     if age is None:
         checks.append(Check("scheduler", False, "no heartbeat yet: start `make scheduler`"))

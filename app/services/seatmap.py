@@ -47,11 +47,6 @@ def ms_until(moment: datetime | None, now: datetime) -> int | None:
     return max(0, int((moment - now).total_seconds() * 1000))
 
 
-def on_sale(event: Event, now: datetime) -> bool:
-    """Buyers can hold seats now: published, not deleted, not begun, sales not closed."""
-    return event.is_on_sale(now) and event.sales_ended_at is None
-
-
 def seat_states(event: Event, now: datetime | None = None) -> dict:
     """The whole map in one query for the seats and one for the categories."""
     return _compute(event, now or utcnow())[0]
@@ -73,7 +68,7 @@ def _compute(event: Event, now: datetime) -> tuple[dict, datetime | None]:
         .where(PriceCategory.event_id == event.id)
         .order_by(PriceCategory.position)
     ).all()
-    selling = on_sale(event, now)
+    selling = event.is_on_sale(now)
     state = {
         "event_id": event.id,
         "status": event.status,

@@ -1,10 +1,10 @@
 """gunicorn settings for StagePass: `gunicorn -c gunicorn.conf.py wsgi:app`.
 
 gevent workers: an open seat-map stream is a parked greenlet, so one worker holds a thousand of
-them and plain requests are not starved. Measured with scripts/bench/streams.py (500 streams):
-gevent opened all in 0.3 s and delivered every change (p95 34 ms) while /livez answered in
-1.5 ms; gthread with 2x256 threads left streams and plain requests waiting until they timed out
-(docs/benchmarks.md).
+them and plain requests are not starved. Measured with scripts/bench/streams.py (500 streams,
+2026-12-02): gevent opened all in 1.0 s and delivered every change (p95 50 ms) while /livez
+answered in 2.5 ms; gthread with 2x256 threads had 8 streams still unopened after 61 s and
+delivered three times slower (p95 152 ms). See docs/benchmarks.md.
 """
 import os
 

@@ -213,20 +213,26 @@ class OpenOrder:
     """A buyer's pending order for one seat, held afresh whenever an example closed the last one."""
 
     def __init__(self, factory, client, wallet_started=False):
-        self.event = factory.event(rows=1, columns=1)
+        self.factory = factory
         self.buyer = factory.user()
-        self.seat_id = db.session.scalar(sa.select(Seat.id).where(Seat.event_id == self.event.id))
+        self._new_seat()
         self.wallet_started = wallet_started
         self.reference = None
         log_in(client, self.buyer)
         self.token = csrf_token(client, "/")
+
+    def _new_seat(self):
+        self.event = self.factory.event(rows=1, columns=1)
+        self.seat_id = db.session.scalar(sa.select(Seat.id).where(Seat.event_id == self.event.id))
 
     def ensure(self):
         """The reference of a pending order (with a wallet payment waiting, if asked)."""
         db.session.expire_all()
         order = db.session.scalar(sa.select(Order).where(Order.reference == self.reference)) if self.reference else None
         if order is not None and order.status == OrderStatus.CONFIRMED:
-            booking.cancel_order(order)
+            # Sold: hold a seat of a new event. Cancelling would need a refund, which the sandbox
+            # refuses for orders paid with CARD_REFUND_FAILS (one of the numbers fuzzed).
+            self._new_seat()
         if order is None or order.status != OrderStatus.PENDING:
             order = booking.hold(self.buyer, self.event, [self.seat_id])
         if self.wallet_started:
@@ -241,6 +247,7 @@ def test_fuzzed_payment_form(client, factory):
 
     @FUZZ
     @given(method=methods | st.none(), card=card_numbers | st.none())
+    @example(method="card", card=payments.CARD_REFUND_FAILS)  # sold for good: the next example needs a new seat
     @example(method="card", card=non_ascii_digits(payments.CARD_SUCCEEDS)[0])
     @example(method="card", card="²" * 16)
     def check(method, card):

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 FLASK := FLASK_APP=wsgi $(BIN)/flask
 MARIADB_URL ?= mysql+pymysql://root@127.0.0.1:3306
 
-.PHONY: run serve venv test test-sqlite test-mariadb services migrate seed worker scheduler dev-all clean
+.PHONY: run serve venv dev-venv lint format test test-sqlite test-mariadb services migrate seed worker scheduler dev-all clean
 
 venv: $(VENV)/.installed
 
@@ -14,6 +14,22 @@ $(VENV)/.installed: requirements.txt
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements.txt
 	touch $@
+
+## Test and lint tools on top of the app's packages (requirements-dev.txt).
+dev-venv: $(VENV)/.installed-dev
+
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+## ruff: the lint rules and the format in pyproject.toml.
+lint: dev-venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: dev-venv
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 migrate: venv
 	mkdir -p instance
@@ -47,16 +63,16 @@ dev-all: seed
 	bash scripts/dev-all.sh
 
 ## The whole suite, once on SQLite and once on a throwaway MariaDB database.
-test: venv services
+test: dev-venv services
 	@echo "================ test pass 1/2: SQLite ================"
 	STAGEPASS_TEST_DB=sqlite $(BIN)/python -m pytest
 	@echo "================ test pass 2/2: MariaDB ================"
 	STAGEPASS_TEST_DB=mariadb TEST_MARIADB_URL=$(MARIADB_URL) $(BIN)/python -m pytest
 
-test-sqlite: venv
+test-sqlite: dev-venv
 	STAGEPASS_TEST_DB=sqlite $(BIN)/python -m pytest $(ARGS)
 
-test-mariadb: venv services
+test-mariadb: dev-venv services
 	STAGEPASS_TEST_DB=mariadb TEST_MARIADB_URL=$(MARIADB_URL) $(BIN)/python -m pytest $(ARGS)
 
 clean:

@@ -1,4 +1,5 @@
 """Configuration classes, read from environment variables with safe development defaults."""
+
 import os
 from pathlib import Path
 
@@ -30,9 +31,7 @@ def engine_options_for(url):
 
 class Config:
     SECRET_KEY = os.environ.get("SECRET_KEY") or "dev-only-insecure-key"
-    SQLALCHEMY_DATABASE_URI = os.environ.get(
-        "DATABASE_URL", f"sqlite:///{INSTANCE_DIR / 'stagepass.sqlite'}"
-    )
+    SQLALCHEMY_DATABASE_URI = os.environ.get("DATABASE_URL", f"sqlite:///{INSTANCE_DIR / 'stagepass.sqlite'}")
     SQLALCHEMY_ENGINE_OPTIONS = engine_options_for(SQLALCHEMY_DATABASE_URI)
     REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     REDIS_MAX_CONNECTIONS = _int("REDIS_MAX_CONNECTIONS", 200)

@@ -6,6 +6,7 @@ them and plain requests are not starved. Measured with scripts/bench/streams.py 
 answered in 2.5 ms; gthread with 2x256 threads had 8 streams still unopened after 61 s and
 delivered three times slower (p95 152 ms). See docs/benchmarks.md.
 """
+
 import os
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")

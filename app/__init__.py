@@ -1,11 +1,12 @@
 """StagePass: reserved-seat event ticketing."""
+
 import logging
 
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from config import BASE_DIR, config_from_env
 from app.extensions import configure_engines, csrf, db, limiter, login_manager, migrate
+from config import BASE_DIR, config_from_env
 
 
 def create_app(config_class=None):

@@ -1,4 +1,5 @@
 """Command-line commands, registered on the app by the factory."""
+
 from datetime import timedelta
 from decimal import Decimal
 

@@ -1,4 +1,5 @@
 """Error handlers: JSON for API calls, a page for everything else."""
+
 from flask import current_app, jsonify, make_response, render_template, request
 from flask_limiter.errors import RateLimitExceeded
 from flask_wtf.csrf import CSRFError
@@ -32,13 +33,19 @@ def _size(limit: int) -> str:
 def register(app):
     @app.errorhandler(CSRFError)
     def csrf_error(error):
-        return error_response(400, f"The form has expired or is missing its security token ({error.description}). Please try again.", "csrf")
+        return error_response(
+            400,
+            f"The form has expired or is missing its security token ({error.description}). Please try again.",
+            "csrf",
+        )
 
     @app.errorhandler(RateLimitExceeded)
     def rate_limited(error):
-        response = make_response(error_response(
-            429, f"Too many attempts ({error.description}). Please wait a moment and try again.", "rate_limited"
-        ))
+        response = make_response(
+            error_response(
+                429, f"Too many attempts ({error.description}). Please wait a moment and try again.", "rate_limited"
+            )
+        )
         response.headers["Retry-After"] = str(limits.seconds_until_retry())
         return response
 
@@ -61,4 +68,6 @@ def register(app):
     @app.errorhandler(500)
     def internal_error(error):
         db.session.rollback()
-        return error_response(500, "Something went wrong on our side. Nothing was charged; please try again.", "server_error")
+        return error_response(
+            500, "Something went wrong on our side. Nothing was charged; please try again.", "server_error"
+        )

@@ -1,4 +1,5 @@
 """Extension objects, created unbound and initialised by the app factory."""
+
 import logging
 import threading
 import time
@@ -78,7 +79,8 @@ class Limiter(flask_limiter.Limiter):
         if dead:
             log.warning(
                 "Rate limits failing open: %s is unreachable, so each process limits in memory "
-                "(limits are no longer shared between app servers) until it answers again.", where
+                "(limits are no longer shared between app servers) until it answers again.",
+                where,
             )
         else:
             log.info("Rate limits shared again: %s answers.", where)
@@ -94,7 +96,9 @@ def _wait_for_redis_connections(app) -> None:
     uri = app.config.get("RATELIMIT_STORAGE_URI") or ""
     if not uri.startswith(("redis://", "rediss://", "unix://")):
         return
-    options = {key: value for key, value in app.config.get("RATELIMIT_STORAGE_OPTIONS", {}).items() if key != "connection_pool"}
+    options = {
+        key: value for key, value in app.config.get("RATELIMIT_STORAGE_OPTIONS", {}).items() if key != "connection_pool"
+    }
     pool = redis.BlockingConnectionPool.from_url(
         uri, max_connections=app.config["REDIS_MAX_CONNECTIONS"], timeout=2, **options
     )

@@ -3,6 +3,7 @@
 Job functions run in a worker process, outside any request: each one enters an app context of
 its own (created once per process). They call the same service functions as the CLI.
 """
+
 from __future__ import annotations
 
 import logging
@@ -10,7 +11,7 @@ import os
 import signal
 import time
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import redis
 from flask import current_app, has_app_context
@@ -134,15 +135,21 @@ def scheduler(connection, interval: int = SCHEDULER_POLL_SECONDS) -> HeartbeatSc
 def _schedule(registry: Scheduler, job_id: str, first_run: datetime) -> None:
     function, every = PERIODIC_JOBS[job_id]
     registry.schedule(
-        scheduled_time=first_run, func=function, interval=every, repeat=None, id=job_id,
-        queue_name=QUEUE_NAME, result_ttl=600, timeout=every * 5,
+        scheduled_time=first_run,
+        func=function,
+        interval=every,
+        repeat=None,
+        id=job_id,
+        queue_name=QUEUE_NAME,
+        result_ttl=600,
+        timeout=every * 5,
     )
 
 
 def schedule_periodic_jobs(connection) -> list[str]:
     """Register every periodic job under its fixed id: running this twice never doubles a job."""
     registry = scheduler(connection)
-    first_run = datetime.now(timezone.utc) + timedelta(seconds=5)
+    first_run = datetime.now(UTC) + timedelta(seconds=5)
     for job_id in PERIODIC_JOBS:
         if job_id in registry:
             registry.cancel(job_id)
@@ -153,10 +160,11 @@ def schedule_periodic_jobs(connection) -> list[str]:
 def restore_periodic_jobs(registry: Scheduler) -> list[str]:
     """Register the periodic jobs that are missing from the schedule (Redis lost them); their ids."""
     missing = [
-        job_id for job_id in PERIODIC_JOBS
+        job_id
+        for job_id in PERIODIC_JOBS
         if job_id not in registry or not registry.connection.exists(Job.key_for(job_id))
     ]
-    first_run = datetime.now(timezone.utc) + timedelta(seconds=5)
+    first_run = datetime.now(UTC) + timedelta(seconds=5)
     for job_id in missing:
         log.warning("periodic job %s was missing from the schedule: registered again", job_id)
         _schedule(registry, job_id, first_run)
@@ -172,7 +180,11 @@ class SelfRegisteringWorker(Worker):
 
     def heartbeat(self, timeout=None, pipeline=None):
         super().heartbeat(timeout, pipeline)
-        if pipeline is None and self.birth_date is not None and not self.connection.sismember(self.redis_workers_keys, self.key):
+        if (
+            pipeline is None
+            and self.birth_date is not None
+            and not self.connection.sismember(self.redis_workers_keys, self.key)
+        ):
             self.log.warning("Worker %s: Redis lost its registration, registering again", self.name)
             with self.connection.pipeline() as registration:
                 registration.hset(self.key, mapping={**self.serialize(), "state": self.get_state()})

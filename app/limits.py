@@ -1,4 +1,5 @@
 """Rate limits for the endpoints worth abusing: log in, register, hold, pay."""
+
 import math
 import time
 
@@ -88,5 +89,8 @@ def status() -> dict:
     if not reachable:
         return {"ok": False, "detail": f"{where} unreachable: failing open to per-process in-memory limits"}
     if limiter.failing_open:
-        return {"ok": False, "detail": f"{where} answers again, but this process still limits in memory (failing open) until its next check"}
+        return {
+            "ok": False,
+            "detail": f"{where} answers again, but this process still limits in memory (failing open) until its next check",
+        }
     return {"ok": True, "detail": f"enforced through {where}"}

@@ -2,18 +2,18 @@
 
 Times are naive datetimes in UTC. Money is Numeric(10, 2) and Decimal in Python, never float.
 """
+
 from __future__ import annotations
 
 import secrets
 import string
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Optional
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
-from sqlalchemy.dialects import mysql
 from flask_login import UserMixin
+from sqlalchemy.dialects import mysql
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from app.extensions import db, login_manager
@@ -23,7 +23,7 @@ Money = sa.Numeric(10, 2)
 
 def utcnow() -> datetime:
     """Now, as the naive UTC datetime the database stores."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 class TimestampMixin:
@@ -40,7 +40,7 @@ class SoftDeleteMixin:
     the query's own options, so load soft-deletable parents with joinedload or lazily.)
     """
 
-    deleted_at: so.Mapped[Optional[datetime]] = so.mapped_column(default=None)
+    deleted_at: so.Mapped[datetime | None] = so.mapped_column(default=None)
 
     @property
     def is_deleted(self) -> bool:
@@ -119,22 +119,23 @@ class Event(TimestampMixin, SoftDeleteMixin, db.Model):
     columns: so.Mapped[int] = so.mapped_column(default=0)
     status: so.Mapped[str] = so.mapped_column(sa.String(16), default=EventStatus.DRAFT, index=True)
     # Set by the scheduled job once the event's date has passed; selling also stops by the date alone.
-    sales_ended_at: so.Mapped[Optional[datetime]] = so.mapped_column(default=None)
-    cancelled_at: so.Mapped[Optional[datetime]] = so.mapped_column(default=None)
+    sales_ended_at: so.Mapped[datetime | None] = so.mapped_column(default=None)
+    cancelled_at: so.Mapped[datetime | None] = so.mapped_column(default=None)
 
     price_categories: so.Mapped[list[PriceCategory]] = so.relationship(
         back_populates="event", order_by="PriceCategory.position", cascade="all, delete-orphan"
     )
     seats: so.WriteOnlyMapped[Seat] = so.relationship(back_populates="event")
 
-    __table_args__ = (
-        sa.CheckConstraint("status IN ('draft', 'published', 'cancelled')", name="status"),
-    )
+    __table_args__ = (sa.CheckConstraint("status IN ('draft', 'published', 'cancelled')", name="status"),)
 
     def is_on_sale(self, now: datetime) -> bool:
         """Buyers can hold seats: published, not deleted, not yet begun, and sales not closed."""
         return (
-            self.status == EventStatus.PUBLISHED and not self.is_deleted and self.date > now and self.sales_ended_at is None
+            self.status == EventStatus.PUBLISHED
+            and not self.is_deleted
+            and self.date > now
+            and self.sales_ended_at is None
         )
 
     def __repr__(self):
@@ -151,8 +152,8 @@ class PriceCategory(db.Model):
     name: so.Mapped[str] = so.mapped_column(sa.String(60))
     price: so.Mapped[Decimal] = so.mapped_column(Money)
     color: so.Mapped[str] = so.mapped_column(sa.String(7), default="#4f7cff")
-    first_row: so.Mapped[Optional[int]] = so.mapped_column(default=None)
-    last_row: so.Mapped[Optional[int]] = so.mapped_column(default=None)
+    first_row: so.Mapped[int | None] = so.mapped_column(default=None)
+    last_row: so.Mapped[int | None] = so.mapped_column(default=None)
     position: so.Mapped[int] = so.mapped_column(default=0)
 
     event: so.Mapped[Event] = so.relationship(back_populates="price_categories")
@@ -191,12 +192,10 @@ class Seat(TimestampMixin, SoftDeleteMixin, db.Model):
     row: so.Mapped[str] = so.mapped_column(sa.String(3))
     column: so.Mapped[int] = so.mapped_column()
     status: so.Mapped[str] = so.mapped_column(sa.String(16), default=SeatStatus.AVAILABLE)
-    reservation_expires_at: so.Mapped[Optional[datetime]] = so.mapped_column(default=None)
-    price_category_id: so.Mapped[int] = so.mapped_column(
-        sa.ForeignKey("price_categories.id"), index=True
-    )
+    reservation_expires_at: so.Mapped[datetime | None] = so.mapped_column(default=None)
+    price_category_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("price_categories.id"), index=True)
     # 1 while the seat is live, NULL once soft-deleted: the unique key below then ignores old seats.
-    live: so.Mapped[Optional[int]] = so.mapped_column(
+    live: so.Mapped[int | None] = so.mapped_column(
         sa.Integer, sa.Computed("CASE WHEN deleted_at IS NULL THEN 1 END", persisted=True)
     )
 
@@ -270,21 +269,21 @@ class Order(TimestampMixin, db.Model):
     event_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("events.id"), index=True)
     status: so.Mapped[str] = so.mapped_column(sa.String(16), default=OrderStatus.PENDING)
     payment_status: so.Mapped[str] = so.mapped_column(sa.String(16), default=PaymentStatus.PENDING)
-    payment_method: so.Mapped[Optional[str]] = so.mapped_column(sa.String(20), default=None)
+    payment_method: so.Mapped[str | None] = so.mapped_column(sa.String(20), default=None)
     total_amount: so.Mapped[Decimal] = so.mapped_column(Money, default=Decimal("0.00"))
     hold_expires_at: so.Mapped[datetime] = so.mapped_column(index=True)
-    card_last4: so.Mapped[Optional[str]] = so.mapped_column(sa.String(4), default=None)
-    provider_reference: so.Mapped[Optional[str]] = so.mapped_column(sa.String(64), default=None)
-    failure_reason: so.Mapped[Optional[str]] = so.mapped_column(sa.String(255), default=None)
+    card_last4: so.Mapped[str | None] = so.mapped_column(sa.String(4), default=None)
+    provider_reference: so.Mapped[str | None] = so.mapped_column(sa.String(64), default=None)
+    failure_reason: so.Mapped[str | None] = so.mapped_column(sa.String(255), default=None)
     refunded_amount: so.Mapped[Decimal] = so.mapped_column(Money, default=Decimal("0.00"))
-    paid_at: so.Mapped[Optional[datetime]] = so.mapped_column(default=None)
-    refunded_at: so.Mapped[Optional[datetime]] = so.mapped_column(default=None)
+    paid_at: so.Mapped[datetime | None] = so.mapped_column(default=None)
+    refunded_at: so.Mapped[datetime | None] = so.mapped_column(default=None)
     # Bumped on every update and checked by it (optimistic locking): a change made from a stale
     # read fails instead of overwriting, also on SQLite where rows cannot be locked.
     version: so.Mapped[int] = so.mapped_column(default=1)
     # The event id while the order is pending, else NULL: with user_id it is unique, so the
     # database itself allows one open checkout per buyer per event.
-    pending_event_id: so.Mapped[Optional[int]] = so.mapped_column(
+    pending_event_id: so.Mapped[int | None] = so.mapped_column(
         sa.Integer, sa.Computed("CASE WHEN status = 'pending' THEN event_id END", persisted=True)
     )
 
@@ -296,20 +295,14 @@ class Order(TimestampMixin, db.Model):
         primaryjoin="and_(Order.id == Booking.order_id, Booking.deleted_at.is_(None))",
         order_by="Booking.seat_id",
     )
-    payments: so.Mapped[list[Payment]] = so.relationship(
-        back_populates="order", order_by="Payment.id"
-    )
+    payments: so.Mapped[list[Payment]] = so.relationship(back_populates="order", order_by="Payment.id")
 
     __mapper_args__ = {"version_id_col": version}
     __table_args__ = (
         sa.UniqueConstraint("user_id", "pending_event_id", name="uq_orders_one_pending_per_event"),
         sa.Index("ix_orders_status_hold_expires_at", "status", "hold_expires_at"),
-        sa.CheckConstraint(
-            "status IN ('pending', 'confirmed', 'cancelled', 'failed', 'expired')", name="status"
-        ),
-        sa.CheckConstraint(
-            "payment_status IN ('pending', 'paid', 'failed', 'refunded')", name="payment_status"
-        ),
+        sa.CheckConstraint("status IN ('pending', 'confirmed', 'cancelled', 'failed', 'expired')", name="status"),
+        sa.CheckConstraint("payment_status IN ('pending', 'paid', 'failed', 'refunded')", name="payment_status"),
         sa.CheckConstraint("total_amount >= 0", name="total_not_negative"),
     )
 
@@ -340,10 +333,10 @@ class Booking(TimestampMixin, SoftDeleteMixin, db.Model):
     status: so.Mapped[str] = so.mapped_column(sa.String(16), default=BookingStatus.PENDING)
     total_amount: so.Mapped[Decimal] = so.mapped_column(Money)
     payment_status: so.Mapped[str] = so.mapped_column(sa.String(16), default=PaymentStatus.PENDING)
-    payment_method: so.Mapped[Optional[str]] = so.mapped_column(sa.String(20), default=None)
+    payment_method: so.Mapped[str | None] = so.mapped_column(sa.String(20), default=None)
     # The seat id while this booking is live (pending or confirmed), else NULL. Unique, so the
     # database refuses a second live booking for a seat whatever the application does.
-    live_seat_id: so.Mapped[Optional[int]] = so.mapped_column(
+    live_seat_id: so.Mapped[int | None] = so.mapped_column(
         sa.Integer,
         sa.Computed(
             "CASE WHEN deleted_at IS NULL AND status IN ('pending', 'confirmed') THEN seat_id END",
@@ -359,12 +352,8 @@ class Booking(TimestampMixin, SoftDeleteMixin, db.Model):
 
     __table_args__ = (
         sa.Index("ix_bookings_event_id_status", "event_id", "status"),
-        sa.CheckConstraint(
-            "status IN ('pending', 'confirmed', 'cancelled', 'failed', 'expired')", name="status"
-        ),
-        sa.CheckConstraint(
-            "payment_status IN ('pending', 'paid', 'failed', 'refunded')", name="payment_status"
-        ),
+        sa.CheckConstraint("status IN ('pending', 'confirmed', 'cancelled', 'failed', 'expired')", name="status"),
+        sa.CheckConstraint("payment_status IN ('pending', 'paid', 'failed', 'refunded')", name="payment_status"),
         sa.CheckConstraint("total_amount >= 0", name="total_not_negative"),
     )
 
@@ -400,41 +389,37 @@ class Payment(db.Model):
 
     id: so.Mapped[int] = so.mapped_column(primary_key=True)
     order_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("orders.id"), index=True)
-    booking_id: so.Mapped[Optional[int]] = so.mapped_column(
-        sa.ForeignKey("bookings.id"), index=True, default=None
-    )
+    booking_id: so.Mapped[int | None] = so.mapped_column(sa.ForeignKey("bookings.id"), index=True, default=None)
     kind: so.Mapped[str] = so.mapped_column(sa.String(10), default=PaymentKind.CHARGE)
     method: so.Mapped[str] = so.mapped_column(sa.String(20))
     amount: so.Mapped[Decimal] = so.mapped_column(Money)
     result: so.Mapped[str] = so.mapped_column(sa.String(16), default=PaymentResult.PENDING)
     # None while the provider has not answered the attempt (it timed out or could not be reached).
-    provider_reference: so.Mapped[Optional[str]] = so.mapped_column(sa.String(64), unique=True, default=None)
+    provider_reference: so.Mapped[str | None] = so.mapped_column(sa.String(64), unique=True, default=None)
     # Which try at paying the order this charge is; with the order's reference it makes the
     # idempotency key the provider sees, so trying the same try again never charges twice.
     attempt: so.Mapped[int] = so.mapped_column(default=1, server_default="1")
-    card_last4: so.Mapped[Optional[str]] = so.mapped_column(sa.String(4), default=None)
-    failure_reason: so.Mapped[Optional[str]] = so.mapped_column(sa.String(255), default=None)
+    card_last4: so.Mapped[str | None] = so.mapped_column(sa.String(4), default=None)
+    failure_reason: so.Mapped[str | None] = so.mapped_column(sa.String(255), default=None)
     created_at: so.Mapped[datetime] = so.mapped_column(default=utcnow)
-    completed_at: so.Mapped[Optional[datetime]] = so.mapped_column(default=None)
+    completed_at: so.Mapped[datetime | None] = so.mapped_column(default=None)
     # The order id on charges, NULL on refunds: unique, so an order is charged at most once.
-    charged_order_id: so.Mapped[Optional[int]] = so.mapped_column(
+    charged_order_id: so.Mapped[int | None] = so.mapped_column(
         sa.Integer,
         sa.Computed("CASE WHEN kind = 'charge' THEN order_id END", persisted=True),
         unique=True,
     )
     # On refunds the refunded booking's id, or 0 for the rest of the order; NULL on charges.
-    refund_scope: so.Mapped[Optional[int]] = so.mapped_column(
+    refund_scope: so.Mapped[int | None] = so.mapped_column(
         sa.Integer, sa.Computed("CASE WHEN kind = 'refund' THEN COALESCE(booking_id, 0) END", persisted=True)
     )
 
     order: so.Mapped[Order] = so.relationship(back_populates="payments")
-    booking: so.Mapped[Optional[Booking]] = so.relationship()
+    booking: so.Mapped[Booking | None] = so.relationship()
 
     __table_args__ = (
         sa.UniqueConstraint("order_id", "refund_scope", name="uq_payments_order_id_refund_scope"),
         sa.CheckConstraint("kind IN ('charge', 'refund')", name="kind"),
-        sa.CheckConstraint(
-            "result IN ('pending', 'succeeded', 'declined', 'error')", name="result"
-        ),
+        sa.CheckConstraint("result IN ('pending', 'succeeded', 'declined', 'error')", name="result"),
         sa.CheckConstraint("amount >= 0", name="amount_not_negative"),
     )

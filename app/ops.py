@@ -3,6 +3,7 @@
 A load balancer must not use /healthz: it answers 503 when the scheduler, the worker or Redis is
 missing, and would take every app server out of rotation while the site still sells.
 """
+
 from flask import jsonify
 
 

@@ -1,4 +1,5 @@
 """Numbers from URLs, bounded to what the database can compare: a larger one names no row."""
+
 from werkzeug.routing import IntegerConverter
 
 # Ids are signed 64-bit integers on SQLite and MariaDB; SQLite refuses to bind a larger number

@@ -1,4 +1,5 @@
 """Security headers on every response, and the one inline stylesheet a page may carry."""
+
 import secrets
 
 from flask import current_app, g, request
@@ -9,18 +10,20 @@ from app.services.events import COLOR_PATTERN
 # Scripts and styles only from our own origin (Alpine's CSP build needs no eval). No inline style
 # attributes: colours chosen per price category come from one <style> element per page, allowed
 # by that response's nonce (category_styles), or are set through the CSSOM by Alpine.
-CONTENT_SECURITY_POLICY = "; ".join([
-    "default-src 'self'",
-    "script-src 'self'",
-    "style-src 'self'{style_nonce}",
-    "img-src 'self' data:",
-    "connect-src 'self'",
-    "font-src 'self'",
-    "object-src 'none'",
-    "base-uri 'self'",
-    "form-action 'self'",
-    "frame-ancestors 'none'",
-])
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'{style_nonce}",
+        "img-src 'self' data:",
+        "connect-src 'self'",
+        "font-src 'self'",
+        "object-src 'none'",
+        "base-uri 'self'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ]
+)
 
 
 def csp_nonce() -> str:

@@ -1,4 +1,5 @@
 """Template filters and globals."""
+
 from decimal import Decimal
 
 from flask import current_app

@@ -1,4 +1,5 @@
 """Helpers shared by the admin tests: a logged-in admin, event form data, paid orders."""
+
 from datetime import timedelta
 
 import pytest

@@ -4,6 +4,7 @@ emptied after each test, and small factories.
 `STAGEPASS_TEST_DB=mariadb` runs the suite on a fresh MariaDB database (created here, dropped at
 the end); otherwise on a SQLite file in a temporary folder. `make test` runs both.
 """
+
 import contextlib
 import functools
 import os
@@ -368,8 +369,13 @@ def login(client):
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
 ]
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts" / "screenshots"
@@ -401,8 +407,15 @@ def app_servers(app, count, log_folder=None, **environment):
     """`count` separate app server processes (`flask run`, threaded) on free ports, sharing this
     test's database and Redis; yields their base URLs. With a log folder, each server's output is
     kept there as server-<n>.log."""
-    env = dict(os.environ, DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"], REDIS_URL=app.config["REDIS_URL"],
-               STAGEPASS_ENV="development", FLASK_APP="wsgi", FLASK_DEBUG="0", **environment)
+    env = dict(
+        os.environ,
+        DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"],
+        REDIS_URL=app.config["REDIS_URL"],
+        STAGEPASS_ENV="development",
+        FLASK_APP="wsgi",
+        FLASK_DEBUG="0",
+        **environment,
+    )
     servers, urls, logs = [], [], []
     try:
         for number in range(count):
@@ -410,10 +423,26 @@ def app_servers(app, count, log_folder=None, **environment):
             log = open(Path(log_folder) / f"server-{number}.log", "wb") if log_folder else subprocess.DEVNULL
             if log_folder:
                 logs.append(log)
-            servers.append(subprocess.Popen(
-                [sys.executable, "-m", "flask", "run", "--host", "127.0.0.1", "--port", str(port), "--with-threads", "--no-reload"],
-                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-            ))
+            servers.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "flask",
+                        "run",
+                        "--host",
+                        "127.0.0.1",
+                        "--port",
+                        str(port),
+                        "--with-threads",
+                        "--no-reload",
+                    ],
+                    cwd=ROOT,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
             urls.append(f"http://127.0.0.1:{port}")
         deadline = time.time() + 20
         for url in urls:
@@ -444,7 +473,9 @@ def two_servers(app):
 @pytest.fixture(scope="session")
 def chromium():
     if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: run `bash scripts/ensure-services.sh --browser` (installs Debian's chromium)")
+        pytest.fail(
+            f"{CHROMIUM} is missing: run `bash scripts/ensure-services.sh --browser` (installs Debian's chromium)"
+        )
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -467,9 +498,11 @@ def new_page(chromium, live_server, request):
         page.on("pageerror", lambda error: page.errors.append(str(error)))
         page.on(
             "console",
-            lambda message: page.errors.append(message.text)
-            if message.type == "error" and "Content Security Policy" in message.text
-            else None,
+            lambda message: (
+                page.errors.append(message.text)
+                if message.type == "error" and "Content Security Policy" in message.text
+                else None
+            ),
         )
         page.base = base or live_server
         return page

@@ -1,4 +1,5 @@
 """The invariants every test of concurrent or random behaviour checks at the end."""
+
 from collections import Counter, defaultdict
 from decimal import Decimal
 
@@ -18,7 +19,9 @@ def assert_invariants():
     order and in total (counting only what the provider says succeeded)."""
     db.session.expire_all()
     bookings = db.session.scalars(sa.select(Booking).execution_options(include_deleted=True)).all()
-    live_per_seat = Counter(b.seat_id for b in bookings if b.status in ("pending", "confirmed") and b.deleted_at is None)
+    live_per_seat = Counter(
+        b.seat_id for b in bookings if b.status in ("pending", "confirmed") and b.deleted_at is None
+    )
     assert all(count == 1 for count in live_per_seat.values()), live_per_seat
 
     by_seat = defaultdict(list)

@@ -1,4 +1,5 @@
 """Admin: bookings per event and overall, an order's detail, cancellations with refunds, CSV export."""
+
 from flask import Response, flash, redirect, render_template, url_for
 
 from app.admin import bp
@@ -78,7 +79,8 @@ def order_cancel(reference):
         lines=[
             f"{order.user.email} loses all {len(order.bookings)} seat(s) of this order for “{order.event.name}”; the seats become free.",
             f"It is refunded in full ({money(order.total_amount - order.refunded_amount)})."
-            if order.payment_status == "paid" else "Nothing was paid, so nothing is refunded.",
+            if order.payment_status == "paid"
+            else "Nothing was paid, so nothing is refunded.",
         ],
         submit_label="Cancel the order",
         back_url=url_for("admin.order_detail", reference=order.reference),
@@ -109,7 +111,9 @@ def booking_cancel(booking_id):
         title=f"Cancel seat {booking.seat.label} of {reference}?",
         lines=[
             f"{booking.user.email} loses seat {booking.seat.label} for “{booking.event.name}”; the seat becomes free.",
-            f"The seat's {money(booking.total_amount)} is refunded." if paid else "Nothing was paid for it, so nothing is refunded.",
+            f"The seat's {money(booking.total_amount)} is refunded."
+            if paid
+            else "Nothing was paid for it, so nothing is refunded.",
         ],
         submit_label="Cancel the seat",
         back_url=url_for("admin.order_detail", reference=reference),

@@ -1,4 +1,5 @@
 """Admin: events, their seat maps and life cycle (draft -> published -> cancelled)."""
+
 from flask import flash, redirect, render_template, request, url_for
 
 from app.admin import bp

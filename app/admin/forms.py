@@ -1,4 +1,5 @@
 """Admin forms. The rules themselves live in the services; validators here ask them."""
+
 from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
@@ -98,7 +99,8 @@ class EventForm(FlaskForm):
     venue = StringField("Venue", filters=[strip], validators=[Length(max=200)])
     rows = IntegerField("Rows", validators=[InputRequired("Enter the number of rows."), checked_by(events.check_rows)])
     columns = IntegerField(
-        "Seats per row", validators=[InputRequired("Enter the number of seats per row."), checked_by(events.check_columns)]
+        "Seats per row",
+        validators=[InputRequired("Enter the number of seats per row."), checked_by(events.check_columns)],
     )
     categories = FieldList(FormField(CategoryLineForm), min_entries=CATEGORY_LINES, max_entries=CATEGORY_LINES)
     submit = SubmitField("Save event")

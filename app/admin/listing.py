@@ -1,4 +1,5 @@
 """What the admin lists share: filters read from the query string, and the page asked for."""
+
 from flask import request, url_for
 
 from app.admin import bp

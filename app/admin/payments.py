@@ -1,4 +1,5 @@
 """Admin: every order's payment (amount, method, provider reference, status, paid-at)."""
+
 import sqlalchemy as sa
 from flask import render_template
 

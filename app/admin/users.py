@@ -1,4 +1,5 @@
 """Admin: users — list and search, create, edit (name, email, password, admin flag), delete."""
+
 from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user
 

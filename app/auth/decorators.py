@@ -1,4 +1,5 @@
 """Access guards for views."""
+
 from functools import wraps
 
 from flask import abort, redirect, url_for

@@ -34,4 +34,3 @@ class RegistrationForm(FlaskForm):
     def validate_email(self, field):
         if find_user_by_email(field.data) is not None:
             raise ValidationError("An account with this email already exists. Log in instead?")
-

@@ -1,4 +1,5 @@
 """Redirect targets that stay on this site."""
+
 from urllib.parse import urlsplit, urlunsplit
 
 from flask import flash, redirect, request, url_for

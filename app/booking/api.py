@@ -1,4 +1,5 @@
 """JSON endpoints the seat map calls: its seat states and holds."""
+
 from flask import abort, jsonify, make_response, request, url_for
 from flask_login import current_user
 

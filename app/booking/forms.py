@@ -7,7 +7,12 @@ from app.services.payments import METHODS
 
 
 class PaymentForm(FlaskForm):
-    method = RadioField("Payment method", choices=[SelectChoice(value, label) for value, label in METHODS.items()], default="card", validators=[DataRequired()])
+    method = RadioField(
+        "Payment method",
+        choices=[SelectChoice(value, label) for value, label in METHODS.items()],
+        default="card",
+        validators=[DataRequired()],
+    )
     card_number = StringField(
         "Card number",
         validators=[Length(max=32)],

@@ -1,4 +1,5 @@
 """Buyer pages: events, the seat map, checkout, confirmation and 'My bookings'."""
+
 from flask import abort, flash, redirect, render_template, url_for
 from flask_login import current_user, login_required
 

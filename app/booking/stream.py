@@ -4,6 +4,7 @@
 itself; `change`: seats that changed, as read after the commit ("event": true: reload the map);
 `down`: no push for now, poll until the next snapshot; `resync`: load the whole map again.
 """
+
 import json
 import queue
 import time

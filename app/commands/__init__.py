@@ -1,4 +1,5 @@
 """Operational commands, one module per area; each module lists its click commands here."""
+
 from app.commands import operations, simulate
 
 COMMANDS = [*simulate.COMMANDS, *operations.COMMANDS]

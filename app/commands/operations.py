@@ -1,4 +1,5 @@
 """Maintenance and operations: cleanup, health, the job schedule, the worker and the scheduler."""
+
 import sys
 
 import click
@@ -22,7 +23,13 @@ def cleanup_expired():
 
 
 @click.command("db-cleanup")
-@click.option("--older-than", "days", type=int, required=True, help="Purge rows older than this many days (at least 1; 0 with --dry-run).")
+@click.option(
+    "--older-than",
+    "days",
+    type=int,
+    required=True,
+    help="Purge rows older than this many days (at least 1; 0 with --dry-run).",
+)
 @click.option("--dry-run", is_flag=True, help="Only count what the real run would delete; change nothing.")
 @click.option("--batch-size", default=maintenance.CLEANUP_BATCH, show_default=True, type=click.IntRange(1, 10000))
 def db_cleanup(days, dry_run, batch_size):
@@ -78,8 +85,13 @@ def list_jobs():
 
 @click.command("rq-worker")
 @click.option("--burst", is_flag=True, help="Stop when the queue is empty.")
-@click.option("--worker-ttl", default=jobs.WORKER_TTL_SECONDS, show_default=True, type=click.IntRange(16),
-              help="Seconds a silent worker stays listed; an idle worker heartbeats every TTL - 15 s.")
+@click.option(
+    "--worker-ttl",
+    default=jobs.WORKER_TTL_SECONDS,
+    show_default=True,
+    type=click.IntRange(16),
+    help="Seconds a silent worker stays listed; an idle worker heartbeats every TTL - 15 s.",
+)
 def rq_worker(burst, worker_ttl):
     """Run an RQ worker for StagePass's queue (jobs enter an app context of their own)."""
     jobs.worker(reachable_redis(), worker_ttl=worker_ttl).work(burst=burst, with_scheduler=False)

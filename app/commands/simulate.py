@@ -1,4 +1,5 @@
 """`flask simulate-booking`: an on-sale rush against one seat (or K adjacent seats)."""
+
 import json
 import sys
 import threading
@@ -8,10 +9,10 @@ import sqlalchemy as sa
 from flask import current_app
 
 from app.extensions import db
+from app.models import utcnow
 from app.services import simulation
 from app.services.booking import _check_on_sale
 from app.services.errors import DomainError
-from app.models import utcnow
 
 
 def rush_app(users: int):
@@ -40,12 +41,26 @@ def rush_app(users: int):
 
 @click.command("simulate-booking")
 @click.argument("seat_id", type=int)
-@click.option("--users", "users", default=100, show_default=True, type=click.IntRange(1, 5000), help="Concurrent buyers.")
-@click.option("--seats", "seat_count", default=1, show_default=True, type=click.IntRange(1, 50), help="Hold K adjacent seats starting at SEAT_ID.")
+@click.option(
+    "--users", "users", default=100, show_default=True, type=click.IntRange(1, 5000), help="Concurrent buyers."
+)
+@click.option(
+    "--seats",
+    "seat_count",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 50),
+    help="Hold K adjacent seats starting at SEAT_ID.",
+)
 @click.option("--reset", is_flag=True, help="Free the seat(s) and close the buyers' open checkouts first.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object as the last line.")
-@click.option("--timeout", default=60.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
-              help="Seconds after which buyers still waiting count as errors.")
+@click.option(
+    "--timeout",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds after which buyers still waiting count as errors.",
+)
 def simulate_booking(seat_id, users, seat_count, reset, as_json, timeout):
     """Release N buyer threads at the same moment on one seat; exit 0 when exactly one got it."""
     try:
@@ -73,6 +88,7 @@ def simulate_booking(seat_id, users, seat_count, reset, as_json, timeout):
     app = rush_app(users)
     lock = threading.Lock()
     with click.progressbar(length=users, label="Buyers done", file=sys.stderr) as bar:
+
         def tick():
             with lock:
                 bar.update(1)

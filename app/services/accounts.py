@@ -1,4 +1,5 @@
 """Accounts: creating users and checking credentials."""
+
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
@@ -126,9 +127,7 @@ def delete_user(user: User, *, acting_admin: User) -> None:
             "so their tickets, payments and refunds stay on record."
         )
     # Conditional, so an order placed since the check keeps the account (on SQLite too).
-    result = db.session.execute(
-        sa.delete(User).where(User.id == user.id, ~sa.exists().where(Order.user_id == User.id))
-    )
+    result = db.session.execute(sa.delete(User).where(User.id == user.id, ~sa.exists().where(Order.user_id == User.id)))
     if result.rowcount != 1:
         db.session.rollback()
         raise UserChangeRefused(f"{user.email} has just placed an order, so the account is kept.")

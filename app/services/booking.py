@@ -5,6 +5,7 @@ Every function here is one short unit of work that commits (or changes nothing a
 A seat is `reserved` exactly while one pending booking holds it and `booked` exactly while one
 confirmed booking does; the unique `bookings.live_seat_id` key makes the database refuse a second.
 """
+
 from __future__ import annotations
 
 import re
@@ -130,7 +131,9 @@ def pending_order_for(user: User, event: Event) -> Order | None:
 
 def _pending_order(user_id: int, event_id: int) -> Order | None:
     return db.session.scalar(
-        sa.select(Order).where(Order.user_id == user_id, Order.event_id == event_id, Order.status == OrderStatus.PENDING)
+        sa.select(Order).where(
+            Order.user_id == user_id, Order.event_id == event_id, Order.status == OrderStatus.PENDING
+        )
     )
 
 
@@ -170,9 +173,7 @@ def _lock_order(order_id: int) -> Order:
 
 
 def _order_seat_ids(order_id: int) -> list[int]:
-    return list(
-        db.session.scalars(sa.select(Booking.seat_id).where(Booking.order_id == order_id))
-    )
+    return list(db.session.scalars(sa.select(Booking.seat_id).where(Booking.order_id == order_id)))
 
 
 def lock_order_with_seats(order_id: int) -> Order:
@@ -282,7 +283,13 @@ def hold(user: User, event: Event, seat_ids, *, now: datetime | None = None) -> 
         db.session.execute(
             sa.insert(Booking),
             [
-                {"order_id": order.id, "user_id": user_id, "event_id": event_id, "seat_id": seat_id, "total_amount": prices[seat_id]}
+                {
+                    "order_id": order.id,
+                    "user_id": user_id,
+                    "event_id": event_id,
+                    "seat_id": seat_id,
+                    "total_amount": prices[seat_id],
+                }
                 for seat_id in ids
             ],
         )
@@ -572,7 +579,9 @@ def cancel_order(order: Order, *, now: datetime | None = None, reason: str = "Ca
     return run_unit_of_work(work)
 
 
-def cancel_booking(booking: Booking, *, now: datetime | None = None, reason: str = "Cancelled by the organiser.") -> Booking:
+def cancel_booking(
+    booking: Booking, *, now: datetime | None = None, reason: str = "Cancelled by the organiser."
+) -> Booking:
     """Admin: cancel one seat of an order, refund that seat if it was paid, and free the seat."""
     from app.services import payments
 

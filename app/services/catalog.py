@@ -1,4 +1,5 @@
 """What buyers browse: events on sale, seats left, their own orders."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -31,7 +32,9 @@ def seats_left(event_ids, now: datetime | None = None) -> dict[int, int]:
         sa.and_(Seat.status == SeatStatus.RESERVED, Seat.reservation_expires_at <= now),
     )
     rows = db.session.execute(
-        sa.select(Seat.event_id, sa.func.count(Seat.id)).where(Seat.event_id.in_(list(event_ids)), free).group_by(Seat.event_id)
+        sa.select(Seat.event_id, sa.func.count(Seat.id))
+        .where(Seat.event_id.in_(list(event_ids)), free)
+        .group_by(Seat.event_id)
     )
     counts = dict(rows.all())
     return {event_id: counts.get(event_id, 0) for event_id in event_ids}

@@ -3,6 +3,7 @@
 Changes to a seat map that buyers may be using lock the event row first (holds take a shared lock
 on it, so they wait for the change and the change waits for them), then the seats in ascending id.
 """
+
 from __future__ import annotations
 
 import re
@@ -180,9 +181,7 @@ def check_categories(categories: list[CategorySpec], rows: int) -> None:
         if category.first_row is None:
             continue
         if category.last_row is None or not 1 <= category.first_row <= category.last_row <= rows:
-            raise InvalidRequest(
-                f"The rows of '{category.name}' must be a range within rows A-{row_label(rows)}."
-            )
+            raise InvalidRequest(f"The rows of '{category.name}' must be a range within rows A-{row_label(rows)}.")
         for number in range(category.first_row, category.last_row + 1):
             if number in owner:
                 other = owner[number]
@@ -262,7 +261,7 @@ def _replace_categories(event: Event, specs: list[CategorySpec]) -> None:
         category.last_row = spec.last_row if spec.first_row is not None else None
         category.position = position
         kept.append(category)
-    dropped = existing[len(specs):]
+    dropped = existing[len(specs) :]
     if not dropped:
         event.price_categories = kept
         return
@@ -487,9 +486,7 @@ def delete_event(event: Event, *, now: datetime | None = None) -> None:
     def work():
         moment = now or utcnow()
         locked = _lock_event(event_id)
-        taken = db.session.scalar(
-            sa.select(sa.func.count(Seat.id)).where(Seat.event_id == event_id, _taken(moment))
-        )
+        taken = db.session.scalar(sa.select(sa.func.count(Seat.id)).where(Seat.event_id == event_id, _taken(moment)))
         if taken:
             raise IllegalTransition(
                 f"{taken} seat{'s are' if taken != 1 else ' is'} held or booked: cancel the event first "

@@ -1,4 +1,5 @@
 """Is StagePass healthy? Database (and its migrations), Redis, scheduler, workers, queue."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -65,10 +66,18 @@ def check_redis_side() -> list[Check]:
         checks.append(Check("scheduler", True, f"last heartbeat {age:.0f} s ago"))
     missing = [job_id for job_id in jobs.PERIODIC_JOBS if job_id not in jobs.scheduled_job_ids(client)]
     checks.append(
-        Check("schedule", not missing, "all periodic jobs registered" if not missing else f"missing {', '.join(missing)}: a running scheduler puts them back within a poll, or run `flask jobs schedule`")
+        Check(
+            "schedule",
+            not missing,
+            "all periodic jobs registered"
+            if not missing
+            else f"missing {', '.join(missing)}: a running scheduler puts them back within a poll, or run `flask jobs schedule`",
+        )
     )
     workers = [w for w in Worker.all(connection=client) if jobs.QUEUE_NAME in w.queue_names()]
-    checks.append(Check("workers", bool(workers), f"{len(workers)} worker(s)" if workers else "no worker: start `make worker`"))
+    checks.append(
+        Check("workers", bool(workers), f"{len(workers)} worker(s)" if workers else "no worker: start `make worker`")
+    )
     backlog = len(jobs.queue(client))
     checks.append(Check("queue", backlog < 100, f"{backlog} job(s) waiting"))
     return checks

@@ -19,6 +19,7 @@ Loss: a hub that loses its subscription wakes its streams at once (they say "dow
 polls the database) and, subscribed again, they send the whole map. A change this process could
 not publish (Redis down, or left alone after an error) is kept and published once Redis answers.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -96,7 +97,9 @@ class Unsent:
 
     def add(self, redis_url: str, event_id: int, seat_states, event_changed: bool) -> None:
         with self.lock:
-            pending = self.changes.setdefault((redis_url, event_id), {"seats": {}, "event": False, "since": time.monotonic()})
+            pending = self.changes.setdefault(
+                (redis_url, event_id), {"seats": {}, "event": False, "since": time.monotonic()}
+            )
             pending["seats"].update(seat_states)
             pending["event"] = pending["event"] or event_changed
             if self.thread is None:
@@ -122,7 +125,13 @@ class Unsent:
                 if redis_url not in clients:
                     clients[redis_url] = redis.Redis.from_url(redis_url, socket_connect_timeout=1, socket_timeout=1)
                 try:
-                    _send(clients[redis_url], redis_url, event_id, sorted(map(list, change["seats"].items())), change["event"])
+                    _send(
+                        clients[redis_url],
+                        redis_url,
+                        event_id,
+                        sorted(map(list, change["seats"].items())),
+                        change["event"],
+                    )
                 except redis.RedisError:
                     if time.monotonic() - change["since"] < REPUBLISH_GIVE_UP_SECONDS:
                         with self.lock:
@@ -302,12 +311,17 @@ class Hub:
         try:
             if seat_ids:
                 with self.app.app_context(), db.engine.connect() as connection:
-                    current = {seat_id: (code, expires) for seat_id, code, expires in seatmap.seats_now(connection, seat_ids, now)}
+                    current = {
+                        seat_id: (code, expires)
+                        for seat_id, code, expires in seatmap.seats_now(connection, seat_ids, now)
+                    }
         except sa.exc.SQLAlchemyError as error:
             log.warning("live hub could not read the changed seats (%s); pages reload the map", error)
             return [Unreadable() for _ in changes]
         read_at = time.monotonic()
-        return [Delivery(change.get("version"), json.dumps(_as_read(change, current, now)), read_at) for change in changes]
+        return [
+            Delivery(change.get("version"), json.dumps(_as_read(change, current, now)), read_at) for change in changes
+        ]
 
 
 def _as_read(change: dict, current: dict, now) -> dict:

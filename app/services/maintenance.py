@@ -1,4 +1,5 @@
 """Housekeeping: closing past events and purging old rows. Never needed for correctness."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -29,11 +30,16 @@ def close_past_events(now: datetime | None = None) -> int:
     """Mark published events whose date has passed as no longer selling; returns how many."""
     now = now or utcnow()
     ids = db.session.scalars(
-        sa.select(Event.id).where(Event.status == EventStatus.PUBLISHED, Event.date <= now, Event.sales_ended_at.is_(None))
+        sa.select(Event.id).where(
+            Event.status == EventStatus.PUBLISHED, Event.date <= now, Event.sales_ended_at.is_(None)
+        )
     ).all()
     if ids:
         db.session.execute(
-            sa.update(Event).where(Event.id.in_(ids)).values(sales_ended_at=now).execution_options(synchronize_session=False)
+            sa.update(Event)
+            .where(Event.id.in_(ids))
+            .values(sales_ended_at=now)
+            .execution_options(synchronize_session=False)
         )
         for event_id in ids:
             seat_changes.mark_changed(event_id, [])
@@ -113,8 +119,9 @@ def cleanup_plan(cutoff: datetime, now: datetime) -> dict[str, tuple[type, sa.Se
     }
 
 
-def db_cleanup(older_than_days: int, *, dry_run: bool = False, batch_size: int = CLEANUP_BATCH,
-               now: datetime | None = None) -> CleanupReport:
+def db_cleanup(
+    older_than_days: int, *, dry_run: bool = False, batch_size: int = CLEANUP_BATCH, now: datetime | None = None
+) -> CleanupReport:
     """Purge rows older than the cutoff that no one needs any more, in batches.
 
     Goes: bookings that died without money (expired, failed, cancelled unpaid) or were

@@ -7,6 +7,7 @@ ledger), and every call to the provider carries an idempotency key made from the
 double submit, a unit of work run again or a buyer paying again after the provider fell silent
 never charges twice.
 """
+
 from __future__ import annotations
 
 import secrets
@@ -175,7 +176,10 @@ class SandboxCardProvider:
                 return answer
             if charge_reference in self._charges_refusing_refunds:
                 answer = ProviderResult(
-                    PaymentResult.DECLINED, provider_reference("re"), "The card's bank refused the refund.", amount=amount
+                    PaymentResult.DECLINED,
+                    provider_reference("re"),
+                    "The card's bank refused the refund.",
+                    amount=amount,
                 )
             else:
                 answer = ProviderResult(PaymentResult.SUCCEEDED, provider_reference("re"), amount=amount)
@@ -321,7 +325,9 @@ def _settle(order_id: int, user: User, now: datetime | None, attempt):
         )
     if outcome == "failed":
         error = PaymentDeclined if payment.result == PaymentResult.DECLINED else PaymentProviderError
-        raise error(f"{payment.failure_reason} The seats were released; nothing was charged.", order_reference=order.reference)
+        raise error(
+            f"{payment.failure_reason} The seats were released; nothing was charged.", order_reference=order.reference
+        )
     return order, payment
 
 
@@ -479,9 +485,9 @@ def refund(order: Order, *, now: datetime, booking: Booking | None = None) -> Pa
     )
     db.session.add(payment)
     order.refunded_amount += amount
-    refunded_bookings = [booking] if booking is not None else [
-        b for b in order.bookings if b.payment_status == PaymentStatus.PAID
-    ]
+    refunded_bookings = (
+        [booking] if booking is not None else [b for b in order.bookings if b.payment_status == PaymentStatus.PAID]
+    )
     for refunded in refunded_bookings:
         states.move(refunded, "payment_status", states.PAYMENT_TRANSITIONS, PaymentStatus.REFUNDED, "payment")
     if order.refunded_amount >= order.total_amount:

@@ -1,4 +1,5 @@
 """Small helpers shared by the services' list queries."""
+
 import sqlalchemy as sa
 
 

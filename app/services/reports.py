@@ -2,6 +2,7 @@
 
 Each report is a handful of aggregate queries, whatever the number of events or seats (no N+1).
 """
+
 from __future__ import annotations
 
 import csv
@@ -14,7 +15,6 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from app.extensions import db
-from app.services.errors import NotFound
 from app.models import (
     Booking,
     BookingStatus,
@@ -27,6 +27,7 @@ from app.models import (
     User,
     utcnow,
 )
+from app.services.errors import NotFound
 
 ZERO = Decimal("0.00")
 
@@ -102,7 +103,9 @@ def sales_by_event(events: list[Event], now: datetime | None = None) -> list[Eve
         .where(Order.event_id.in_(ids), Order.payment_status.in_((PaymentStatus.PAID, PaymentStatus.REFUNDED)))
         .group_by(Order.event_id)
     )
-    money = {event_id: (Decimal(revenue), Decimal(refunded), count) for event_id, revenue, refunded, count in money_rows}
+    money = {
+        event_id: (Decimal(revenue), Decimal(refunded), count) for event_id, revenue, refunded, count in money_rows
+    }
     report = []
     for event in events:
         total, sold, held = seats.get(event.id, (0, 0, 0))
@@ -196,8 +199,14 @@ def seat_map(event: Event, now: datetime | None = None) -> SeatMapView:
     live_booking = so.aliased(Booking)
     rows = db.session.execute(
         sa.select(
-            Seat.id, Seat.row, Seat.column, Seat.status, Seat.reservation_expires_at, Seat.price_category_id,
-            Order.reference, User.email,
+            Seat.id,
+            Seat.row,
+            Seat.column,
+            Seat.status,
+            Seat.reservation_expires_at,
+            Seat.price_category_id,
+            Order.reference,
+            User.email,
         )
         .outerjoin(live_booking, live_booking.live_seat_id == Seat.id)
         .outerjoin(Order, Order.id == live_booking.order_id)
@@ -213,7 +222,16 @@ def seat_map(event: Event, now: datetime | None = None) -> SeatMapView:
         seconds = int((expires_at - now).total_seconds()) if held else 0
         taken = state != SeatStatus.AVAILABLE
         by_row.setdefault(row, []).append(
-            SeatView(seat_id, row, column, state, category_id, seconds, reference if taken else None, email if taken else None)
+            SeatView(
+                seat_id,
+                row,
+                column,
+                state,
+                category_id,
+                seconds,
+                reference if taken else None,
+                email if taken else None,
+            )
         )
         view.counts[state] += 1
     view.rows = list(by_row.items())
@@ -247,9 +265,7 @@ def bookings_query(*, event_id: int | None = None, status: str | None = None, no
 
 
 def _booking_state_is(status: str, now: datetime):
-    hold_ran_out = sa.and_(
-        Booking.status == BookingStatus.PENDING, Booking.order.has(Order.hold_expires_at <= now)
-    )
+    hold_ran_out = sa.and_(Booking.status == BookingStatus.PENDING, Booking.order.has(Order.hold_expires_at <= now))
     if status == BookingStatus.EXPIRED:
         return sa.or_(Booking.status == BookingStatus.EXPIRED, hold_ran_out)
     if status == BookingStatus.PENDING:
@@ -278,7 +294,12 @@ def live_order_counts(event: Event) -> dict:
             sa.func.count(Order.id),
             _count_where(Order.payment_status == PaymentStatus.PAID),
             sa.func.coalesce(
-                sa.func.sum(sa.case((Order.payment_status == PaymentStatus.PAID, Order.total_amount - Order.refunded_amount), else_=0)),
+                sa.func.sum(
+                    sa.case(
+                        (Order.payment_status == PaymentStatus.PAID, Order.total_amount - Order.refunded_amount),
+                        else_=0,
+                    )
+                ),
                 0,
             ),
         ).where(Order.event_id == event.id, Order.status.in_((BookingStatus.PENDING, BookingStatus.CONFIRMED)))
@@ -308,8 +329,16 @@ def find_booking(booking_id: int) -> Booking:
 # --- CSV export ------------------------------------------------------------------------------
 
 CSV_HEADER = [
-    "reference", "buyer_email", "seat", "category", "amount", "status", "payment_status",
-    "payment_method", "created_at", "paid_at",
+    "reference",
+    "buyer_email",
+    "seat",
+    "category",
+    "amount",
+    "status",
+    "payment_status",
+    "payment_method",
+    "created_at",
+    "paid_at",
 ]
 # A spreadsheet would run a cell starting with one of these as a formula (CSV injection).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")

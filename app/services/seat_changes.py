@@ -7,6 +7,7 @@ second connection, which a busy pool may not have); after the commit every regis
 gets `(event_id, [[seat_id, state_code], ...], event_changed)` once per event, where event_changed
 says the event itself changed too (its status, size or prices). After a rollback nothing is said.
 """
+
 import logging
 from collections import defaultdict
 
@@ -61,7 +62,9 @@ def _describe_changes(session):
     if not changes or _describe[0] is None:
         return
     known = session.info.get(_KNOWN, {})
-    session.info[_STATES] = {event_id: _describe_seats(session, sorted(seat_ids), known) for event_id, seat_ids in changes.items()}
+    session.info[_STATES] = {
+        event_id: _describe_seats(session, sorted(seat_ids), known) for event_id, seat_ids in changes.items()
+    }
 
 
 def _describe_seats(session, seat_ids, known) -> list[list]:

@@ -1,4 +1,5 @@
 """The seat map as buyers and the live stream see it: compact, and true at this moment."""
+
 from __future__ import annotations
 
 import hashlib
@@ -31,7 +32,9 @@ def seat_codes(connection, seat_ids, now: datetime | None = None) -> list[list]:
 def seats_now(connection, seat_ids, now: datetime) -> list[tuple]:
     """(seat_id, code, hold expiry or None) for these seats, read fresh through `connection`."""
     rows = connection.execute(
-        sa.select(Seat.id, Seat.status, Seat.reservation_expires_at).where(Seat.id.in_(list(seat_ids))).order_by(Seat.id)
+        sa.select(Seat.id, Seat.status, Seat.reservation_expires_at)
+        .where(Seat.id.in_(list(seat_ids)))
+        .order_by(Seat.id)
     )
     seats = []
     for seat_id, status, expires in rows:
@@ -81,7 +84,9 @@ def _compute(event: Event, now: datetime) -> tuple[dict, datetime | None]:
         "seats": seats,
     }
     state["version"] = hashlib.blake2b(repr(state).encode(), digest_size=10).hexdigest()
-    changes_at = [expires for _, _, _, status, expires, _ in rows if status == SeatStatus.RESERVED and expires and expires > now]
+    changes_at = [
+        expires for _, _, _, status, expires, _ in rows if status == SeatStatus.RESERVED and expires and expires > now
+    ]
     if selling:
         changes_at.append(event.date)
     return state, min(changes_at, default=None)

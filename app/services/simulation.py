@@ -1,4 +1,5 @@
 """An on-sale rush in one process: N buyers, N threads, one barrier, the same hold() the web uses."""
+
 from __future__ import annotations
 
 import statistics
@@ -93,8 +94,14 @@ def ensure_buyers(count: int) -> list[int]:
         db.session.execute(
             sa.insert(User),
             [
-                {"email": email, "name": email.split("@")[0], "password_hash": password_hash, "is_admin": False,
-                 "created_at": now, "updated_at": now}
+                {
+                    "email": email,
+                    "name": email.split("@")[0],
+                    "password_hash": password_hash,
+                    "is_admin": False,
+                    "created_at": now,
+                    "updated_at": now,
+                }
                 for email in missing
             ],
         )
@@ -107,9 +114,7 @@ def reset(seats: list[Seat], buyer_ids: list[int]) -> int:
     """Free the seats (cancelling whatever holds them) and close the buyers' open checkouts."""
     event_id = seats[0].event_id
     freed = 0
-    live = db.session.scalars(
-        sa.select(Booking).where(Booking.live_seat_id.in_([seat.id for seat in seats]))
-    ).all()
+    live = db.session.scalars(sa.select(Booking).where(Booking.live_seat_id.in_([seat.id for seat in seats]))).all()
     for live_booking in live:
         booking.cancel_booking(live_booking, reason="Reset by simulate-booking.")
         freed += 1
@@ -150,7 +155,9 @@ def connection_shortage(needed: int) -> str | None:
     )
 
 
-def run(app, event_id: int, seat_ids: list[int], buyer_ids: list[int], on_done=None, timeout: float = 60.0) -> SimulationResult:
+def run(
+    app, event_id: int, seat_ids: list[int], buyer_ids: list[int], on_done=None, timeout: float = 60.0
+) -> SimulationResult:
     """Release len(buyer_ids) threads at once, each holding the seats through booking.hold().
 
     Buyers still waiting `timeout` seconds after the start are given up on and counted as errors.
@@ -175,7 +182,12 @@ def run(app, event_id: int, seat_ids: list[int], buyer_ids: list[int], on_done=N
                 try:
                     barrier.wait(timeout=max(0.0, deadline - time.perf_counter()))
                 except threading.BrokenBarrierError:
-                    outcomes[index] = ("error", None, None, f"not released: the buyers were not all ready within {timeout:g} s")
+                    outcomes[index] = (
+                        "error",
+                        None,
+                        None,
+                        f"not released: the buyers were not all ready within {timeout:g} s",
+                    )
                     return
                 begin = began[index] = time.perf_counter()
                 try:

@@ -3,6 +3,7 @@
 Every status change goes through `move`, which refuses an illegal transition before touching
 anything, so a refused change never half-applies.
 """
+
 from app.models import OrderStatus, PaymentStatus, SeatStatus
 from app.services.errors import IllegalTransition
 

@@ -1,4 +1,5 @@
 """Units of work that lock rows, retried when the database says the locks collided."""
+
 import logging
 import random
 import time

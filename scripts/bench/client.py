@@ -2,6 +2,7 @@
 
 Standard library only, so the load generator adds nothing to the app's dependencies.
 """
+
 from __future__ import annotations
 
 import http.client
@@ -10,8 +11,8 @@ import os
 import re
 import subprocess
 import time
-from pathlib import Path
 from http.cookies import SimpleCookie
+from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
 CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]+)"')

@@ -1,4 +1,5 @@
 """Benchmark data, written straight through the app's services into DATABASE_URL."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -52,9 +53,16 @@ def buyers(app, count: int) -> list[str]:
         cheap_hash = generate_password_hash(BENCH_PASSWORD, method="pbkdf2:sha256:1000")
         now = utcnow()
         missing = [
-            {"email": e, "name": e.split("@")[0], "password_hash": cheap_hash, "is_admin": False,
-             "created_at": now, "updated_at": now}
-            for e in emails if e not in existing
+            {
+                "email": e,
+                "name": e.split("@")[0],
+                "password_hash": cheap_hash,
+                "is_admin": False,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for e in emails
+            if e not in existing
         ]
         if missing:
             db.session.execute(sa.insert(User), missing)

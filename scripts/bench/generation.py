@@ -1,7 +1,8 @@
 """Seat-map generation for the largest allowed map: median of several runs, statements per run.
 
-    DATABASE_URL=mysql+pymysql://root@127.0.0.1/stagepass_bench .venv/bin/python scripts/bench/generation.py --runs 7
+DATABASE_URL=mysql+pymysql://root@127.0.0.1/stagepass_bench .venv/bin/python scripts/bench/generation.py --runs 7
 """
+
 from __future__ import annotations
 
 import argparse
@@ -12,9 +13,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import sqlalchemy as sa  # noqa: E402
+import sqlalchemy as sa
 
-from scripts.bench.fixtures import big_event, make_app  # noqa: E402
+from scripts.bench.fixtures import big_event, make_app
 
 
 def main():
@@ -36,8 +37,10 @@ def main():
             timings.append((time.perf_counter() - started) * 1000)
         print(f"database: {db.engine.url.render_as_string(hide_password=True)}")
         print(f"map: {rows} x {columns} = {rows * columns} seats, {args.runs} runs")
-        print(f"create + generate + publish: median {statistics.median(timings):.1f} ms, "
-              f"min {min(timings):.1f} ms, max {max(timings):.1f} ms")
+        print(
+            f"create + generate + publish: median {statistics.median(timings):.1f} ms, "
+            f"min {min(timings):.1f} ms, max {max(timings):.1f} ms"
+        )
         print(f"SQL statements per event (last run): {len(statements)}")
 
 

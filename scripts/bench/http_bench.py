@@ -6,6 +6,7 @@
 Both write fixtures (an event, bench buyers) into DATABASE_URL, which must be the servers' database.
 See scripts/bench/run.sh for the whole set-up; results go to docs/benchmarks.md.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,8 +23,8 @@ from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from scripts.bench import fixtures  # noqa: E402
-from scripts.bench.client import Browser, cpu_seconds, percentile, server_pids  # noqa: E402
+from scripts.bench import fixtures
+from scripts.bench.client import Browser, cpu_seconds, percentile, server_pids
 
 TRIVIAL_PATH = "/livez"
 
@@ -137,12 +138,14 @@ def throughput(args):
         return "ok" if status in (200, 304) else "error"
 
     for _ in range(args.rounds):
-        hold_events = [fixtures.big_event(app, f"Throughput holds {time.time():.0f}", 20, 20) for _ in range(events_per_round)]
+        hold_events = [
+            fixtures.big_event(app, f"Throughput holds {time.time():.0f}", 20, 20) for _ in range(events_per_round)
+        ]
         queues = []
         for worker in range(args.concurrency):
             queue = []
             for event_id in hold_events:
-                ids = fixtures.seat_ids(app, event_id)[worker::args.concurrency]
+                ids = fixtures.seat_ids(app, event_id)[worker :: args.concurrency]
                 random.shuffle(ids)
                 queue.extend((worker * seats_per_worker + n, event_id, seat_id) for n, seat_id in enumerate(ids))
             queues.append(iter(queue))
@@ -156,8 +159,12 @@ def throughput(args):
             return "ok" if response.status == 201 else f"error-{response.status}"
 
         round_results = {}
-        for name, action, workers in (("trivial", trivial, args.concurrency), ("seatmap_full", seatmap_full, args.concurrency),
-                                      ("seatmap_304", seatmap_conditional, args.concurrency), ("hold", hold, args.concurrency)):
+        for name, action, workers in (
+            ("trivial", trivial, args.concurrency),
+            ("seatmap_full", seatmap_full, args.concurrency),
+            ("seatmap_304", seatmap_conditional, args.concurrency),
+            ("hold", hold, args.concurrency),
+        ):
             round_results[name] = Phase(name, workers, args.seconds, ports).run(action).summary()
         trivial_rate = round_results["trivial"]["per_s"] or 1
         for name in ("seatmap_full", "seatmap_304", "hold"):
@@ -224,7 +231,9 @@ def rush_round(app, browsers, args, number):
                 local_latencies.append(time.perf_counter() - began)
                 if response.status == 201:
                     reference = response.json()["reference"]
-                    paid = browser.post_form(f"/orders/{reference}/checkout", {"method": "card", "card_number": "4242424242424242"})
+                    paid = browser.post_form(
+                        f"/orders/{reference}/checkout", {"method": "card", "card_number": "4242424242424242"}
+                    )
                     # A paid order redirects to its confirmation; anything else did not sell.
                     if paid.status != 302 or not paid.headers.get("Location", "").endswith(f"/orders/{reference}"):
                         with lock:
@@ -285,7 +294,9 @@ def database_check(app, event_id):
     from app.models import Booking, Seat
 
     with app.app_context():
-        booked = db.session.scalar(sa.select(sa.func.count(Seat.id)).where(Seat.event_id == event_id, Seat.status == "booked"))
+        booked = db.session.scalar(
+            sa.select(sa.func.count(Seat.id)).where(Seat.event_id == event_id, Seat.status == "booked")
+        )
         per_seat = db.session.execute(
             sa.select(Booking.seat_id, sa.func.count(Booking.id))
             .where(Booking.event_id == event_id, Booking.status.in_(("pending", "confirmed")))

@@ -6,6 +6,7 @@
 Each hold is a fresh buyer taking one seat of a 20x20 event (seats are freed between events), so
 the profile shows the hot path of a sale, not contention. Needs `pip install pyinstrument`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,8 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from scripts.bench import fixtures  # noqa: E402
-from scripts.bench.client import percentile  # noqa: E402
+from scripts.bench import fixtures
+from scripts.bench.client import percentile
 
 
 def main() -> None:
@@ -36,7 +37,9 @@ def main() -> None:
     clients = []
     for email in emails:
         client = app.test_client()
-        client.post("/auth/login", data={"email": email, "password": fixtures.BENCH_PASSWORD, "csrf_token": _token(client)})
+        client.post(
+            "/auth/login", data={"email": email, "password": fixtures.BENCH_PASSWORD, "csrf_token": _token(client)}
+        )
         clients.append((client, _token(client, "/")))
     seats, took = [], []
     cpu_started = time.process_time()
@@ -49,7 +52,9 @@ def main() -> None:
         if not args.no_profile:
             profiler.start()
         started = time.perf_counter()
-        response = client.post(f"/api/events/{event_id}/holds", json={"seat_ids": [seat]}, headers={"X-CSRFToken": token})
+        response = client.post(
+            f"/api/events/{event_id}/holds", json={"seat_ids": [seat]}, headers={"X-CSRFToken": token}
+        )
         took.append(time.perf_counter() - started)
         if not args.no_profile:
             profiler.stop()

@@ -3,6 +3,7 @@
 
     scripts/bench/run.sh streams      (sets up gunicorn and the database)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,14 +17,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from scripts.bench import fixtures  # noqa: E402
-from scripts.bench.client import Browser, percentile, server_pids  # noqa: E402
+from scripts.bench import fixtures
+from scripts.bench.client import Browser, percentile, server_pids
 
 
 def open_stream(host, port, event_id, on_change, ready):
     """A raw HTTP/1.1 SSE reader (one socket, one thread) that timestamps each change event."""
     sock = socket.create_connection((host, port), timeout=120)
-    sock.sendall(f"GET /events/{event_id}/stream HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n\r\n".encode())
+    sock.sendall(
+        f"GET /events/{event_id}/stream HTTP/1.1\r\nHost: {host}\r\nAccept: text/event-stream\r\n\r\n".encode()
+    )
     buffer = b""
     while True:
         chunk = sock.recv(65536)
@@ -36,7 +39,7 @@ def open_stream(host, port, event_id, on_change, ready):
                 ready.release()
             elif b"event: change" in block:
                 data = block.split(b"data: ", 1)[1]
-                on_change(json.loads(data[data.index(b"{"):]), time.perf_counter())
+                on_change(json.loads(data[data.index(b"{") :]), time.perf_counter())
 
 
 def server_memory_mb(port):
@@ -83,9 +86,9 @@ def main():
     probe = Browser(args.base_url)
     probe_latencies = []
     buyer_emails = fixtures.buyers(app, args.changes)
-    from app.extensions import db  # noqa: E402
-    from app.models import Event, User  # noqa: E402
-    from app.services import booking, seatmap  # noqa: E402
+    from app.extensions import db
+    from app.models import Event, User
+    from app.services import booking, seatmap
 
     with app.app_context():
         for index in range(args.changes):

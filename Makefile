@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 FLASK := FLASK_APP=wsgi $(BIN)/flask
 MARIADB_URL ?= mysql+pymysql://root@127.0.0.1:3306
 
-.PHONY: run serve venv dev-venv lint format test test-sqlite test-mariadb services migrate seed worker scheduler dev-all clean
+.PHONY: translations run serve venv dev-venv lint format test test-sqlite test-mariadb services migrate seed worker scheduler dev-all clean
 
 venv: $(VENV)/.installed
 
@@ -74,6 +74,19 @@ test-sqlite: dev-venv
 
 test-mariadb: dev-venv services
 	STAGEPASS_TEST_DB=mariadb TEST_MARIADB_URL=$(MARIADB_URL) $(BIN)/python -m pytest $(ARGS)
+
+## Extract every translatable string into app/translations/messages.pot, merge it into the
+## German and Spanish catalogues, and compile them (.mo files are built, not committed).
+translations: venv
+	$(BIN)/pybabel extract -F app/translations/babel.cfg -k lazy_gettext -k _l -o app/translations/messages.pot --no-location --sort-output .
+	for lang in de es; do \
+	  if [ -f app/translations/$$lang/LC_MESSAGES/messages.po ]; then \
+	    $(BIN)/pybabel update -i app/translations/messages.pot -d app/translations -l $$lang --no-fuzzy-matching; \
+	  else \
+	    $(BIN)/pybabel init -i app/translations/messages.pot -d app/translations -l $$lang; \
+	  fi; \
+	done
+	$(BIN)/pybabel compile -d app/translations
 
 clean:
 	rm -rf $(VENV) .pytest_cache instance/stagepass.sqlite

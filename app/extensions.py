@@ -8,6 +8,7 @@ import flask_limiter
 import redis
 import sqlalchemy as sa
 from flask import current_app, has_app_context
+from flask_babel import Babel
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_migrate import Migrate
@@ -178,3 +179,6 @@ def redis_call(operation, default=None):
         _redis_down_until[0] = time.monotonic() + REDIS_RETRY_AFTER_SECONDS
         log.warning("Redis unavailable, carrying on without it for %ss: %s", REDIS_RETRY_AFTER_SECONDS, error)
         return default
+
+
+babel = Babel()

@@ -26,7 +26,8 @@ from flask.testing import FlaskClient
 
 MARIADB_SERVER_URL = os.environ.get("TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306")
 REDIS_SERVER_URL = os.environ.get("TEST_REDIS_SERVER_URL", "redis://127.0.0.1:6379")
-TEST_REDIS_DATABASES = range(10, 16)  # 0 is the default for development, 9 for the benchmarks
+# 0 is the default for development and holds the claims, 9 is the benchmarks'.
+TEST_REDIS_DATABASES = [*range(10, 16), *range(1, 9)]
 BACKEND = os.environ.get("STAGEPASS_TEST_DB", "sqlite")
 
 
@@ -56,7 +57,8 @@ def _claim_redis_database():
 
     Tests empty their Redis database and listen to its channels; two runs on one machine (a
     developer's and CI's) sharing one would see each other's messages and wipe each other's jobs.
-    The claims live in database 0 and expire by themselves if a run dies.
+    The claims live in database 0. A claim whose process is gone (a run that was killed) is taken
+    over at once; the expiry only covers a claim made on another host.
     """
     import redis
 
@@ -66,6 +68,8 @@ def _claim_redis_database():
     claim = f"{os.getpid()}-{secrets.token_hex(3)}"
     for number in TEST_REDIS_DATABASES:
         key = f"stagepass:test-run-claims:db{number}"
+        if _claimed_by_dead_process(registry.get(key)):
+            registry.delete(key)
         if registry.set(key, claim, nx=True, ex=3 * 3600):
 
             def release(key=key):
@@ -74,6 +78,18 @@ def _claim_redis_database():
 
             return f"{REDIS_SERVER_URL}/{number}", release
     raise pytest.UsageError(f"every test Redis database ({list(TEST_REDIS_DATABASES)}) is claimed by another run")
+
+
+def _claimed_by_dead_process(claim: bytes | None) -> bool:
+    if claim is None:
+        return False
+    try:
+        os.kill(int(claim.split(b"-")[0]), 0)
+    except ProcessLookupError:
+        return True
+    except (ValueError, PermissionError):
+        return False
+    return False
 
 
 def pytest_report_header(config):

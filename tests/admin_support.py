@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from app.extensions import db
 from app.models import Seat, utcnow
 from app.services import booking, payments
-from tests.conftest import PASSWORD, csrf_token, log_in
+from tests.support import PASSWORD, csrf_token, log_in
 
 FUTURE = (utcnow() + timedelta(days=40)).replace(hour=20, minute=0, second=0, microsecond=0)
 

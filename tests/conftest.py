@@ -5,24 +5,16 @@ emptied after each test, and small factories.
 the end); otherwise on a SQLite file in a temporary folder. `make test` runs both.
 """
 
-import contextlib
-import functools
 import os
-import re
 import secrets
-import socket
-import subprocess
-import sys
 import tempfile
-import time
-from contextlib import contextmanager
-from datetime import timedelta
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from flask.testing import FlaskClient
+
+from tests.support import PASSWORD, Factory, empty_tables, log_in
 
 MARIADB_SERVER_URL = os.environ.get("TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306")
 REDIS_SERVER_URL = os.environ.get("TEST_REDIS_SERVER_URL", "redis://127.0.0.1:6379")
@@ -192,30 +184,6 @@ def reset_rate_limiter(app):
     limiter.enabled = False  # the rate-limit tests switch it on; others log in far more often
 
 
-def empty_tables():
-    from app.extensions import db
-
-    db.session.remove()
-    with db.engine.begin() as connection:
-        for table in reversed(db.metadata.sorted_tables):
-            connection.execute(table.delete())
-
-
-@contextmanager
-def app_with(app, **settings):
-    """A second app on the same databases with some settings changed: its own engine and pool."""
-    from app import create_app
-    from app.extensions import db
-
-    config = {key: value for key, value in app.config.items() if key.isupper()}
-    other = create_app(type("ChangedConfig", (), {**config, **settings}))
-    try:
-        yield other
-    finally:
-        with other.app_context():
-            db.engine.dispose()
-
-
 @pytest.fixture
 def db_session(app):
     from app.extensions import db
@@ -267,79 +235,6 @@ def app_on_private_redis(app, private_redis, monkeypatch):
     live.forget_hub(private_redis.url)
 
 
-# --- factories -----------------------------------------------------------------------------
-
-PASSWORD = "correct-horse-battery"
-
-
-@functools.cache
-def password_hash(password):
-    from werkzeug.security import generate_password_hash
-
-    return generate_password_hash(password)
-
-
-class Factory:
-    def __init__(self):
-        self.counter = 0
-
-    def _next(self):
-        self.counter += 1
-        return self.counter
-
-    def user(self, email=None, name=None, admin=False, password=PASSWORD):
-        """A committed account. Its password hash is computed once per password and run: scrypt
-        costs 0.1 s, and the suite creates hundreds of users (tests of accounts use the service)."""
-        from app.extensions import db
-        from app.models import User
-        from app.services import accounts
-
-        n = self._next()
-        user = User(
-            email=accounts.checked_email(email or f"user{n}-{secrets.token_hex(2)}@example.com"),
-            name=name or f"User {n}",
-            is_admin=admin,
-            password_hash=password_hash(password),
-        )
-        db.session.add(user)
-        db.session.commit()
-        return user
-
-    def admin(self, **kwargs):
-        return self.user(admin=True, **kwargs)
-
-    def event(
-        self,
-        name=None,
-        rows=3,
-        columns=4,
-        status="published",
-        days_ahead=30,
-        categories=None,
-        venue="Main Hall",
-    ):
-        from app.models import utcnow
-        from app.services import events
-
-        categories = categories or [events.CategorySpec("Standard", Decimal("25.00"))]
-        event = events.create_event(
-            name=name or f"Event {self._next()}",
-            date=utcnow().replace(microsecond=0) + timedelta(days=days_ahead),
-            rows=rows,
-            columns=columns,
-            categories=categories,
-            venue=venue,
-        )
-        if status == "published":
-            events.publish_event(event)
-        elif status != "draft":
-            from app.extensions import db
-
-            event.status = status
-            db.session.commit()
-        return event
-
-
 @pytest.fixture
 def factory(app):
     return Factory()
@@ -355,200 +250,7 @@ def sandbox_provider(monkeypatch):
     return provider
 
 
-CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
-
-
-def csrf_token(client, path="/auth/login"):
-    """The CSRF token of the client's session, read from a page's meta tag."""
-    page = client.get(path)
-    match = CSRF_META.search(page.get_data(as_text=True))
-    assert match, f"no csrf meta tag on {path} ({page.status_code})"
-    return match.group(1)
-
-
-def log_in(client, user, password=PASSWORD):
-    response = client.post(
-        "/auth/login",
-        data={"email": user.email, "password": password, "csrf_token": csrf_token(client)},
-    )
-    assert response.status_code == 302, response.get_data(as_text=True)
-    return response
-
-
 @pytest.fixture
 def login(client):
     """Log the test client in as a user: `login(user)`."""
     return lambda user, password=PASSWORD: log_in(client, user, password)
-
-
-# --- real browser (Playwright driving Debian's Chromium) -------------------------------------
-
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-ROOT = Path(__file__).resolve().parents[1]
-ARTIFACTS = ROOT / "test-artifacts" / "screenshots"
-
-
-@pytest.fixture
-def live_server(app):
-    """The app served on a fresh free port from a thread, for the length of one test."""
-    import threading
-
-    from werkzeug.serving import make_server
-
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(timeout=5)
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@contextlib.contextmanager
-def app_servers(app, count, log_folder=None, **environment):
-    """`count` separate app server processes (`flask run`, threaded) on free ports, sharing this
-    test's database and Redis; yields their base URLs. With a log folder, each server's output is
-    kept there as server-<n>.log."""
-    env = dict(
-        os.environ,
-        DATABASE_URL=app.config["SQLALCHEMY_DATABASE_URI"],
-        REDIS_URL=app.config["REDIS_URL"],
-        STAGEPASS_ENV="development",
-        FLASK_APP="wsgi",
-        FLASK_DEBUG="0",
-        **environment,
-    )
-    servers, urls, logs = [], [], []
-    try:
-        for number in range(count):
-            port = free_port()
-            log = open(Path(log_folder) / f"server-{number}.log", "wb") if log_folder else subprocess.DEVNULL
-            if log_folder:
-                logs.append(log)
-            servers.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "flask",
-                        "run",
-                        "--host",
-                        "127.0.0.1",
-                        "--port",
-                        str(port),
-                        "--with-threads",
-                        "--no-reload",
-                    ],
-                    cwd=ROOT,
-                    env=env,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-            )
-            urls.append(f"http://127.0.0.1:{port}")
-        deadline = time.time() + 20
-        for url in urls:
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), timeout=0.5).close()
-                    break
-                except OSError:
-                    if time.time() > deadline:
-                        pytest.fail(f"server {url} did not start")
-                    time.sleep(0.1)
-        yield urls
-    finally:
-        for server in servers:
-            server.terminate()
-            server.wait(timeout=10)
-        for log in logs:
-            log.close()
-
-
-@pytest.fixture
-def two_servers(app):
-    """Two app server processes on two ports, sharing this test's database and Redis."""
-    with app_servers(app, 2) as urls:
-        yield urls
-
-
-@pytest.fixture(scope="session")
-def chromium():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(
-            f"{CHROMIUM} is missing: run `bash scripts/ensure-services.sh --browser` (installs Debian's chromium)"
-        )
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def new_page(chromium, live_server, request):
-    """Open pages in fresh browser contexts (separate cookies, like separate people)."""
-    contexts = []
-
-    def open_page(base=None):
-        context = chromium.new_context(viewport={"width": 1280, "height": 900})
-        contexts.append(context)
-        page = context.new_page()
-        page.set_default_timeout(10_000)
-        page.errors = []
-        page.on("pageerror", lambda error: page.errors.append(str(error)))
-        page.on(
-            "console",
-            lambda message: (
-                page.errors.append(message.text)
-                if message.type == "error" and "Content Security Policy" in message.text
-                else None
-            ),
-        )
-        page.base = base or live_server
-        return page
-
-    request.node.browser_contexts = contexts
-    yield open_page
-    for context in contexts:
-        context.close()
-
-
-@pytest.fixture
-def page(new_page):
-    return new_page()
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    outcome = yield
-    report = outcome.get_result()
-    if report.when != "call" or not report.failed:
-        return
-    for number, context in enumerate(getattr(item, "browser_contexts", [])):
-        for index, page in enumerate(context.pages):
-            ARTIFACTS.mkdir(parents=True, exist_ok=True)
-            name = re.sub(r"[^\w.-]+", "_", item.nodeid) + f"-{number}-{index}"
-            try:
-                page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-                (ARTIFACTS / f"{name}.html").write_text(page.content())
-            except Exception as error:  # a dead page must not hide the test's own failure
-                print(f"could not save a screenshot of {name}: {error}")
-                continue
-            print(f"\nscreenshot of the failing page: {ARTIFACTS / name}.png")
-            report.sections.append(("screenshot", str(ARTIFACTS / f"{name}.png")))

@@ -4,7 +4,7 @@ import pytest
 from werkzeug.routing import IntegerConverter
 
 from tests.admin_support import client_of
-from tests.conftest import csrf_token
+from tests.support import csrf_token
 
 
 def admin_routes(app):

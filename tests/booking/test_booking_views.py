@@ -7,7 +7,7 @@ import sqlalchemy as sa
 
 from app.models import Booking, Order, Payment, Seat
 from app.services import booking, payments
-from tests.conftest import csrf_token
+from tests.support import csrf_token
 
 
 def seat_ids(db_session, event, count=None):

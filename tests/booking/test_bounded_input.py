@@ -7,7 +7,7 @@ import pytest
 
 from app.routing import MAX_ID
 from tests.admin_support import admin, paid_order, seat_ids  # noqa: F401
-from tests.conftest import csrf_token
+from tests.support import csrf_token
 
 HUGE = "9" * 20
 JUST_TOO_BIG = str(MAX_ID + 1)

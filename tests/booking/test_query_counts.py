@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from app.extensions import db
 from app.models import Seat
 from app.services import booking, payments, seatmap
-from tests.conftest import csrf_token, log_in
+from tests.support import csrf_token, log_in
 
 
 @contextlib.contextmanager

@@ -7,7 +7,7 @@ import sqlalchemy as sa
 
 from app.models import Event
 from tests.admin_support import paid_order, seat_ids
-from tests.conftest import PASSWORD
+from tests.support import PASSWORD
 
 pytestmark = pytest.mark.browser
 

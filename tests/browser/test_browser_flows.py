@@ -9,7 +9,7 @@ from playwright.sync_api import expect
 
 from app.models import Order, Seat, utcnow
 from app.services import booking, events, payments
-from tests.conftest import PASSWORD
+from tests.support import PASSWORD
 
 pytestmark = pytest.mark.browser
 

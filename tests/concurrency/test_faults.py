@@ -13,7 +13,7 @@ from app.extensions import db
 from app.models import Event, Order, Payment, Seat, User, utcnow
 from app.services import booking, payments
 from app.services.transactions import LOCK_WAIT_ATTEMPTS
-from tests.conftest import app_with
+from tests.support import app_with
 from tests.invariants import assert_invariants, hold_rows
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -334,7 +334,7 @@ def test_redis_stops_during_a_sale(app, client, factory, login, monkeypatch, pri
     import redis
 
     from app import extensions
-    from tests.conftest import csrf_token
+    from tests.support import csrf_token
 
     client_redis = redis.Redis(
         host="127.0.0.1", port=private_redis.port, socket_connect_timeout=0.5, socket_timeout=0.5

@@ -18,7 +18,7 @@ from app.models import Booking, Order
 from app.services import payments
 from scripts.bench.client import Browser
 from tests.admin_support import seat_ids
-from tests.conftest import PASSWORD, app_servers
+from tests.support import PASSWORD, app_servers
 from tests.invariants import assert_invariants
 
 BUYERS = 40

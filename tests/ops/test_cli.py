@@ -6,7 +6,7 @@ from app.cli import DEMO_ADMIN, DEMO_BUYER, DEMO_EVENTS
 from app.models import Event, Seat, User, utcnow
 from app.services import accounts, booking, catalog, events
 from tests.admin_support import client_of
-from tests.conftest import PASSWORD, csrf_token
+from tests.support import PASSWORD, csrf_token
 
 
 def test_create_admin_with_password_option(runner, db_session):
@@ -51,7 +51,7 @@ def test_seed_demo_is_safe_to_run_twice(runner, db_session):
 
 
 def test_demo_accounts_can_log_in(runner, client):
-    from tests.conftest import csrf_token
+    from tests.support import csrf_token
 
     runner.invoke(args=["seed-demo"])
     for email, password, home in (

@@ -19,7 +19,7 @@ from rq import SimpleWorker
 from app import jobs
 from app.models import Booking, Event, Order, Payment, PriceCategory, Seat, utcnow
 from app.services import booking, events, maintenance, payments
-from tests.conftest import csrf_token
+from tests.support import csrf_token
 
 ROOT = Path(__file__).resolve().parents[1]
 

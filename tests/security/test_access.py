@@ -15,7 +15,7 @@ import pytest
 
 from app.services import booking, health, live, payments, seatmap
 from tests.admin_support import FUTURE, category_lines, seat_ids
-from tests.conftest import PASSWORD, csrf_token, empty_tables, log_in
+from tests.support import PASSWORD, csrf_token, empty_tables, log_in
 from tests.invariants import changed_rows, snapshot_rows
 
 ROLES = ("guest", "buyer", "owner", "admin")
@@ -122,7 +122,9 @@ def expected_for(endpoint, method, role):
     if method == "OPTIONS":
         return OK
     if (endpoint, method) not in EXPECTED:
-        raise AssertionError(f"{method} {endpoint} has no access rule: add it to EXPECTED in tests/security/test_access.py")
+        raise AssertionError(
+            f"{method} {endpoint} has no access rule: add it to EXPECTED in tests/security/test_access.py"
+        )
     return EXPECTED[(endpoint, method)][role]
 
 

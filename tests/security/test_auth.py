@@ -2,7 +2,7 @@ import pytest
 import sqlalchemy as sa
 
 from app.models import User
-from tests.conftest import PASSWORD, csrf_token
+from tests.support import PASSWORD, csrf_token
 
 
 def register(client, **overrides):

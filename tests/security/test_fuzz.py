@@ -15,7 +15,7 @@ from app.extensions import db
 from app.models import Order, OrderStatus, Seat, User, utcnow
 from app.services import booking, events, payments
 from tests.admin_support import category_lines
-from tests.conftest import csrf_token, log_in
+from tests.support import csrf_token, log_in
 from tests.invariants import changed_rows, snapshot_rows
 
 FUZZ = settings(

@@ -14,7 +14,7 @@ from app import limits
 from app.extensions import db, limiter
 from app.models import Payment, Seat, User
 from app.services import accounts, booking, payments
-from tests.conftest import PASSWORD, csrf_token, log_in
+from tests.support import PASSWORD, csrf_token, log_in
 from tests.invariants import assert_invariants
 from tests.redis_server import PrivateRedis
 

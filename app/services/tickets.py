@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import os
 import re
 import secrets
@@ -334,6 +335,8 @@ def qr_svg(payload: str, title: str = "") -> Markup:
 # --- the printable PDF -----------------------------------------------------------------------
 
 PDF_QR_SIZE_MM = 90  # ~2 mm modules for a version 7 code: scans from paper at arm's length
+# fontTools logs every subsetting step at INFO: a line per table of each font of each PDF.
+logging.getLogger("fontTools.subset").setLevel(logging.WARNING)
 # The PDF core fonts (Helvetica, Courier) cover Windows-1252: Western European text, "€", dashes
 # and curly quotes. Loading a TrueType font costs about 0.4 s per PDF, so only text outside it does.
 CORE_FONT_ENCODING = "windows-1252"

@@ -338,7 +338,8 @@ PDF_QR_SIZE_MM = 90  # ~2 mm modules for a version 7 code: scans from paper at a
 # fontTools logs every subsetting step at INFO: a line per table of each font of each PDF.
 logging.getLogger("fontTools.subset").setLevel(logging.WARNING)
 # The PDF core fonts (Helvetica, Courier) cover Windows-1252: Western European text, "€", dashes
-# and curly quotes. Loading a TrueType font costs about 0.4 s per PDF, so only text outside it does.
+# and curly quotes. A TrueType font doubles the cost of a PDF (parsed and subset each time), so
+# only text outside that set loads one.
 CORE_FONT_ENCODING = "windows-1252"
 
 

@@ -23,6 +23,7 @@ def create_app(config_class=None):
 
     trust_reverse_proxies(app)
     register_extensions(app)
+    register_audit_trail(app)
     register_languages(app)
     register_url_converters(app)
     register_blueprints(app)
@@ -64,6 +65,12 @@ def register_extensions(app):
     login_manager.unauthorized_handler(send_guest_to_log_in)
     csrf.init_app(app)
     limiter.init_app(app)
+
+
+def register_audit_trail(app):
+    from app.services import audit
+
+    audit.register(app)
 
 
 def register_languages(app):

@@ -423,3 +423,33 @@ class Payment(db.Model):
         sa.CheckConstraint("result IN ('pending', 'succeeded', 'declined', 'error')", name="result"),
         sa.CheckConstraint("amount >= 0", name="amount_not_negative"),
     )
+
+
+class AuditEntry(db.Model):
+    """One line of the append-only audit trail: who did what to which object, and when.
+
+    Rows are only ever added (app/services/audit.py refuses updates and deletes). The actor is a
+    user or, with no actor_id, the system (a job); actor_label keeps who it was after the account
+    is gone. subject_id and event_id are plain numbers, not foreign keys: the trail outlives purges.
+    """
+
+    __tablename__ = "audit_log"
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    created_at: so.Mapped[datetime] = so.mapped_column(default=utcnow, index=True)
+    actor_id: so.Mapped[int | None] = so.mapped_column(
+        sa.ForeignKey("users.id", ondelete="SET NULL"), index=True, default=None
+    )
+    actor_label: so.Mapped[str] = so.mapped_column(sa.String(255), default="system")
+    action: so.Mapped[str] = so.mapped_column(sa.String(64), index=True)
+    subject_type: so.Mapped[str | None] = so.mapped_column(sa.String(32), default=None)
+    subject_id: so.Mapped[int | None] = so.mapped_column(default=None)
+    event_id: so.Mapped[int | None] = so.mapped_column(default=None, index=True)
+    data: so.Mapped[dict] = so.mapped_column(sa.JSON, default=dict)
+
+    actor: so.Mapped[User | None] = so.relationship()
+
+    __table_args__ = (sa.Index("ix_audit_log_subject", "subject_type", "subject_id"),)
+
+    def __repr__(self):
+        return f"<AuditEntry {self.id} {self.action} {self.subject_type}:{self.subject_id}>"

@@ -31,12 +31,14 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 from flask import current_app, render_template
 from flask_babel import force_locale
+from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_babel.speaklater import LazyString
 from flask_mailman import EmailMultiAlternatives
 
 from app.extensions import db, mailman, redis_call
-from app.models import Booking, Order, OutboxEmail, OutboxStatus, User, utcnow
+from app.models import Booking, Order, OrderStatus, OutboxEmail, OutboxStatus, PaymentStatus, User, utcnow
+from app.services.errors import IllegalTransition, NotFound
 from app.services.transactions import run_unit_of_work
 
 log = logging.getLogger(__name__)
@@ -171,8 +173,19 @@ def enqueue_order_confirmation(order: Order, *, now: datetime | None = None, res
 
 def enqueue_seats_cancelled(
     order: Order, bookings: list[Booking], *, refunded: Decimal | None = None, now: datetime | None = None
-) -> OutboxEmail:
-    """Queue the email telling the buyer these seats of the order were cancelled (and what was refunded)."""
+) -> OutboxEmail | None:
+    """Queue the email telling the buyer these seats were cancelled and what was refunded.
+
+    `refunded` defaults to the price of those of the seats that are refunded. Nothing is queued
+    while the order is still pending: its buyer was only holding the seats, with no tickets yet.
+    """
+    if order.status == OrderStatus.PENDING or not bookings:
+        return None
+    if refunded is None:
+        refunded = sum(
+            (booking.total_amount for booking in bookings if booking.payment_status == PaymentStatus.REFUNDED),
+            Decimal("0.00"),
+        )
     bookings = sorted(bookings, key=lambda booking: booking.id)
     key = f"{SEATS_CANCELLED}:{order.id}:{','.join(str(booking.id) for booking in bookings)}"
     return enqueue(
@@ -182,9 +195,39 @@ def enqueue_seats_cancelled(
             "Seats cancelled: %(event)s (order %(reference)s)", event=order.event.name, reference=order.reference
         ),
         dedupe_key=key,
-        data={**_order_data(order), "seats": _seat_lines(bookings), "refunded": refunded or Decimal("0.00")},
+        data={**_order_data(order), "seats": _seat_lines(bookings), "refunded": refunded},
         order=order,
         now=now,
+    )
+
+
+class NothingToResend(IllegalTransition):
+    code = "nothing_to_resend"
+
+
+def resend_order_confirmation(order: Order, *, now: datetime | None = None) -> OutboxEmail:
+    """Admin: queue the order's confirmation again, as a new email (committed; the worker sends it)."""
+    order_id = order.id
+
+    def work():
+        locked = db.session.get(Order, order_id, populate_existing=True, with_for_update=True)
+        if locked is None:
+            raise NotFound(_("No order with this reference."))
+        if locked.status != OrderStatus.CONFIRMED:
+            raise NothingToResend(
+                _("Only a confirmed order has a confirmation to send; this one is %(status)s.", status=locked.status)
+            )
+        return enqueue_order_confirmation(locked, now=now, resend=True)
+
+    return run_unit_of_work(work)
+
+
+def emails_for_order(order: Order) -> list[OutboxEmail]:
+    """The emails queued about an order, newest first."""
+    return list(
+        db.session.scalars(
+            sa.select(OutboxEmail).where(OutboxEmail.order_id == order.id).order_by(OutboxEmail.id.desc())
+        )
     )
 
 

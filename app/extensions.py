@@ -11,6 +11,7 @@ from flask import current_app, has_app_context
 from flask_babel import Babel
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
+from flask_mailman import Mail
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
@@ -182,3 +183,5 @@ def redis_call(operation, default=None):
 
 
 babel = Babel()
+# Email (Flask-Mailman): app/services/mail.py picks the backend and its settings at each send.
+mailman = Mail()

@@ -496,3 +496,49 @@ class Ticket(db.Model):
 
     def __repr__(self):
         return f"<Ticket {self.code} booking={self.booking_id}{' void' if self.is_void else ''}>"
+
+
+class OutboxStatus:
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    ALL = (PENDING, SENDING, SENT, FAILED)
+
+
+class OutboxEmail(TimestampMixin, db.Model):
+    """An email to send, written in the same transaction as the change it tells of.
+
+    The dedupe key names that change (unique), so one change never queues two emails. A sender
+    claims a row with a conditional UPDATE (pending or with a lapsed claim, and due), so two
+    workers, or one job run twice, never send it twice.
+    """
+
+    __tablename__ = "outbox_emails"
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    kind: so.Mapped[str] = so.mapped_column(sa.String(40))
+    recipient: so.Mapped[str] = so.mapped_column(sa.String(255))
+    # The language the email is written in (the recipient's), "en" when they have none.
+    language: so.Mapped[str] = so.mapped_column(sa.String(10), default="en")
+    subject: so.Mapped[str] = so.mapped_column(sa.String(255))
+    # What the kind's templates need to render, as it was when the change happened.
+    data: so.Mapped[dict] = so.mapped_column(sa.JSON, default=dict)
+    dedupe_key: so.Mapped[str] = so.mapped_column(sa.String(200), unique=True)
+    order_id: so.Mapped[int | None] = so.mapped_column(sa.ForeignKey("orders.id"), index=True, default=None)
+    status: so.Mapped[str] = so.mapped_column(sa.String(16), default=OutboxStatus.PENDING)
+    attempts: so.Mapped[int] = so.mapped_column(default=0)
+    # When it is due: the next try while pending, the end of the claim while sending.
+    next_attempt_at: so.Mapped[datetime] = so.mapped_column(default=utcnow)
+    last_error: so.Mapped[str | None] = so.mapped_column(sa.String(1000), default=None)
+    sent_at: so.Mapped[datetime | None] = so.mapped_column(default=None)
+
+    order: so.Mapped[Order | None] = so.relationship()
+
+    __table_args__ = (
+        sa.Index("ix_outbox_emails_status_next_attempt_at", "status", "next_attempt_at"),
+        sa.CheckConstraint("status IN ('pending', 'sending', 'sent', 'failed')", name="status"),
+    )
+
+    def __repr__(self):
+        return f"<OutboxEmail {self.id} {self.kind} {self.status}>"

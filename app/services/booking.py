@@ -36,7 +36,7 @@ from app.models import (
     User,
     utcnow,
 )
-from app.services import seat_changes, seatmap, states, tickets
+from app.services import mail, seat_changes, seatmap, states, tickets
 from app.services.errors import DomainError, InvalidRequest, NotFound
 from app.services.transactions import SeatsBusy, run_unit_of_work
 
@@ -565,6 +565,7 @@ def _cancel_locked_order(order: Order, now: datetime, reason: str) -> Decimal:
     seat_ids = [b.seat_id for b in live]
     _free_seats(seat_ids, now)
     seat_changes.mark_changed(order.event_id, seat_ids)
+    mail.enqueue_seats_cancelled(order, live, refunded=refunded, now=now)
     return refunded
 
 
@@ -615,6 +616,7 @@ def cancel_booking(
             order.total_amount -= target.total_amount
         _free_seats([seat_id], moment)
         seat_changes.mark_changed(order.event_id, [seat_id])
+        mail.enqueue_seats_cancelled(order, [target], now=moment)
         return target
 
     return run_unit_of_work(work)

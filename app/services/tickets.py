@@ -259,7 +259,12 @@ def issue_for_order(order: Order, now: datetime) -> list[Ticket]:
 
 def revoke(booking: Booking, reason: str, now: datetime) -> Ticket | None:
     """Void the seat's ticket (inside the caller's unit of work); None when it had none."""
-    ticket = db.session.scalar(sa.select(Ticket).where(Ticket.booking_id == booking.id).with_for_update())
+    ticket = db.session.scalar(
+        sa.select(Ticket)
+        .where(Ticket.booking_id == booking.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
     if ticket is None or ticket.is_void:
         return ticket
     ticket.revoked_at = now
@@ -274,6 +279,7 @@ def revoke_for_order(order: Order, reason: str, now: datetime) -> list[Ticket]:
         .where(Ticket.order_id == order.id, Ticket.revoked_at.is_(None))
         .order_by(Ticket.id)
         .with_for_update()
+        .execution_options(populate_existing=True)
     ).all()
     for ticket in tickets:
         ticket.revoked_at = now

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import logging
 import os
 import re
@@ -330,8 +331,13 @@ def seat_text(seat: Seat) -> str:
 # --- QR codes --------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=1024)  # ~5 KB each: ~5 MB per process at most
 def qr_code(payload: str) -> segno.QRCode:
-    """The payload as a QR code: error correction M (15%), a full QR code, never a Micro QR."""
+    """The payload as a QR code: error correction M (15%), a full QR code, never a Micro QR.
+
+    Cached: a ticket's payload never changes (Ed25519 signatures are deterministic), and choosing
+    the best of the 8 masks is most of the cost of a tickets page or PDF (~5 ms a code, pure Python).
+    """
     return segno.make(payload, error="m", micro=False)
 
 

@@ -212,7 +212,12 @@ def verify_payload(text) -> tuple[str, int, str]:
         raise InvalidTicket()
     signed = text.strip().rsplit(".", 1)[0]
     try:
-        verifying.verify(_b64url_decode(match["sig"]), signed.encode("ascii"))
+        signature = _b64url_decode(match["sig"])
+        # The last of the 86 characters carries 2 bits and 4 ignored ones: only the canonical
+        # spelling is accepted, so no edited payload verifies as the same ticket.
+        if _b64url_encode(signature) != match["sig"]:
+            raise InvalidTicket()
+        verifying.verify(signature, signed.encode("ascii"))
     except (InvalidSignature, binascii.Error, ValueError):
         raise InvalidTicket() from None
     return kid, int(match["event_id"]), match["code"]

@@ -87,6 +87,8 @@ class User(UserMixin, TimestampMixin, db.Model):
     name: so.Mapped[str] = so.mapped_column(sa.String(120))
     password_hash: so.Mapped[str] = so.mapped_column(sa.String(255))
     is_admin: so.Mapped[bool] = so.mapped_column(default=False)
+    # en, de or es (app.i18n.LANGUAGES); None follows the browser's Accept-Language.
+    language: so.Mapped[str | None] = so.mapped_column(sa.String(5), default=None)
 
     orders: so.WriteOnlyMapped[Order] = so.relationship(back_populates="user", passive_deletes=True)
 

@@ -1,5 +1,7 @@
 """Admin forms. The rules themselves live in the services; validators here ask them."""
 
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
@@ -50,11 +52,11 @@ def checked_by(check):
 class CategoryLineForm(Form):
     """One price category line; a line left blank is ignored."""
 
-    name = StringField("Category", filters=[strip], validators=[Length(max=60)])
-    price = DecimalField("Price (€)", places=None, validators=[Optional(), checked_by(events.check_price)])
-    color = ColorField("Colour", default=events.DEFAULT_COLOR, validators=[checked_by(events.check_color)])
-    first_row = StringField("From row", filters=[strip], validators=[Length(max=3)])
-    last_row = StringField("To row", filters=[strip], validators=[Length(max=3)])
+    name = StringField(_l("Category"), filters=[strip], validators=[Length(max=60)])
+    price = DecimalField(_l("Price (€)"), places=None, validators=[Optional(), checked_by(events.check_price)])
+    color = ColorField(_l("Colour"), default=events.DEFAULT_COLOR, validators=[checked_by(events.check_color)])
+    first_row = StringField(_l("From row"), filters=[strip], validators=[Length(max=3)])
+    last_row = StringField(_l("To row"), filters=[strip], validators=[Length(max=3)])
 
     @property
     def is_blank(self) -> bool:
@@ -67,10 +69,10 @@ class CategoryLineForm(Form):
             return True
         valid = super().validate(extra_validators)
         if not self.name.data:
-            self.name.errors.append("Name this category.")
+            self.name.errors.append(_("Name this category."))
             valid = False
         if self.price.data is None and not self.price.errors:
-            self.price.errors.append("Enter a price.")
+            self.price.errors.append(_("Enter a price."))
             valid = False
         for field in (self.first_row, self.last_row):
             if field.data and not field.errors:
@@ -80,7 +82,7 @@ class CategoryLineForm(Form):
                     field.errors.append(error.message)
                     valid = False
         if self.last_row.data and not self.first_row.data:
-            self.first_row.errors.append("Give the first row of the range too.")
+            self.first_row.errors.append(_("Give the first row of the range too."))
             valid = False
         return valid
 
@@ -91,19 +93,21 @@ class CategoryLineForm(Form):
 
 
 class EventForm(FlaskForm):
-    name = StringField("Name", filters=[strip], validators=[checked_by(events.check_name)])
-    description = TextAreaField("Description", filters=[strip], validators=[Length(max=5000)])
+    name = StringField(_l("Name"), filters=[strip], validators=[checked_by(events.check_name)])
+    description = TextAreaField(_l("Description"), filters=[strip], validators=[Length(max=5000)])
     date = DateTimeLocalField(
-        "Date and time (UTC)", format=DATE_FORMATS, validators=[InputRequired("Enter the date and time.")]
+        _l("Date and time (UTC)"), format=DATE_FORMATS, validators=[InputRequired(_l("Enter the date and time."))]
     )
-    venue = StringField("Venue", filters=[strip], validators=[Length(max=200)])
-    rows = IntegerField("Rows", validators=[InputRequired("Enter the number of rows."), checked_by(events.check_rows)])
+    venue = StringField(_l("Venue"), filters=[strip], validators=[Length(max=200)])
+    rows = IntegerField(
+        _l("Rows"), validators=[InputRequired(_l("Enter the number of rows.")), checked_by(events.check_rows)]
+    )
     columns = IntegerField(
-        "Seats per row",
-        validators=[InputRequired("Enter the number of seats per row."), checked_by(events.check_columns)],
+        _l("Seats per row"),
+        validators=[InputRequired(_l("Enter the number of seats per row.")), checked_by(events.check_columns)],
     )
     categories = FieldList(FormField(CategoryLineForm), min_entries=CATEGORY_LINES, max_entries=CATEGORY_LINES)
-    submit = SubmitField("Save event")
+    submit = SubmitField(_l("Save event"))
 
     def __init__(self, *args, original_date=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -185,23 +189,25 @@ def event_form_data(event: Event) -> dict:
 class ConfirmForm(FlaskForm):
     """A POST with a CSRF token: publish, cancel, delete."""
 
-    submit = SubmitField("Confirm")
+    submit = SubmitField(_l("Confirm"))
 
 
 class CancelForm(FlaskForm):
-    reason = StringField("Reason shown to the buyer", filters=[strip], validators=[Length(max=200)])
-    submit = SubmitField("Cancel and refund")
+    reason = StringField(_l("Reason shown to the buyer"), filters=[strip], validators=[Length(max=200)])
+    submit = SubmitField(_l("Cancel and refund"))
 
 
 class UserForm(FlaskForm):
-    name = StringField("Name", filters=[strip], validators=[DataRequired(), Length(max=120)])
-    email = EmailField("Email", filters=[strip], validators=[DataRequired(), Email(), Length(max=255)])
+    name = StringField(_l("Name"), filters=[strip], validators=[DataRequired(), Length(max=120)])
+    email = EmailField(_l("Email"), filters=[strip], validators=[DataRequired(), Email(), Length(max=255)])
     password = PasswordField(
-        "Password",
-        validators=[Length(min=MIN_PASSWORD_LENGTH, max=200, message="The password must be at least 8 characters.")],
+        _l("Password"),
+        validators=[
+            Length(min=MIN_PASSWORD_LENGTH, max=200, message=_l("The password must be at least 8 characters."))
+        ],
     )
-    is_admin = BooleanField("Administrator")
-    submit = SubmitField("Save user")
+    is_admin = BooleanField(_l("Administrator"))
+    submit = SubmitField(_l("Save user"))
 
     def __init__(self, *args, user=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -214,4 +220,4 @@ class UserForm(FlaskForm):
     def validate_email(self, field):
         owner = accounts.find_user_by_email(field.data)
         if owner is not None and (self.user is None or owner.id != self.user.id):
-            raise ValidationError("Another account already uses this email.")
+            raise ValidationError(_("Another account already uses this email."))

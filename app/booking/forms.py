@@ -1,3 +1,5 @@
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import RadioField, StringField, SubmitField
 from wtforms.fields.choices import SelectChoice
@@ -8,36 +10,36 @@ from app.services.payments import METHODS
 
 class PaymentForm(FlaskForm):
     method = RadioField(
-        "Payment method",
+        _l("Payment method"),
         choices=[SelectChoice(value, label) for value, label in METHODS.items()],
         default="card",
         validators=[DataRequired()],
     )
     card_number = StringField(
-        "Card number",
+        _l("Card number"),
         validators=[Length(max=32)],
         render_kw={"inputmode": "numeric", "autocomplete": "cc-number", "placeholder": "4242 4242 4242 4242"},
     )
-    submit = SubmitField("Pay now")
+    submit = SubmitField(_l("Pay now"))
 
     def validate_card_number(self, field):
         if self.method.data == "card" and not (field.data or "").strip():
-            raise ValidationError("Enter your card number.")
+            raise ValidationError(_("Enter your card number."))
 
 
 class WalletForm(FlaskForm):
-    approve = SubmitField("Approve payment")
-    decline = SubmitField("Decline")
+    approve = SubmitField(_l("Approve payment"))
+    decline = SubmitField(_l("Decline"))
 
     def validate(self, extra_validators=None):
         """Valid only with exactly one of the two buttons: no answer is not a decline."""
         if not super().validate(extra_validators):
             return False
         if self.approve.data == self.decline.data:
-            self.form_errors.append("Choose Approve payment or Decline.")
+            self.form_errors.append(_("Choose Approve payment or Decline."))
             return False
         return True
 
 
 class ReleaseForm(FlaskForm):
-    submit = SubmitField("Release seats")
+    submit = SubmitField(_l("Release seats"))

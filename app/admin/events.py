@@ -95,6 +95,7 @@ def event_detail(event_id):
         now=now,
         status=events.display_status(event, now),
         seat_map=reports.seat_map(event, now),
+        categories={category.id: category for category in event.price_categories},
         sales=reports.sales_by_event([event], now)[0],
         latest_orders=reports.latest_orders(10, event_id=event.id),
         form=ConfirmForm(),

@@ -101,9 +101,7 @@ class EventForm(FlaskForm):
     )
     # Unknown names get the zone check's message instead of WTForms' "Not a valid choice".
     timezone = SelectField(_l("Venue time zone"), validate_choice=False, validators=[checked_by(zones.check_timezone)])
-    currency = StringField(
-        _l("Currency"), filters=[strip], validators=[Length(max=3), checked_by(currencies.check_currency)]
-    )
+    currency = StringField(_l("Currency"), filters=[strip], validators=[checked_by(currencies.check_currency)])
     venue = StringField("Venue", filters=[strip], validators=[Length(max=200)])
     rows = IntegerField("Rows", validators=[InputRequired("Enter the number of rows."), checked_by(events.check_rows)])
     columns = IntegerField(

@@ -272,3 +272,30 @@ def test_the_axe_check_does_find_violations(page):
     )
     found = " ".join(axe_violations(page))
     assert "image-alt" in found and "label" in found
+
+
+def test_the_seat_map_formats_prices_in_the_event_currency_and_page_language(page, factory):
+    """Intl.NumberFormat with the event's currency: dollars in a German page, yen without decimals."""
+    dollars = factory.event(name="Dollar Show", rows=1, columns=3)
+    dollars.currency = "USD"
+    yen = factory.event(
+        name="Yen Show", rows=1, columns=3, categories=[events.CategorySpec("Standard", Decimal("8000"))]
+    )
+    yen.currency = "JPY"
+    db.session.commit()
+    page.set_extra_http_headers({"Accept-Language": "de"})
+    page.goto(page.base + f"/events/{dollars.id}")
+    map_loaded(page)
+    expect(page.locator("html")).to_have_attribute("lang", "de")
+    page.locator("[data-seat='A1']").click()
+    page.locator("[data-seat='A2']").click()
+    expect(page.locator("#total")).to_have_text("50,00\u00a0$")
+    expect(page.locator("[data-seat='A3']")).to_have_attribute(
+        "aria-label", "Row A, seat 3, Standard, 25,00\u00a0$, available"
+    )
+    page.set_extra_http_headers({"Accept-Language": "en"})
+    page.goto(page.base + f"/events/{yen.id}")
+    map_loaded(page)
+    page.locator("[data-seat='A1']").click()
+    expect(page.locator("#total")).to_have_text("¥8,000")
+    assert page.errors == []

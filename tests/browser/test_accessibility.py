@@ -299,3 +299,27 @@ def test_the_seat_map_formats_prices_in_the_event_currency_and_page_language(pag
     page.locator("[data-seat='A1']").click()
     expect(page.locator("#total")).to_have_text("¥8,000")
     assert page.errors == []
+
+
+def test_the_checkout_says_when_the_hold_is_placed_and_about_to_end(new_page, factory, app):
+    """Polite announcements: the hold placed on arrival, then once under a minute is left."""
+    from datetime import timedelta
+
+    from app.models import utcnow
+
+    event = factory.event(name="Short Hold", rows=1, columns=3)
+    buyer = factory.user(email="hurry@example.com")
+    fresh = booking.hold(buyer, event, seat_ids(event)[:1])
+    page = new_page()
+    log_in(page, "hurry@example.com")
+    page.goto(page.base + f"/orders/{fresh.reference}/checkout")
+    announcer = page.locator("#hold-announcer")
+    expect(announcer).to_have_attribute("aria-live", "polite")
+    expect(announcer).to_have_text(re.compile(r"Your seats are on hold for [45] minutes"), timeout=3000)
+
+    other = factory.event(name="Ending Hold", rows=1, columns=3)
+    ttl = app.config["HOLD_TTL_SECONDS"]
+    ending = booking.hold(buyer, other, seat_ids(other)[:1], now=utcnow() - timedelta(seconds=ttl - 30))
+    page.goto(page.base + f"/orders/{ending.reference}/checkout")
+    expect(announcer).to_have_text("Less than a minute is left on your hold. Pay now to keep your seats.")
+    assert page.errors == []

@@ -36,10 +36,14 @@ def to_utc(local: datetime, zone_name: str) -> datetime:
     """The naive UTC moment of the wall-clock time `local` in the zone; refuses skipped and repeated times."""
     zone = check_timezone(zone_name)
     local = local.replace(tzinfo=None)
-    earlier = local.replace(tzinfo=zone, fold=0).astimezone(UTC)
-    later = local.replace(tzinfo=zone, fold=1).astimezone(UTC)
     shown = f"{local:%Y-%m-%d %H:%M}"
-    if earlier.astimezone(zone).replace(tzinfo=None) != local:
+    try:
+        earlier = local.replace(tzinfo=zone, fold=0).astimezone(UTC)
+        later = local.replace(tzinfo=zone, fold=1).astimezone(UTC)
+        round_trip = earlier.astimezone(zone).replace(tzinfo=None)
+    except (OverflowError, ValueError):  # the first or last hours of year 1 or 9999 in UTC
+        raise InvalidRequest(_("%(time)s is out of range: enter a real date.", time=shown)) from None
+    if round_trip != local:
         raise InvalidRequest(
             _(
                 "%(time)s does not exist in %(zone)s: the clocks go forward then. Choose a time outside "

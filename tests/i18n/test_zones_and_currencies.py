@@ -58,6 +58,8 @@ def test_wall_clock_times_become_utc_across_daylight_saving(local, zone, utc):
         (datetime(2030, 3, 10, 2, 15), "America/New_York", "does not exist in America/New_York"),
         (datetime(2030, 10, 27, 2, 30), "Europe/Berlin", "happens twice in Europe/Berlin"),
         (datetime(2030, 11, 3, 1, 30), "America/New_York", "happens twice in America/New_York"),
+        (datetime(9999, 12, 31, 23, 0), "America/New_York", "is out of range"),
+        (datetime(1, 1, 1, 0, 30), "Europe/Berlin", "is out of range"),
     ],
 )
 def test_a_skipped_or_repeated_time_is_refused(local, zone, says):
@@ -169,6 +171,7 @@ def test_a_new_event_takes_the_configured_zone_and_currency(client, db_session, 
     [
         ({"date": SKIPPED, "timezone": "Europe/Berlin"}, "2030-03-31 02:30 does not exist in Europe/Berlin"),
         ({"date": REPEATED, "timezone": "Europe/Berlin"}, "2030-10-27 02:30 happens twice in Europe/Berlin"),
+        ({"date": "9999-12-31T23:00", "timezone": "America/New_York"}, "9999-12-31 23:00 is out of range"),
         ({"timezone": "Mars/Olympus"}, "Choose a time zone from the list"),
         ({"timezone": "<script>"}, "Choose a time zone from the list"),
         ({"currency": "XYZ"}, "Enter a currency as its ISO 4217 code"),

@@ -5,7 +5,7 @@ from decimal import Decimal
 
 from babel.dates import format_datetime, format_skeleton, get_timezone_name
 from babel.numbers import format_currency
-from flask import current_app, has_request_context
+from flask import current_app, has_app_context
 from flask_babel import get_locale
 
 from app.models import row_label, utcnow
@@ -16,8 +16,8 @@ ENGLISH_PATTERN = "EEE d MMM y, HH:mm"
 
 
 def page_locale() -> str:
-    """The language of this page ('en' outside a request)."""
-    return str(get_locale() or "en") if has_request_context() else "en"
+    """The language of this page, or of an email rendered under force_locale ('en' outside an app)."""
+    return str(get_locale() or "en") if has_app_context() else "en"
 
 
 def money(value, currency: str | None = None) -> str:

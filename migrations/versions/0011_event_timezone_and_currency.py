@@ -5,7 +5,7 @@ prices were euros, so they get 'UTC' and 'EUR'. New events take DEFAULT_TIMEZONE
 DEFAULT_CURRENCY from the configuration.
 
 Revision ID: 0011
-Revises: 0003
+Revises: 0008
 Create Date: 2026-12-07 02:30:00
 
 """
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '0011'
-down_revision = '0003'
+down_revision = '0008'
 branch_labels = None
 depends_on = None
 

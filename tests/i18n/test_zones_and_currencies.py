@@ -13,7 +13,7 @@ from app.models import Event, Seat
 from app.services import booking, currencies, events, payments, zones
 from app.services.errors import InvalidRequest
 from app.templating import local_time, money
-from tests.admin_support import admin, event_form, post_form  # noqa: F401 (admin: a fixture)
+from tests.admin_support import event_form, post_form
 
 # Europe/Berlin in 2030: clocks go forward on 31 March (02:00 -> 03:00) and back on 27 October
 # (03:00 -> 02:00); America/New_York on 10 March and 3 November.

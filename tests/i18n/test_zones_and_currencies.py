@@ -250,3 +250,24 @@ def test_the_currency_cannot_change_once_there_are_orders(client, db_session, fa
     assert "The currency cannot change once the event has orders" in response.get_data(as_text=True)
     db_session.refresh(event)
     assert event.currency == "EUR"
+
+
+def test_the_confirmation_email_uses_the_venue_clock_and_the_event_currency(factory, db_session):
+    """Rendered in the buyer's language outside any request, as the mail job does."""
+    from app.models import OutboxEmail
+    from app.services import mail
+
+    event = factory.event(name="Tokyo Night", categories=[events.CategorySpec("Standard", Decimal("8000"))])
+    event.currency, event.timezone = "JPY", "Asia/Tokyo"
+    event.date = datetime(2030, 6, 1, 10, 0)
+    db_session.commit()
+    buyer = factory.user(email="yen@example.com")
+    seat_id = db_session.scalar(sa.select(Seat.id).where(Seat.event_id == event.id).order_by(Seat.id))
+    order = booking.hold(buyer, event, [seat_id])
+    payments.pay_by_card(order, user=buyer, card_number=payments.CARD_SUCCEEDS)
+    row = db_session.scalars(sa.select(OutboxEmail).where(OutboxEmail.order_id == order.id)).one()
+    row.language = "de"
+    message = mail.build_message(row)
+    text = message.body
+    assert "8.000\xa0¥" in text
+    assert "Sa., 1. Juni 2030, 19:00" in text

@@ -323,3 +323,18 @@ def test_the_checkout_says_when_the_hold_is_placed_and_about_to_end(new_page, fa
     page.goto(page.base + f"/orders/{ending.reference}/checkout")
     expect(announcer).to_have_text("Less than a minute is left on your hold. Pay now to keep your seats.")
     assert page.errors == []
+
+
+def test_the_skip_link_jumps_past_the_map_to_the_summary(page, factory):
+    event = factory.event(name="Skip It", rows=5, columns=10)
+    page.goto(page.base + f"/events/{event.id}")
+    map_loaded(page)
+    skip = page.get_by_role("link", name="Skip the seat map")
+    skip.focus()
+    expect(skip).to_be_visible()
+    page.keyboard.press("Enter")
+    expect(page.locator("#seat-summary")).to_be_focused()
+    page.keyboard.press("Shift+Tab")  # back into the map lands on its one Tab stop
+    expect(page.locator("[data-seat='A1']")).to_be_focused()
+    outline = page.locator("[data-seat='A1']").evaluate("seat => getComputedStyle(seat).outlineStyle")
+    assert outline == "solid", "a focused seat shows a focus ring"

@@ -64,7 +64,7 @@ def event_edit(event_id):
     if event.status == EventStatus.CANCELLED:
         flash("A cancelled event can no longer be edited.", "error")
         return redirect(url_for("admin.event_detail", event_id=event.id))
-    form = EventForm(data=event_form_data(event), original_date=event.date)
+    form = EventForm(data=event_form_data(event), original_date=event.date, original_timezone=event.timezone)
     if form.validate_on_submit():
         try:
             events.update_event(event, form.details())

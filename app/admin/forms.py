@@ -111,10 +111,11 @@ class EventForm(FlaskForm):
     categories = FieldList(FormField(CategoryLineForm), min_entries=CATEGORY_LINES, max_entries=CATEGORY_LINES)
     submit = SubmitField("Save event")
 
-    def __init__(self, *args, original_date=None, **kwargs):
+    def __init__(self, *args, original_date=None, original_timezone=None, **kwargs):
         super().__init__(*args, **kwargs)
         # Editing may keep a date that has since passed; a new or changed date must be in the future.
         self.original_date = original_date
+        self.original_timezone = original_timezone
         self.category_errors = []
         self.timezone.choices = [(name, name) for name in zones.timezone_names()]
         if not self.timezone.data:
@@ -140,18 +141,26 @@ class EventForm(FlaskForm):
         """Turn the venue's wall-clock time into UTC; a kept date may have passed, a new one may not."""
         if self.date.errors or self.timezone.errors or self.date.data is None:
             return not (self.date.errors or self.timezone.errors)
+        if self._keeps_original_date():
+            self.date.data = self.original_date
+            return True
         try:
             moment = zones.to_utc(self.date.data, self.timezone.data)
-            original = self.original_date
-            if original is not None and moment == original.replace(second=0, microsecond=0):
-                moment = original
-            else:
-                events.check_future_date(moment)
+            events.check_future_date(moment)
         except InvalidRequest as error:
             self.date.errors.append(error.message)
             return False
         self.date.data = moment
         return True
+
+    def _keeps_original_date(self) -> bool:
+        """The date as the edit form showed it, in the same zone: kept exactly, even when it has passed
+        or falls in an hour the clocks repeat (it was saved as one of the two)."""
+        original, zone = self.original_date, self.original_timezone
+        if original is None or (zone is not None and self.timezone.data != zone):
+            return False
+        shown = zones.to_local(original, zone or self.timezone.data).replace(tzinfo=None, second=0, microsecond=0)
+        return self.date.data == shown
 
     def _prices_in_currency(self) -> bool:
         """Each price exact to the currency's minor units (no cents for JPY)."""

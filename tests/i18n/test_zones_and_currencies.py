@@ -154,6 +154,23 @@ def test_an_edit_that_keeps_the_date_keeps_it_exactly(client, db_session):
 
 
 @pytest.mark.usefixtures("admin")
+def test_an_event_saved_in_a_repeated_hour_can_still_be_edited(client, db_session, factory):
+    """02:30 on the night the clocks go back was saved as one moment; saving the form again keeps it."""
+    event = factory.event(name="Late Show")
+    event.timezone, event.date = "Europe/Berlin", datetime(2030, 10, 27, 0, 30)  # 02:30 CEST, the first one
+    db_session.commit()
+    edit = client.get(f"/admin/events/{event.id}/edit").get_data(as_text=True)
+    assert 'value="2030-10-27T02:30"' in edit
+    data = event_form(client, name="Later Show", date=REPEATED, timezone="Europe/Berlin", rows="3", columns="4")
+    assert client.post(f"/admin/events/{event.id}/edit", data=data).status_code == 302
+    db_session.refresh(event)
+    assert (event.name, event.date) == ("Later Show", datetime(2030, 10, 27, 0, 30))
+    data = event_form(client, date=REPEATED, timezone="Europe/Paris", rows="3", columns="4")
+    response = client.post(f"/admin/events/{event.id}/edit", data=data)
+    assert response.status_code == 400 and "happens twice in Europe/Paris" in response.get_data(as_text=True)
+
+
+@pytest.mark.usefixtures("admin")
 def test_a_new_event_takes_the_configured_zone_and_currency(client, db_session, app):
     data = event_form(client)
     del data["csrf_token"]

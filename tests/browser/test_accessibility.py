@@ -139,6 +139,13 @@ def test_every_admin_page_has_no_wcag_violations(page, factory):
         f"/admin/users/{buyer.id}/edit",
     ):
         assert_accessible(page, path)
+    page.goto(page.base + f"/admin/events/{event.id}")
+    sold_seat = page.get_by_role(
+        "link", name=re.compile(r"^Row A, seat 1, Premium, €80\.00, booked, A1: booked by fan@")
+    )
+    expect(sold_seat).to_have_count(1)
+    free_seat = page.locator("[data-seat='B4']")
+    expect(free_seat).to_contain_text("Row B, seat 4, Standard, €40.00, available")
     page.goto(page.base + "/admin/events/new")
     page.fill("#name", "")
     with page.expect_navigation():

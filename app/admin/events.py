@@ -1,6 +1,7 @@
 """Admin: events, their seat maps and life cycle (draft -> published -> cancelled)."""
 
 from flask import flash, redirect, render_template, request, url_for
+from flask_login import current_user
 
 from app.admin import bp
 from app.admin.forms import CATEGORY_LINES, ConfirmForm, EventForm, event_form_data, new_event_data
@@ -46,7 +47,7 @@ def event_new():
     form = EventForm(data=new_event_data())
     if form.validate_on_submit():
         try:
-            event = events.create_event(**vars(form.details()))
+            event = events.create_event(**vars(form.details()), actor=current_user)
         except DomainError as error:
             db.session.rollback()
             form.form_errors.append(error.message)
@@ -67,7 +68,7 @@ def event_edit(event_id):
     form = EventForm(data=event_form_data(event), original_date=event.date)
     if form.validate_on_submit():
         try:
-            events.update_event(event, form.details())
+            events.update_event(event, form.details(), actor=current_user)
         except DomainError as error:
             db.session.rollback()
             form.form_errors.append(error.message)
@@ -107,7 +108,7 @@ def event_publish(event_id):
     event = event_or_404(event_id)
     if ConfirmForm().validate_on_submit():
         try:
-            events.publish_event(event)
+            events.publish_event(event, actor=current_user)
         except DomainError as error:
             db.session.rollback()
             flash(f"Not published: {error.message}", "error")
@@ -161,7 +162,7 @@ def event_delete(event_id):
     form = ConfirmForm()
     if form.validate_on_submit():
         try:
-            events.delete_event(event)
+            events.delete_event(event, actor=current_user)
         except DomainError as error:
             flash(f"Not deleted: {error.message}", "error")
             return redirect(url_for("admin.event_detail", event_id=event.id))

@@ -73,7 +73,7 @@ def record(
         subject_type=subject_type_of(subject),
         subject_id=getattr(subject, "id", None),
         event_id=event_id if event_id is not None else _event_id_of(subject),
-        data=_jsonable(data or {}),
+        data=jsonable(data or {}),
     )
     db.session.add(entry)
     return entry
@@ -104,7 +104,7 @@ def _plain(value):
     raise TypeError(f"audit data cannot hold {type(value).__name__}")
 
 
-def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
+def jsonable(data):
     """The details as plain JSON (Decimal as a string, datetimes in ISO form), checked now."""
     return json.loads(json.dumps(data, default=_plain))
 

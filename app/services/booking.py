@@ -36,7 +36,7 @@ from app.models import (
     User,
     utcnow,
 )
-from app.services import seat_changes, seatmap, states
+from app.services import audit, seat_changes, seatmap, states
 from app.services.errors import DomainError, InvalidRequest, NotFound
 from app.services.transactions import SeatsBusy, run_unit_of_work
 
@@ -567,20 +567,37 @@ def _cancel_locked_order(order: Order, now: datetime, reason: str) -> Decimal:
     return refunded
 
 
-def cancel_order(order: Order, *, now: datetime | None = None, reason: str = "Cancelled by the organiser.") -> Order:
+def cancel_order(
+    order: Order,
+    *,
+    now: datetime | None = None,
+    reason: str = "Cancelled by the organiser.",
+    actor=None,
+    actor_label: str | None = None,
+) -> Order:
     """Admin: cancel a live order, refund it in full if paid, and free its seats."""
     order_id = order.id
 
     def work():
+        moment = now or utcnow()
         locked = lock_order_with_seats(order_id)
-        _cancel_locked_order(locked, now or utcnow(), reason)
+        was = locked.status
+        refunded = _cancel_locked_order(locked, moment, reason)
+        audit.record(
+            "order.cancelled",
+            actor=actor,
+            actor_label=actor_label,
+            subject=locked,
+            data={"reference": locked.reference, "was": was, "reason": reason, "refunded": refunded},
+            now=moment,
+        )
         return locked
 
     return run_unit_of_work(work)
 
 
 def cancel_booking(
-    booking: Booking, *, now: datetime | None = None, reason: str = "Cancelled by the organiser."
+    booking: Booking, *, now: datetime | None = None, reason: str = "Cancelled by the organiser.", actor=None
 ) -> Booking:
     """Admin: cancel one seat of an order, refund that seat if it was paid, and free the seat."""
     from app.services import payments
@@ -595,8 +612,22 @@ def cancel_booking(
         if target.status not in OrderStatus.LIVE:
             raise OrderNotPending(f"This booking is already {target.status}.")
         others_live = [b for b in order.bookings if b.id != booking_id and b.status in OrderStatus.LIVE]
+        audit.record(
+            "booking.cancelled",
+            actor=actor,
+            subject=target,
+            data={"reference": order.reference, "seat": target.seat.label, "was": target.status, "reason": reason},
+            now=moment,
+        )
         if not others_live:
-            _cancel_locked_order(order, moment, reason)
+            refunded = _cancel_locked_order(order, moment, reason)
+            audit.record(
+                "order.cancelled",
+                actor=actor,
+                subject=order,
+                data={"reference": order.reference, "reason": reason, "refunded": refunded, "last_seat": True},
+                now=moment,
+            )
             return target
         if order.status == OrderStatus.PENDING and any(payments.is_unanswered(p) for p in order.payments):
             raise PaymentUnsettled(

@@ -72,6 +72,38 @@ def close_past_events() -> int:
         return closed
 
 
+def cancel_orders(run_id: str) -> dict:
+    """Job: cancel and refund the orders of a cancellation run, one unit of work each."""
+    from app.services import cancellations
+
+    with job_app_context():
+        run = cancellations.run_cancellation(run_id)
+        log.info(
+            "cancellation run %s: %d cancelled, %d skipped, %d failed",
+            run.id,
+            run.cancelled,
+            run.skipped,
+            len(run.failed),
+        )
+        return run.progress()
+
+
+# Each order takes a refund call: allow a slow provider a few seconds per order of a big event.
+CANCELLATION_TIMEOUT_SECONDS = 6 * 3600
+
+
+def enqueue_cancellation(connection, run_id: str) -> Job:
+    """Queue the job of a cancellation run (its id is the run's, so it is queued once)."""
+    return queue(connection).enqueue(
+        cancel_orders,
+        run_id,
+        job_id=f"stagepass-cancellation-{run_id}",
+        job_timeout=CANCELLATION_TIMEOUT_SECONDS,
+        result_ttl=24 * 3600,
+        failure_ttl=7 * 24 * 3600,
+    )
+
+
 def queue(connection) -> Queue:
     return Queue(QUEUE_NAME, connection=connection)
 

@@ -649,6 +649,27 @@ def cancel_booking(
     return run_unit_of_work(work)
 
 
+def cancel_pending_orders_of_event(event_id: int, now: datetime, reason: str) -> list[Order]:
+    """Close every pending order of the event as cancelled, freeing its holds.
+
+    Inside the caller's unit of work, with the event row already locked (so no new hold starts):
+    locks the held seats in ascending id, then the orders, and re-checks each one under its lock.
+    """
+    held = sa.select(Booking.seat_id).join(Order, Order.id == Booking.order_id)
+    _lock_seats(db.session.scalars(held.where(Order.event_id == event_id, Order.status == OrderStatus.PENDING)))
+    orders = db.session.scalars(
+        sa.select(Order)
+        .where(Order.event_id == event_id, Order.status == OrderStatus.PENDING)
+        .order_by(Order.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+        .options(so.selectinload(Order.bookings), so.selectinload(Order.payments))
+    ).all()
+    for order in orders:
+        _close_pending(order, OrderStatus.CANCELLED, now, reason=reason)
+    return list(orders)
+
+
 def cancel_event(event: Event, *, now: datetime | None = None) -> CancelSummary:
     """Admin: cancel the event, cancel every live order (refunding paid ones) and free every seat."""
     event_id = event.id

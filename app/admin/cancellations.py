@@ -80,7 +80,7 @@ def event_cancel_retry(event_id):
     return _started(lambda: cancellations.retry_event(event, actor=current_user), back, stay=True)
 
 
-@bp.route("/orders/cancel", methods=["POST"])
+@bp.route("/bookings/cancel-orders", methods=["POST"])
 @admin_required
 def orders_cancel():
     """Cancel and refund the orders selected on the bookings list, after confirmation, as a job."""

@@ -245,13 +245,13 @@ def test_bulk_cancel_of_selected_orders(client, admin, factory, redis_client, sa
     assert f'name="order_id" value="{first.id}"' in listing and 'form="bulk-cancel"' in listing
 
     chosen = {"order_id": [str(first.id), str(second.id), str(refused.id)], "back": "/admin/bookings?status=confirmed"}
-    confirm = post_form(client, "/admin/orders/cancel", chosen)
+    confirm = post_form(client, "/admin/bookings/cancel-orders", chosen)
     assert confirm.status_code == 200
     page = text(confirm)
     assert "Cancel 3 order(s)?" in page and "€100.00 in all" in page and kept.reference not in page
     assert order_states(first) == [("confirmed", "paid")]  # asking changes nothing
 
-    response = post_form(client, "/admin/orders/cancel", {**chosen, "confirmed": "yes"})
+    response = post_form(client, "/admin/bookings/cancel-orders", {**chosen, "confirmed": "yes"})
     assert response.status_code == 302 and "/admin/cancellations/" in response.location
     run_page = response.location
     work_off(redis_client)
@@ -267,7 +267,7 @@ def test_bulk_cancel_of_selected_orders(client, admin, factory, redis_client, sa
 
 
 def test_bulk_cancel_needs_a_selection(client, admin, factory):
-    response = post_form(client, "/admin/orders/cancel", {"order_id": ["x", "0"]})
+    response = post_form(client, "/admin/bookings/cancel-orders", {"order_id": ["x", "0"]})
     assert response.status_code == 302 and response.location == "/admin/bookings"
     assert "Select at least one order" in text(client.get("/admin/bookings"))
 

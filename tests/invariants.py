@@ -20,6 +20,13 @@ def assert_invariants():
     order and in total (counting only what the provider says succeeded)."""
     db.session.expire_all()
     bookings = db.session.scalars(sa.select(Booking).execution_options(include_deleted=True)).all()
+    _assert_seats_match_bookings(bookings)
+    for order in db.session.scalars(sa.select(Order)):
+        _assert_order_adds_up(order)
+    _assert_money_adds_up()
+
+
+def _assert_seats_match_bookings(bookings):
     live_per_seat = Counter(
         b.seat_id for b in bookings if b.status in ("pending", "confirmed") and b.deleted_at is None
     )
@@ -41,26 +48,29 @@ def assert_invariants():
                 # prices of held or booked seats cannot change, so a live booking costs its seat's price
                 assert b.total_amount == seat.price_category.price, (seat, b, b.total_amount)
 
-    for order in db.session.scalars(sa.select(Order)):
-        booking_states = {b.status for b in order.bookings}
-        if order.status == "confirmed":
-            assert order.payment_status == "paid" and order.paid_at is not None, order
-        if order.status in ("expired", "failed", "cancelled"):
-            assert "pending" not in booking_states, (order, booking_states)
-            assert all(p.result != PaymentResult.PENDING for p in order.payments), (order, "a payment is still pending")
-        if order.status == "pending":
-            # an admin's cancelled seat leaves the total; a seat whose hold ran out still counts until cleanup
-            owed = sum((b.total_amount for b in order.bookings if b.status != "cancelled"), Decimal("0"))
-            assert order.total_amount == owed, (order, order.total_amount, owed)
-        charges = [p for p in order.payments if p.kind == "charge" and p.result == "succeeded"]
-        assert len(charges) <= 1, order
-        if order.payment_status in ("paid", "refunded"):
-            assert len(charges) == 1 and charges[0].amount == order.total_amount, order
-        refunded = succeeded(order.payments, PaymentKind.REFUND)
-        kept = sum((b.total_amount for b in order.bookings if b.status == "confirmed"), Decimal("0"))
-        assert succeeded(order.payments, PaymentKind.CHARGE) - refunded == kept, (order, order.payments, kept)
-        assert order.refunded_amount == refunded, (order, order.refunded_amount, refunded)
 
+def _assert_order_adds_up(order):
+    booking_states = {b.status for b in order.bookings}
+    if order.status == "confirmed":
+        assert order.payment_status == "paid" and order.paid_at is not None, order
+    if order.status in ("expired", "failed", "cancelled"):
+        assert "pending" not in booking_states, (order, booking_states)
+        assert all(p.result != PaymentResult.PENDING for p in order.payments), (order, "a payment is still pending")
+    if order.status == "pending":
+        # an admin's cancelled seat leaves the total; a seat whose hold ran out still counts until cleanup
+        owed = sum((b.total_amount for b in order.bookings if b.status != "cancelled"), Decimal("0"))
+        assert order.total_amount == owed, (order, order.total_amount, owed)
+    charges = [p for p in order.payments if p.kind == "charge" and p.result == "succeeded"]
+    assert len(charges) <= 1, order
+    if order.payment_status in ("paid", "refunded"):
+        assert len(charges) == 1 and charges[0].amount == order.total_amount, order
+    refunded = succeeded(order.payments, PaymentKind.REFUND)
+    kept = sum((b.total_amount for b in order.bookings if b.status == "confirmed"), Decimal("0"))
+    assert succeeded(order.payments, PaymentKind.CHARGE) - refunded == kept, (order, order.payments, kept)
+    assert order.refunded_amount == refunded, (order, order.refunded_amount, refunded)
+
+
+def _assert_money_adds_up():
     payments = db.session.scalars(sa.select(Payment)).all()
     kept = db.session.scalar(
         sa.select(sa.func.coalesce(sa.func.sum(Booking.total_amount), 0)).where(Booking.status == "confirmed")

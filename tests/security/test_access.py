@@ -15,8 +15,8 @@ import pytest
 
 from app.services import booking, health, live, payments, seatmap
 from tests.admin_support import FUTURE, category_lines, seat_ids
-from tests.support import PASSWORD, csrf_token, empty_tables, log_in
 from tests.invariants import changed_rows, snapshot_rows
+from tests.support import PASSWORD, csrf_token, empty_tables, log_in
 
 ROLES = ("guest", "buyer", "owner", "admin")
 
@@ -113,6 +113,8 @@ EXPECTED = {
     ("admin.user_edit", "POST"): admin_action(redirect("/admin/users", changes=True)),
     ("admin.user_delete", "GET"): ADMIN_PAGE,
     ("admin.user_delete", "POST"): admin_action(redirect("/admin/users/{user_id}/edit")),  # refused: the owner ordered
+    # refused: the order is not confirmed (mail's route, merged without a rule)
+    ("admin.order_resend_confirmation", "POST"): admin_action(redirect("/admin/orders/{reference}")),
     ("admin.audit_log", "GET"): ADMIN_PAGE,
     ("admin.audit_csv", "GET"): ADMIN_PAGE,
     ("admin.cancellation", "GET"): admin_action(NOT_FOUND),  # no such run in this world

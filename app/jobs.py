@@ -16,7 +16,8 @@ from datetime import UTC, datetime, timedelta
 import redis
 from flask import current_app, has_app_context
 from rq import Queue, Worker, worker_registration
-from rq.job import Job
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
 from rq_scheduler import Scheduler
 
 log = logging.getLogger(__name__)
@@ -109,6 +110,18 @@ def cancel_orders(run_id: str) -> dict:
 
 # Each order takes a refund call: allow a slow provider a few seconds per order of a big event.
 CANCELLATION_TIMEOUT_SECONDS = 6 * 3600
+
+
+# A job in one of these states will never run (again) by itself.
+DEAD_JOB_STATES = (None, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED)
+
+
+def cancellation_job_status(connection, run_id: str) -> JobStatus | None:
+    """The RQ status of a cancellation run's job, None once Redis no longer has the job."""
+    try:
+        return Job.fetch(f"stagepass-cancellation-{run_id}", connection=connection).get_status()
+    except NoSuchJobError:
+        return None
 
 
 def enqueue_cancellation(connection, run_id: str) -> Job:

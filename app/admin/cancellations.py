@@ -33,13 +33,8 @@ def run_or_404(run_id: str) -> cancellations.CancellationRun:
 def cancellation(run_id):
     """One cancellation run: its progress, and the orders whose cancellation failed."""
     run = run_or_404(run_id)
-    orders = cancellations.orders_of_run(run)
-    failures = [
-        cancellations.OpenOrder(orders[int(order_id)], failure["reason"])
-        for order_id, failure in run.failed.items()
-        if int(order_id) in orders
-    ]
-    can_retry = run.is_finished and any(row.order.status in OrderStatus.LIVE for row in failures)
+    failures = cancellations.failures_of_run(run)
+    can_retry = run.is_over and any(row.order.status in OrderStatus.LIVE for row in failures)
     return render_template(
         "admin/cancellation.html", run=run, failures=failures, can_retry=can_retry, form=ConfirmForm()
     )

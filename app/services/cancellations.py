@@ -61,6 +61,8 @@ class RunState:
     QUEUED = "queued"
     RUNNING = "running"
     FINISHED = "finished"
+    # Never stored: a run not finished whose job is gone or failed (the worker died, Redis lost it).
+    INTERRUPTED = "interrupted"
 
 
 @dataclass
@@ -93,6 +95,11 @@ class CancellationRun:
     def is_finished(self) -> bool:
         return self.state == RunState.FINISHED
 
+    @property
+    def is_over(self) -> bool:
+        """Nothing will change it any more: finished, or interrupted (then its orders can be retried)."""
+        return self.state in (RunState.FINISHED, RunState.INTERRUPTED)
+
     def progress(self) -> dict:
         """What the progress endpoint answers."""
         return {
@@ -104,7 +111,7 @@ class CancellationRun:
             "skipped": self.skipped,
             "failed": len(self.failed),
             "refunded": self.refunded,
-            "finished": self.is_finished,
+            "finished": self.is_over,
         }
 
 
@@ -120,7 +127,18 @@ def find_run(run_id: str) -> CancellationRun | None:
     if not RUN_ID.match(run_id or ""):
         return None
     stored = get_redis().get(RUN_KEY.format(run_id))
-    return None if stored is None else CancellationRun(**json.loads(stored))
+    if stored is None:
+        return None
+    run = CancellationRun(**json.loads(stored))
+    if not run.is_finished and _job_has_died(run.id):
+        run.state = RunState.INTERRUPTED
+    return run
+
+
+def _job_has_died(run_id: str) -> bool:
+    from app import jobs
+
+    return jobs.cancellation_job_status(get_redis(), run_id) in jobs.DEAD_JOB_STATES
 
 
 def get_run(run_id: str) -> CancellationRun:
@@ -233,6 +251,9 @@ def retry_event(event: Event, *, actor=None) -> CancellationRun:
     """Queue a new run over the orders of a cancelled event that are still live (refunds that failed)."""
     if event.status != EventStatus.CANCELLED:
         raise InvalidRequest(_("Only the orders of a cancelled event can be retried; cancel the event first."))
+    working = latest_run_of_event_or_none(event.id)
+    if working is not None and not working.is_over:
+        raise InvalidRequest(_("A run is still cancelling this event's orders; retry once it has finished."))
     order_ids = _live_order_ids(Order.event_id == event.id)
     if not order_ids:
         raise InvalidRequest(_("Every order of this event is already cancelled."))
@@ -253,11 +274,12 @@ def start_order_cancellation(order_ids, *, actor=None) -> CancellationRun:
 
 
 def retry_run(run: CancellationRun, *, actor=None) -> CancellationRun:
-    """Queue a new run over this run's failed orders that are still live."""
-    failed = [int(order_id) for order_id in run.failed]
-    live = _live_order_ids(Order.id.in_(failed)) if failed else []
+    """Queue a new run over this run's orders that are still live (failed, or never reached)."""
+    if not run.is_over:
+        raise InvalidRequest(_("This run is still working; retry once it has finished."))
+    live = _live_order_ids(Order.id.in_(run.order_ids))
     if not live:
-        raise InvalidRequest(_("No failed order of this run is still live."))
+        raise InvalidRequest(_("Every order of this run is already cancelled."))
     return _enqueue(_new_run(live, actor, run.event_id))
 
 
@@ -361,9 +383,12 @@ def last_failure_reasons(order_ids: list[int]) -> dict[int, str]:
     return {entry.subject_id: entry.data.get("reason") for entry in entries}
 
 
-def orders_of_run(run: CancellationRun) -> dict[int, Order]:
-    """The run's failed orders as they are now, by id."""
-    ids = [int(order_id) for order_id in run.failed]
-    if not ids:
-        return {}
-    return {order.id: order for order in db.session.scalars(sa.select(Order).where(Order.id.in_(ids)))}
+def failures_of_run(run: CancellationRun) -> list[OpenOrder]:
+    """The run's failed orders as they are now, with the reasons; an interrupted run adds those it never reached."""
+    reasons = {int(order_id): failure["reason"] for order_id, failure in run.failed.items()}
+    if run.state == RunState.INTERRUPTED:
+        reasons.update({order_id: None for order_id in run.order_ids[run.done :]})
+    if not reasons:
+        return []
+    orders = db.session.scalars(sa.select(Order).where(Order.id.in_(reasons)).order_by(Order.id)).all()
+    return [OpenOrder(order, reasons[order.id]) for order in orders]

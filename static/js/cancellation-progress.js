@@ -32,7 +32,7 @@ document.addEventListener("alpine:init", () => {
     showState() {
       this.progressMax = Math.max(this.total, 1);
       this.stateText = this.root.querySelector("[data-state-text]").dataset[this.state] || this.state;
-      this.isFinished = this.state === "finished";
+      this.isFinished = this.state === "finished" || this.state === "interrupted";
     },
 
     async poll() {

@@ -277,3 +277,49 @@ def test_unknown_runs_are_not_found(client, admin):
     assert client.get("/admin/cancellations/../../etc").status_code == 404
     missing = client.get("/admin/cancellations/0123456789abcdef/progress")
     assert missing.status_code == 404 and missing.get_json()["code"] == "run_not_found"
+
+
+def test_a_run_whose_job_died_can_be_retried(client, admin, factory, redis_client, sandbox_provider):
+    """The worker died mid-run (its job failed or is gone): the run shows as interrupted, and the
+    orders it never reached are listed with the retry button."""
+    event = factory.event()
+    ids = seat_ids(event)
+    first = paid_order(factory.user(), event, ids[:1])
+    second = paid_order(factory.user(), event, ids[1:2])
+    post_form(client, f"/admin/events/{event.id}/cancel")
+    run = cancellations.latest_run_of_event(event.id)
+    run.state, run.done = "running", 0
+    cancellations.save_run(run)
+    assert "Orders still to cancel" not in text(client.get(f"/admin/events/{event.id}"))  # still working
+    jobs.queue(redis_client).empty()
+    redis_client.delete(f"rq:job:stagepass-cancellation-{run.id}")
+
+    progress = client.get(f"/admin/cancellations/{run.id}/progress").get_json()
+    assert (progress["state"], progress["finished"]) == ("interrupted", True)
+    page = text(client.get(f"/admin/cancellations/{run.id}"))
+    assert "Interrupted" in page and first.reference in page and second.reference in page
+    response = post_form(client, f"/admin/cancellations/{run.id}/retry")
+    assert response.status_code == 302 and run.id not in response.location
+    work_off(redis_client)
+    assert order_states(first, second) == [("cancelled", "refunded"), ("cancelled", "refunded")]
+
+
+def test_a_run_still_working_cannot_be_retried(client, admin, factory, redis_client, sandbox_provider):
+    event = factory.event()
+    paid_order(factory.user(), event, seat_ids(event, 1))
+    post_form(client, f"/admin/events/{event.id}/cancel")
+    run = cancellations.latest_run_of_event(event.id)
+    response = post_form(client, f"/admin/cancellations/{run.id}/retry")
+    assert response.location == f"/admin/cancellations/{run.id}"
+    assert "still working" in text(client.get(response.location))
+    assert cancellations.latest_run_of_event(event.id).id == run.id
+
+
+def test_an_event_whose_run_is_still_working_is_not_retried(client, admin, factory, redis_client, sandbox_provider):
+    event = factory.event()
+    paid_order(factory.user(), event, seat_ids(event, 1))
+    post_form(client, f"/admin/events/{event.id}/cancel")
+    run = cancellations.latest_run_of_event(event.id)
+    response = post_form(client, f"/admin/events/{event.id}/cancel/retry")
+    assert "still cancelling" in text(client.get(response.location))
+    assert cancellations.latest_run_of_event(event.id).id == run.id

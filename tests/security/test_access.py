@@ -117,8 +117,6 @@ EXPECTED = {
     ("admin.user_edit", "POST"): admin_action(redirect("/admin/users", changes=True)),
     ("admin.user_delete", "GET"): ADMIN_PAGE,
     ("admin.user_delete", "POST"): admin_action(redirect("/admin/users/{user_id}/edit")),  # refused: the owner ordered
-    # refused: the order is not confirmed (mail's route, merged without a rule)
-    ("admin.order_resend_confirmation", "POST"): admin_action(redirect("/admin/orders/{reference}")),
     ("admin.audit_log", "GET"): ADMIN_PAGE,
     ("admin.audit_csv", "GET"): ADMIN_PAGE,
     ("admin.cancellation", "GET"): admin_action(NOT_FOUND),  # no such run in this world

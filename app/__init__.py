@@ -3,6 +3,7 @@
 import logging
 
 from flask import Flask
+from flask_babel import lazy_gettext as _l
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from app.extensions import configure_engines, csrf, db, limiter, login_manager, mailman, migrate
@@ -67,7 +68,7 @@ def register_extensions(app):
     migrate.init_app(app, db, directory=str(BASE_DIR / "migrations"))
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
-    login_manager.login_message = "Please log in to continue."
+    login_manager.login_message = _l("Please log in to continue.")
     login_manager.login_message_category = "info"
     login_manager.unauthorized_handler(send_guest_to_log_in)
     csrf.init_app(app)

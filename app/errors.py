@@ -1,6 +1,7 @@
 """Error handlers: JSON for API calls, a page for everything else."""
 
 from flask import current_app, jsonify, make_response, render_template, request
+from flask_babel import gettext as _
 from flask_limiter.errors import RateLimitExceeded
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
@@ -18,6 +19,7 @@ def wants_json() -> bool:
 
 
 def error_response(status: int, message: str, code: str, **details):
+    message = str(message)  # a lazily translated message, read in this request's language
     if wants_json():
         return jsonify(error=message, code=code, **details), status
     return render_template("errors/error.html", status=status, message=message), status
@@ -30,12 +32,28 @@ def _size(limit: int) -> str:
     return f"{limit} bytes"
 
 
+def _translated_description(error: HTTPException) -> str:
+    """Werkzeug's own wording of the common errors, in the request's language; our own messages as given."""
+    if error.description != type(error).description:
+        return error.description
+    return {
+        400: _("The request could not be understood. Nothing was changed."),
+        403: _("You are not allowed to see this page."),
+        404: _("This page does not exist. Check the address, or start again from the events."),
+        405: _("This page cannot be used that way."),
+        409: _("That conflicts with a change made in the meantime. Nothing was changed."),
+    }.get(error.code, error.description)
+
+
 def register(app):
     @app.errorhandler(CSRFError)
     def csrf_error(error):
         return error_response(
             400,
-            f"The form has expired or is missing its security token ({error.description}). Please try again.",
+            _(
+                "The form has expired or is missing its security token (%(reason)s). Please try again.",
+                reason=error.description,
+            ),
             "csrf",
         )
 
@@ -43,7 +61,9 @@ def register(app):
     def rate_limited(error):
         response = make_response(
             error_response(
-                429, f"Too many attempts ({error.description}). Please wait a moment and try again.", "rate_limited"
+                429,
+                _("Too many attempts (%(limit)s). Please wait a moment and try again.", limit=error.description),
+                "rate_limited",
             )
         )
         response.headers["Retry-After"] = str(limits.seconds_until_retry())
@@ -52,8 +72,11 @@ def register(app):
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(error):
         limit = current_app.config.get("MAX_CONTENT_LENGTH")
-        limit_text = f" (at most {_size(limit)})" if limit else ""
-        return error_response(413, f"That request is too large{limit_text}. Nothing was changed.", "too_large")
+        if limit:
+            message = _("That request is too large (at most %(size)s). Nothing was changed.", size=_size(limit))
+        else:
+            message = _("That request is too large. Nothing was changed.")
+        return error_response(413, message, "too_large")
 
     @app.errorhandler(DomainError)
     def domain_error(error):
@@ -63,11 +86,11 @@ def register(app):
     @app.errorhandler(HTTPException)
     def http_error(error):
         code = (error.name or "error").lower().replace(" ", "_")
-        return error_response(error.code, error.description, code)
+        return error_response(error.code, _translated_description(error), code)
 
     @app.errorhandler(500)
     def internal_error(error):
         db.session.rollback()
         return error_response(
-            500, "Something went wrong on our side. Nothing was charged; please try again.", "server_error"
+            500, _("Something went wrong on our side. Nothing was charged; please try again."), "server_error"
         )

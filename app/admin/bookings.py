@@ -1,6 +1,8 @@
 """Admin: bookings per event and overall, an order's detail, cancellations with refunds, CSV export."""
 
 from flask import Response, flash, redirect, render_template, url_for
+from flask_babel import gettext as _
+from flask_babel import ngettext
 from flask_login import current_user
 
 from app.admin import bp
@@ -71,22 +73,39 @@ def order_cancel(reference):
         try:
             cancelled = booking_service.cancel_order(order, **reason_of(form), actor=current_user)
         except DomainError as error:
-            flash(f"Not cancelled: {error.message}", "error")
+            flash(_("Not cancelled: %(reason)s", reason=error.message), "error")
         else:
-            flash(f"Order {reference} is cancelled{refund_note(cancelled)}; its seats are free again.", "success")
+            flash(
+                _(
+                    "Order %(reference)s is cancelled and %(amount)s refunded; its seats are free again.",
+                    reference=reference,
+                    amount=money(cancelled.refunded_amount, cancelled.event.currency),
+                )
+                if cancelled.refunded_amount
+                else _("Order %(reference)s is cancelled; its seats are free again.", reference=reference),
+                "success",
+            )
         return redirect(url_for("admin.order_detail", reference=reference))
     return render_template(
         "admin/confirm.html",
         form=form,
-        title=f"Cancel order {order.reference}?",
+        title=_("Cancel order %(reference)s?", reference=order.reference),
         lines=[
-            f"{order.user.email} loses all {len(order.bookings)} seat(s) of this order for “{order.event.name}”; "
-            "the seats become free.",
-            f"It is refunded in full ({money(order.total_amount - order.refunded_amount, order.event.currency)})."
+            ngettext(
+                "%(email)s loses the %(num)d seat of this order for “%(event)s”; the seat becomes free.",
+                "%(email)s loses all %(num)d seats of this order for “%(event)s”; the seats become free.",
+                len(order.bookings),
+                email=order.user.email,
+                event=order.event.name,
+            ),
+            _(
+                "It is refunded in full (%(amount)s).",
+                amount=money(order.total_amount - order.refunded_amount, order.event.currency),
+            )
             if order.payment_status == "paid"
-            else "Nothing was paid, so nothing is refunded.",
+            else _("Nothing was paid, so nothing is refunded."),
         ],
-        submit_label="Cancel the order",
+        submit_label=_("Cancel the order"),
         back_url=url_for("admin.order_detail", reference=order.reference),
     )
 
@@ -103,30 +122,42 @@ def booking_cancel(booking_id):
         try:
             cancelled = booking_service.cancel_booking(booking, **reason_of(form), actor=current_user)
         except DomainError as error:
-            flash(f"Not cancelled: {error.message}", "error")
+            flash(_("Not cancelled: %(reason)s", reason=error.message), "error")
         else:
-            refunded = " and refunded" if cancelled.payment_status == "refunded" else ""
-            flash(f"Seat {label} of {reference} is cancelled{refunded}; the seat is free again.", "success")
+            if cancelled.payment_status == "refunded":
+                message = _(
+                    "Seat %(seat)s of %(reference)s is cancelled and refunded; the seat is free again.",
+                    seat=label,
+                    reference=reference,
+                )
+            else:
+                message = _(
+                    "Seat %(seat)s of %(reference)s is cancelled; the seat is free again.",
+                    seat=label,
+                    reference=reference,
+                )
+            flash(message, "success")
         return redirect(url_for("admin.order_detail", reference=reference))
     paid = booking.payment_status == "paid"
     return render_template(
         "admin/confirm.html",
         form=form,
-        title=f"Cancel seat {booking.seat.label} of {reference}?",
+        title=_("Cancel seat %(seat)s of %(reference)s?", seat=booking.seat.label, reference=reference),
         lines=[
-            f"{booking.user.email} loses seat {booking.seat.label} for “{booking.event.name}”; the seat becomes free.",
-            f"The seat's {money(booking.total_amount, booking.event.currency)} is refunded."
+            _(
+                "%(email)s loses seat %(seat)s for “%(event)s”; the seat becomes free.",
+                email=booking.user.email,
+                seat=booking.seat.label,
+                event=booking.event.name,
+            ),
+            _("The seat's %(amount)s is refunded.", amount=money(booking.total_amount, booking.event.currency))
             if paid
-            else "Nothing was paid for it, so nothing is refunded.",
+            else _("Nothing was paid for it, so nothing is refunded."),
         ],
-        submit_label="Cancel the seat",
+        submit_label=_("Cancel the seat"),
         back_url=url_for("admin.order_detail", reference=reference),
     )
 
 
 def reason_of(form: CancelForm) -> dict:
     return {"reason": form.reason.data} if form.reason.data else {}
-
-
-def refund_note(order) -> str:
-    return f" and {money(order.refunded_amount, order.event.currency)} refunded" if order.refunded_amount else ""

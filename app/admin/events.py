@@ -54,7 +54,14 @@ def event_new():
             db.session.rollback()
             form.form_errors.append(error.message)
         else:
-            flash(f"Created the draft '{event.name}' with {event.rows * event.columns} seats.", "success")
+            flash(
+                _(
+                    "Created the draft '%(name)s' with %(seats)s seats.",
+                    name=event.name,
+                    seats=event.rows * event.columns,
+                ),
+                "success",
+            )
             return redirect(url_for("admin.event_detail", event_id=event.id))
     return render_event_form(form, event=None)
 
@@ -65,7 +72,7 @@ def event_edit(event_id):
     """Edit an event; a new size regenerates its seat map (refused while seats are held or booked)."""
     event = event_or_404(event_id)
     if event.status == EventStatus.CANCELLED:
-        flash("A cancelled event can no longer be edited.", "error")
+        flash(_("A cancelled event can no longer be edited."), "error")
         return redirect(url_for("admin.event_detail", event_id=event.id))
     form = EventForm(data=event_form_data(event), original_date=event.date, original_timezone=event.timezone)
     if form.validate_on_submit():
@@ -75,7 +82,7 @@ def event_edit(event_id):
             db.session.rollback()
             form.form_errors.append(error.message)
         else:
-            flash(f"Saved '{event.name}'.", "success")
+            flash(_("Saved '%(name)s'.", name=event.name), "success")
             return redirect(url_for("admin.event_detail", event_id=event.id))
     return render_event_form(form, event=event)
 
@@ -117,9 +124,9 @@ def event_publish(event_id):
             events.publish_event(event, actor=current_user)
         except DomainError as error:
             db.session.rollback()
-            flash(f"Not published: {error.message}", "error")
+            flash(_("Not published: %(reason)s", reason=error.message), "error")
         else:
-            flash(f"'{event.name}' is published: buyers can book it now.", "success")
+            flash(_("'%(name)s' is published: buyers can book it now.", name=event.name), "success")
     return redirect(url_for("admin.event_detail", event_id=event.id))
 
 
@@ -130,7 +137,7 @@ def event_cancel(event_id):
     event = event_or_404(event_id)
     form = ConfirmForm()
     if event.status == EventStatus.CANCELLED:
-        flash("This event is already cancelled.", "info")
+        flash(_("This event is already cancelled."), "info")
         return redirect(url_for("admin.event_detail", event_id=event.id))
     if form.validate_on_submit():
         try:
@@ -161,14 +168,19 @@ def event_cancel(event_id):
     return render_template(
         "admin/confirm.html",
         form=form,
-        title=f"Cancel “{event.name}”?",
+        title=_("Cancel “%(name)s”?", name=event.name),
         lines=[
-            "Buyers can no longer book it, every hold is released and every booking is cancelled.",
-            f"{affected['orders']} live order(s) will be cancelled; {affected['paid']} paid order(s) will be "
-            f"refunded in full ({money(affected['amount'], event.currency)}).",
-            "This cannot be undone.",
+            _("Buyers can no longer book it, every hold is released and every booking is cancelled."),
+            _(
+                "%(orders)s live order(s) will be cancelled; %(paid)s paid order(s) will be refunded in full "
+                "(%(amount)s).",
+                orders=affected["orders"],
+                paid=affected["paid"],
+                amount=money(affected["amount"], event.currency),
+            ),
+            _("This cannot be undone."),
         ],
-        submit_label="Cancel the event and refund",
+        submit_label=_("Cancel the event and refund"),
         back_url=url_for("admin.event_detail", event_id=event.id),
     )
 
@@ -183,18 +195,18 @@ def event_delete(event_id):
         try:
             events.delete_event(event, actor=current_user)
         except DomainError as error:
-            flash(f"Not deleted: {error.message}", "error")
+            flash(_("Not deleted: %(reason)s", reason=error.message), "error")
             return redirect(url_for("admin.event_detail", event_id=event.id))
-        flash(f"Deleted '{event.name}'.", "success")
+        flash(_("Deleted '%(name)s'.", name=event.name), "success")
         return redirect(url_for("admin.events_list"))
     return render_template(
         "admin/confirm.html",
         form=form,
-        title=f"Delete “{event.name}”?",
+        title=_("Delete “%(name)s”?", name=event.name),
         lines=[
-            "The event disappears from every list; its past orders and payments stay on record.",
-            "An event with held or booked seats cannot be deleted: cancel it first, which refunds its buyers.",
+            _("The event disappears from every list; its past orders and payments stay on record."),
+            _("An event with held or booked seats cannot be deleted: cancel it first, which refunds its buyers."),
         ],
-        submit_label="Delete the event",
+        submit_label=_("Delete the event"),
         back_url=url_for("admin.event_detail", event_id=event.id),
     )

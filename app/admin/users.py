@@ -1,6 +1,7 @@
 """Admin: users — list and search, create, edit (name, email, password, admin flag), delete."""
 
 from flask import flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 from flask_login import current_user
 
 from app.admin import bp
@@ -18,7 +19,7 @@ USERS_PER_PAGE = 50
 def user_or_404(user_id: int) -> User:
     user = db.session.get(User, user_id)
     if user is None:
-        raise NotFound("No such user.")
+        raise NotFound(_("No such user."))
     return user
 
 
@@ -44,7 +45,7 @@ def user_new():
         except DomainError as error:
             form.email.errors.append(error.message)
         else:
-            flash(f"Created {user.email}.", "success")
+            flash(_("Created %(email)s.", email=user.email), "success")
             return redirect(url_for("admin.users"))
     return render_template("admin/user_form.html", form=form, user=None), 400 if form.errors else 200
 
@@ -69,7 +70,7 @@ def user_edit(user_id):
             db.session.rollback()
             form.form_errors.append(error.message)
         else:
-            flash(f"Saved {user.email}.", "success")
+            flash(_("Saved %(email)s.", email=user.email), "success")
             return redirect(url_for("admin.users"))
     return render_template("admin/user_form.html", form=form, user=user), 400 if form.errors else 200
 
@@ -85,18 +86,18 @@ def user_delete(user_id):
         try:
             accounts.delete_user(user, acting_admin=current_user)
         except DomainError as error:
-            flash(f"Not deleted: {error.message}", "error")
+            flash(_("Not deleted: %(reason)s", reason=error.message), "error")
             return redirect(url_for("admin.user_edit", user_id=user_id))
-        flash(f"Deleted {email}.", "success")
+        flash(_("Deleted %(email)s.", email=email), "success")
         return redirect(url_for("admin.users"))
     return render_template(
         "admin/confirm.html",
         form=form,
-        title=f"Delete {user.email}?",
+        title=_("Delete %(email)s?", email=user.email),
         lines=[
-            "The account is removed and can no longer log in.",
-            "Accounts that have ever ordered are kept, so their tickets, payments and refunds stay on record.",
+            _("The account is removed and can no longer log in."),
+            _("Accounts that have ever ordered are kept, so their tickets, payments and refunds stay on record."),
         ],
-        submit_label="Delete the account",
+        submit_label=_("Delete the account"),
         back_url=url_for("admin.user_edit", user_id=user.id),
     )

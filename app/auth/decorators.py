@@ -3,6 +3,7 @@
 from functools import wraps
 
 from flask import abort, redirect, url_for
+from flask_babel import gettext as _
 from flask_login import current_user
 
 from app.extensions import login_manager
@@ -16,7 +17,7 @@ def admin_required(view):
         if not current_user.is_authenticated:
             return login_manager.unauthorized()
         if not current_user.is_admin:
-            abort(403, "This page is for administrators.")
+            abort(403, _("This page is for administrators."))
         return view(*args, **kwargs)
 
     return wrapped

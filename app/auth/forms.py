@@ -2,6 +2,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, HiddenField, PasswordField, SelectField, StringField, SubmitField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Email, EqualTo, Length, ValidationError
 
 from app.i18n import LANGUAGES
@@ -42,7 +43,8 @@ class RegistrationForm(FlaskForm):
 class AccountLanguageForm(FlaskForm):
     language = SelectField(
         _l("Language"),
-        choices=[("", _l("As my browser asks"))] + list(LANGUAGES.items()),
+        choices=[SelectChoice("", _l("As my browser asks"))]
+        + [SelectChoice(code, name) for code, name in LANGUAGES.items()],
         validate_choice=True,
     )
     submit = SubmitField(_l("Save"))

@@ -1,4 +1,5 @@
 from flask import flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 from flask_login import current_user, login_required, login_user, logout_user
 
 from app import limits
@@ -27,7 +28,7 @@ def register():
             form.email.errors.append(error.message)
         else:
             login_user(user)
-            flash(f"Welcome to StagePass, {user.name}!", "success")
+            flash(_("Welcome to StagePass, %(name)s!", name=user.name), "success")
             return redirect(url_for("booking.events"))
     return render_template("auth/register.html", form=form), 400 if form.errors else 200
 
@@ -45,7 +46,7 @@ def login():
             form.password.errors.append("Wrong email or password.")
         else:
             login_user(user, remember=form.remember_me.data)
-            flash(f"Logged in as {user.email}.", "success")
+            flash(_("Logged in as %(email)s.", email=user.email), "success")
             return redirect(safe_next_url(form.next.data) or home_for(user))
     return render_template("auth/login.html", form=form), 400 if form.errors else 200
 
@@ -55,5 +56,5 @@ def login():
 def logout():
     """Log out (a POST with a CSRF token, so no other site can log you out)."""
     logout_user()
-    flash("You have been logged out.", "info")
+    flash(_("You have been logged out."), "info")
     return redirect(url_for("booking.events"))

@@ -31,5 +31,5 @@ def page_to_return_to() -> str | None:
 
 def send_guest_to_log_in():
     """Flask-Login's unauthorized handler: to the log-in page, then back to a page worth a GET."""
-    flash(login_manager.login_message, login_manager.login_message_category)
+    flash(str(login_manager.login_message), login_manager.login_message_category)
     return redirect(url_for(login_manager.login_view, next=page_to_return_to()))

@@ -1,6 +1,7 @@
 """JSON endpoints the seat map calls: its seat states and holds."""
 
 from flask import abort, jsonify, make_response, request, url_for
+from flask_babel import gettext as _
 from flask_login import current_user
 
 from app import limits
@@ -15,7 +16,7 @@ def visible_event(event_id: int) -> Event:
     """A published or cancelled event buyers may look at; drafts and deleted ones are 404."""
     event = db.session.get(Event, event_id)
     if event is None or event.is_deleted or event.status == EventStatus.DRAFT:
-        abort(404, "No such event.")
+        abort(404, _("No such event."))
     return event
 
 
@@ -44,9 +45,9 @@ def hold_seats(event_id):
     event = visible_event(event_id)
     if not current_user.is_authenticated:
         login_url = url_for("auth.login", next=url_for("booking.event_detail", event_id=event.id))
-        return jsonify(error="Log in to hold seats.", code="login_required", login_url=login_url), 401
+        return jsonify(error=_("Log in to hold seats."), code="login_required", login_url=login_url), 401
     if current_user.is_admin:
-        return jsonify(error="Administrators cannot buy tickets; use a buyer account.", code="forbidden"), 403
+        return jsonify(error=_("Administrators cannot buy tickets; use a buyer account."), code="forbidden"), 403
     payload = json_body()
     if not isinstance(payload, dict) or not isinstance(payload.get("seat_ids"), list):
         raise InvalidRequest('Send JSON like {"seat_ids": [1, 2]}.')

@@ -51,7 +51,7 @@ def checkout(reference):
     order = booking.expire_if_due(own_order(reference))
     if order.status != OrderStatus.PENDING:
         if order.status == OrderStatus.EXPIRED:
-            flash("Your hold expired and the seats were released. Nothing was charged.", "warning")
+            flash(_("Your hold expired and the seats were released. Nothing was charged."), "warning")
         return redirect(url_for("booking.order_detail", reference=order.reference))
     form = PaymentForm()
     if form.validate_on_submit():
@@ -65,7 +65,7 @@ def checkout(reference):
         except DomainError as error:
             return refused(error, order)
         else:
-            flash("Payment received. Enjoy the show!", "success")
+            flash(_("Payment received. Enjoy the show!"), "success")
             return redirect(url_for("booking.order_detail", reference=order.reference))
     return render_checkout(order, form)
 
@@ -113,7 +113,7 @@ def wallet(reference):
             payments.confirm_wallet(order, user=current_user, approve=form.approve.data)
         except DomainError as error:
             return refused(error, order)
-        flash("Payment received. Enjoy the show!", "success")
+        flash(_("Payment received. Enjoy the show!"), "success")
         return redirect(url_for("booking.order_detail", reference=order.reference))
     return render_template("booking/wallet.html", order=order, form=form, seconds_left=order.seconds_left(utcnow()))
 
@@ -137,13 +137,13 @@ def release(reference):
     order = own_order(reference)
     form = ReleaseForm()
     if not form.validate_on_submit():
-        abort(400, "The form was incomplete; please try again.")
+        abort(400, _("The form was incomplete; please try again."))
     try:
         booking.release(order, user=current_user)
     except DomainError as error:
         flash(error.message, "error")
     else:
-        flash("Your seats were released.", "info")
+        flash(_("Your seats were released."), "info")
     return redirect(url_for("booking.my_bookings"))
 
 

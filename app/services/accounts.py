@@ -1,6 +1,9 @@
 """Accounts: creating users and checking credentials."""
 
 import sqlalchemy as sa
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_babel import ngettext
 from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
@@ -12,6 +15,8 @@ from app.services.querying import any_contains
 
 class EmailTaken(DomainError):
     """An account with this email already exists."""
+
+    default_message = _l("An account with this email already exists.")
 
     code = "email_taken"
 
@@ -27,13 +32,13 @@ def find_user_by_email(email: str) -> User | None:
 def checked_email(email: str) -> str:
     email = normalize_email(email)
     if not email or "@" not in email:
-        raise InvalidRequest("A valid email address is required.")
+        raise InvalidRequest(_("A valid email address is required."))
     return email
 
 
 def check_password(password: str) -> None:
     if not password or len(password) < 8:
-        raise InvalidRequest("The password must be at least 8 characters.")
+        raise InvalidRequest(_("The password must be at least 8 characters."))
 
 
 def _commit_user(user: User) -> User:
@@ -112,6 +117,8 @@ def authenticate(email: str, password: str) -> User | None:
 class UserChangeRefused(DomainError):
     """That change to this account is not allowed."""
 
+    default_message = _l("That change to this account is not allowed.")
+
     code = "user_change_refused"
 
 
@@ -130,9 +137,9 @@ def update_user(
     """An admin edits an account (committed). Admins cannot take their own admin rights away."""
     email = checked_email(email)
     if not (name or "").strip():
-        raise InvalidRequest("A name is required.")
+        raise InvalidRequest(_("A name is required."))
     if user.id == acting_admin.id and user.is_admin and not is_admin:
-        raise UserChangeRefused("You cannot remove your own admin rights; ask another admin.")
+        raise UserChangeRefused(_("You cannot remove your own admin rights; ask another admin."))
     if password:
         check_password(password)
     owner = find_user_by_email(email)
@@ -163,18 +170,24 @@ def update_user(
 def delete_user(user: User, *, acting_admin: User) -> None:
     """Delete an account that never ordered anything (committed); others keep their history."""
     if user.id == acting_admin.id:
-        raise UserChangeRefused("You cannot delete your own account.")
+        raise UserChangeRefused(_("You cannot delete your own account."))
     orders = db.session.scalar(sa.select(sa.func.count(Order.id)).where(Order.user_id == user.id))
     if orders:
         raise UserChangeRefused(
-            f"{user.email} has {orders} order{'s' if orders != 1 else ''}: accounts with bookings are kept "
-            "so their tickets, payments and refunds stay on record."
+            ngettext(
+                "%(email)s has %(num)d order: accounts with bookings are kept so their tickets, payments and "
+                "refunds stay on record.",
+                "%(email)s has %(num)d orders: accounts with bookings are kept so their tickets, payments and "
+                "refunds stay on record.",
+                orders,
+                email=user.email,
+            )
         )
     gone = {"email": user.email, "name": user.name, "was_admin": user.is_admin}
     # Conditional, so an order placed since the check keeps the account (on SQLite too).
     result = db.session.execute(sa.delete(User).where(User.id == user.id, ~sa.exists().where(Order.user_id == User.id)))
     if result.rowcount != 1:
         db.session.rollback()
-        raise UserChangeRefused(f"{user.email} has just placed an order, so the account is kept.")
+        raise UserChangeRefused(_("%(email)s has just placed an order, so the account is kept.", email=user.email))
     audit.record("user.deleted", actor=acting_admin, subject=user, data=gone)
     db.session.commit()

@@ -16,9 +16,12 @@ from decimal import Decimal
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 from flask import current_app
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
+from app.i18n import status_label
 from app.models import (
     Booking,
     BookingStatus,
@@ -46,6 +49,8 @@ __all__ = ["SeatsBusy"]  # re-exported: callers catch booking.SeatsBusy
 class SeatUnavailable(DomainError):
     """Those seats were just taken by someone else."""
 
+    default_message = _l("Those seats were just taken by someone else.")
+
     code = "seat_unavailable"
 
 
@@ -56,11 +61,15 @@ class TooManySeats(InvalidRequest):
 class NoSeatsChosen(InvalidRequest):
     """Choose at least one seat."""
 
+    default_message = _l("Choose at least one seat.")
+
     code = "no_seats"
 
 
 class UnknownSeats(InvalidRequest):
     """Some of those seats do not exist at this event."""
+
+    default_message = _l("Some of those seats do not exist at this event.")
 
     code = "unknown_seats"
 
@@ -68,11 +77,15 @@ class UnknownSeats(InvalidRequest):
 class EventNotOnSale(DomainError):
     """This event is not on sale."""
 
+    default_message = _l("This event is not on sale.")
+
     code = "not_on_sale"
 
 
 class CheckoutAlreadyOpen(DomainError):
     """You already have seats on hold for this event: pay for them or release them first."""
+
+    default_message = _l("You already have seats on hold for this event: pay for them or release them first.")
 
     code = "checkout_open"
 
@@ -80,11 +93,15 @@ class CheckoutAlreadyOpen(DomainError):
 class HoldExpired(DomainError):
     """Your hold has expired and the seats were released. Nothing was charged."""
 
+    default_message = _l("Your hold has expired and the seats were released. Nothing was charged.")
+
     code = "hold_expired"
 
 
 class OrderNotFound(NotFound):
     """No such booking."""
+
+    default_message = _l("No such booking.")
 
     code = "order_not_found"
 
@@ -92,11 +109,17 @@ class OrderNotFound(NotFound):
 class OrderNotPending(DomainError):
     """This booking is no longer waiting for payment."""
 
+    default_message = _l("This booking is no longer waiting for payment.")
+
     code = "order_not_pending"
 
 
 class PaymentUnsettled(DomainError):
     """The buyer's card payment for this order is unanswered by the provider: cancel the whole order, or wait."""
+
+    default_message = _l(
+        "The buyer's card payment for this order is unanswered by the provider: cancel the whole order, or wait."
+    )
 
     code = "payment_unsettled"
 
@@ -197,34 +220,34 @@ def _seat_id(value) -> int:
     if isinstance(value, str) and SEAT_ID_TEXT.fullmatch(value):
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_ROW_ID:
-        raise UnknownSeats("Seat ids must be whole positive numbers.")
+        raise UnknownSeats(_("Seat ids must be whole positive numbers."))
     return value
 
 
 def _checked_seat_ids(seat_ids) -> list[int]:
     # Shape and length first: a body of two million ids is refused without looking at each one.
     if not isinstance(seat_ids, list):
-        raise UnknownSeats("Send the seat ids as a list.")
+        raise UnknownSeats(_("Send the seat ids as a list."))
     if not seat_ids:
         raise NoSeatsChosen()
     limit = current_app.config["MAX_SEATS_PER_ORDER"]
     if len(seat_ids) > limit:
-        raise TooManySeats(f"You can hold at most {limit} seats per order.", limit=limit)
+        raise TooManySeats(_("You can hold at most %(limit)s seats per order.", limit=limit), limit=limit)
     ids = [_seat_id(seat_id) for seat_id in seat_ids]
     if len(set(ids)) != len(ids):
-        raise UnknownSeats("The same seat was chosen twice.")
+        raise UnknownSeats(_("The same seat was chosen twice."))
     return sorted(ids)
 
 
 def _check_on_sale(event: Event | None, now: datetime) -> Event:
     if event is None or event.is_deleted:
-        raise EventNotOnSale("This event does not exist or was removed.")
+        raise EventNotOnSale(_("This event does not exist or was removed."))
     if event.status == EventStatus.CANCELLED:
-        raise EventNotOnSale("This event has been cancelled.")
+        raise EventNotOnSale(_("This event has been cancelled."))
     if event.status != EventStatus.PUBLISHED:
-        raise EventNotOnSale("This event is not on sale yet.")
+        raise EventNotOnSale(_("This event is not on sale yet."))
     if event.date <= now or event.sales_ended_at is not None:
-        raise EventNotOnSale("Sales for this event have ended.")
+        raise EventNotOnSale(_("Sales for this event have ended."))
     return event
 
 
@@ -474,7 +497,7 @@ def release(order: Order, *, user: User, now: datetime | None = None) -> Order:
         moment = now or utcnow()
         locked = lock_order_with_seats(order_id)
         if locked.status != OrderStatus.PENDING:
-            raise OrderNotPending(f"This booking is already {locked.status}.")
+            raise OrderNotPending(_("This booking is already %(status)s.", status=status_label(locked.status)))
         if locked.hold_has_expired(moment):
             close_expired(locked, moment)
         else:
@@ -552,7 +575,7 @@ def _cancel_locked_order(order: Order, now: datetime, reason: str) -> Decimal:
         _close_pending(order, OrderStatus.CANCELLED, now, reason=reason)
         return Decimal("0.00")
     if order.status != OrderStatus.CONFIRMED:
-        raise OrderNotPending(f"This order is already {order.status}.")
+        raise OrderNotPending(_("This order is already %(status)s.", status=status_label(order.status)))
     live = [b for b in order.bookings if b.status == BookingStatus.CONFIRMED]
     refunded = Decimal("0.00")
     if order.payment_status == PaymentStatus.PAID:
@@ -612,7 +635,7 @@ def cancel_booking(
         order = _lock_order(order_id)
         target = next(b for b in order.bookings if b.id == booking_id)
         if target.status not in OrderStatus.LIVE:
-            raise OrderNotPending(f"This booking is already {target.status}.")
+            raise OrderNotPending(_("This booking is already %(status)s.", status=status_label(target.status)))
         others_live = [b for b in order.bookings if b.id != booking_id and b.status in OrderStatus.LIVE]
         audit.record(
             "booking.cancelled",
@@ -633,9 +656,11 @@ def cancel_booking(
             return target
         if order.status == OrderStatus.PENDING and any(payments.is_unanswered(p) for p in order.payments):
             raise PaymentUnsettled(
-                "The buyer's card payment for this order got no answer from the provider and may have been charged "
-                "in full, so one seat cannot be taken off it now. Cancel the whole order, or try again once the "
-                "payment is settled or the hold has run out.",
+                _(
+                    "The buyer's card payment for this order got no answer from the provider and may have been charged "
+                    "in full, so one seat cannot be taken off it now. Cancel the whole order, or try again once the "
+                    "payment is settled or the hold has run out."
+                ),
                 order_reference=order.reference,
             )
         if target.status == BookingStatus.CONFIRMED and target.payment_status == PaymentStatus.PAID:
@@ -684,9 +709,9 @@ def cancel_event(event: Event, *, now: datetime | None = None) -> CancelSummary:
             sa.select(Event).where(Event.id == event_id).with_for_update().execution_options(populate_existing=True)
         )
         if locked_event is None:
-            raise NotFound("No such event.")
+            raise NotFound(_("No such event."))
         if locked_event.status == EventStatus.CANCELLED:
-            raise DomainError("This event is already cancelled.")
+            raise DomainError(_("This event is already cancelled."))
         locked_event.status = EventStatus.CANCELLED
         locked_event.cancelled_at = moment
         seat_changes.mark_changed(event_id, [])

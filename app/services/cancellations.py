@@ -26,6 +26,7 @@ from decimal import Decimal
 import redis
 import sqlalchemy as sa
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 
 from app.extensions import db, get_redis, redis_call
 from app.models import AuditEntry, Event, EventStatus, Order, OrderStatus, User, utcnow
@@ -47,12 +48,16 @@ MAX_SELECTED_ORDERS = 500
 class EventAlreadyCancelledError(DomainError):
     """This event is already cancelled."""
 
+    default_message = _l("This event is already cancelled.")
+
     code = "already_cancelled"
     status = 409
 
 
 class RunNotFound(NotFound):
     """No such cancellation run."""
+
+    default_message = _l("No such cancellation run.")
 
     code = "run_not_found"
 

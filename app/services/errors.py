@@ -1,4 +1,10 @@
-"""Domain errors: what the services refuse, with a message fit for the user and an HTTP status."""
+"""Domain errors: what the services refuse, with a message fit for the user and an HTTP status.
+
+Each class names its message in `default_message` (lazily translated, so it is read in the
+language of the request that shows it); a raise may pass a more precise, translated message.
+"""
+
+from flask_babel import lazy_gettext as _l
 
 
 class DomainError(Exception):
@@ -6,14 +12,16 @@ class DomainError(Exception):
 
     code = "refused"
     status = 409
+    default_message = _l("That was refused. Nothing was changed.")
 
     def __init__(self, message=None, **details):
-        super().__init__(message or self.__doc__)
-        self.message = message or self.__doc__
+        # Read now, in the language of the request that raised it: a str flashes and serialises.
+        self.message = str(message or self.default_message)
+        super().__init__(self.message)
         self.details = details
 
     def to_json(self):
-        return {"error": self.message, "code": self.code, **self.details}
+        return {"error": str(self.message), "code": self.code, **self.details}
 
 
 class NotFound(DomainError):
@@ -21,6 +29,7 @@ class NotFound(DomainError):
 
     code = "not_found"
     status = 404
+    default_message = _l("Not found.")
 
 
 class InvalidRequest(DomainError):
@@ -28,6 +37,7 @@ class InvalidRequest(DomainError):
 
     code = "invalid"
     status = 400
+    default_message = _l("The request is not valid.")
 
 
 class IllegalTransition(DomainError):
@@ -35,3 +45,4 @@ class IllegalTransition(DomainError):
 
     code = "illegal_transition"
     status = 409
+    default_message = _l("That change of state is not allowed.")

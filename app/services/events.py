@@ -15,8 +15,11 @@ from decimal import Decimal, InvalidOperation
 import sqlalchemy as sa
 from flask import current_app
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_babel import ngettext
 
 from app.extensions import db
+from app.i18n import status_label
 from app.models import Event, EventStatus, Order, PriceCategory, Seat, SeatStatus, row_label, utcnow
 from app.services import audit, currencies, seat_changes, zones
 from app.services.errors import DomainError, IllegalTransition, InvalidRequest, NotFound
@@ -69,17 +72,23 @@ class EventDetails:
 class EventNotPublishable(DomainError):
     """This event cannot be published."""
 
+    default_message = _l("This event cannot be published.")
+
     code = "not_publishable"
 
 
 class EventNotEditable(DomainError):
     """This event can no longer be changed."""
 
+    default_message = _l("This event can no longer be changed.")
+
     code = "not_editable"
 
 
 class SeatsTaken(DomainError):
     """Some seats are held or booked, so the seat map cannot change."""
+
+    default_message = _l("Some seats are held or booked, so the seat map cannot change.")
 
     code = "seats_taken"
 
@@ -91,29 +100,29 @@ def check_name(name: str | None) -> str:
     """The stripped name; raises InvalidRequest when empty or too long."""
     name = (name or "").strip()
     if not name:
-        raise InvalidRequest("The event needs a name.")
+        raise InvalidRequest(_("The event needs a name."))
     if len(name) > MAX_NAME_LENGTH:
-        raise InvalidRequest(f"The name can be at most {MAX_NAME_LENGTH} characters.")
+        raise InvalidRequest(_("The name can be at most %(max)s characters.", max=MAX_NAME_LENGTH))
     return name
 
 
 def check_future_date(date: datetime | None, now: datetime | None = None) -> None:
     if date is None:
-        raise InvalidRequest("The event needs a date and time.")
+        raise InvalidRequest(_("The event needs a date and time."))
     if date <= (now or utcnow()):
-        raise InvalidRequest("The date must be in the future.")
+        raise InvalidRequest(_("The date must be in the future."))
 
 
 def check_rows(rows: int | None) -> None:
     max_rows = current_app.config["MAX_SEAT_ROWS"]
     if rows is None or not 1 <= rows <= max_rows:
-        raise InvalidRequest(f"Rows must be between 1 and {max_rows}.")
+        raise InvalidRequest(_("Rows must be between 1 and %(max)s.", max=max_rows))
 
 
 def check_columns(columns: int | None) -> None:
     max_columns = current_app.config["MAX_SEAT_COLUMNS"]
     if columns is None or not 1 <= columns <= max_columns:
-        raise InvalidRequest(f"Columns must be between 1 and {max_columns}.")
+        raise InvalidRequest(_("Columns must be between 1 and %(max)s.", max=max_columns))
 
 
 def check_dimensions(rows: int, columns: int) -> None:
@@ -124,7 +133,7 @@ def check_dimensions(rows: int, columns: int) -> None:
 def check_price(price: Decimal | None, currency: str | None = None) -> None:
     """Prices are 0.00 to 10,000.00 with at most two decimals (or fewer, as the currency has)."""
     if price is None or not isinstance(price, Decimal) or not price.is_finite():
-        raise InvalidRequest("Enter a price such as 40 or 12.50.")
+        raise InvalidRequest(_("Enter a price such as 40 or 12.50."))
     if not Decimal("0") <= price <= MAX_PRICE:
         raise InvalidRequest(f"Prices must be between 0.00 and {MAX_PRICE:,.2f}.")
     try:
@@ -132,14 +141,14 @@ def check_price(price: Decimal | None, currency: str | None = None) -> None:
     except InvalidOperation:
         exact = False
     if not exact:
-        raise InvalidRequest("Prices have at most two decimals.")
+        raise InvalidRequest(_("Prices have at most two decimals."))
     if currency:
         currencies.check_price_in(price, currency)
 
 
 def check_color(color: str | None) -> None:
     if not color or not COLOR_PATTERN.match(color):
-        raise InvalidRequest("Colours are written #rrggbb, for example #4f7cff.")
+        raise InvalidRequest(_("Colours are written #rrggbb, for example #4f7cff."))
 
 
 def normalize_color(color: str | None) -> str:
@@ -154,7 +163,7 @@ def row_number(label: str | None) -> int:
     """A -> 1, Z -> 26, AA -> 27: the inverse of row_label; raises InvalidRequest."""
     label = (label or "").strip().upper()
     if not label or len(label) > 3 or any(char not in string.ascii_uppercase for char in label):
-        raise InvalidRequest(f"'{label}' is not a row: rows are letters such as A, B or AA.")
+        raise InvalidRequest(_("'%(label)s' is not a row: rows are letters such as A, B or AA.", label=label))
     number = 0
     for char in label:
         number = number * 26 + string.ascii_uppercase.index(char) + 1
@@ -164,44 +173,59 @@ def row_number(label: str | None) -> int:
 def check_categories(categories: list[CategorySpec], rows: int, currency: str | None = None) -> None:
     """At least one price; ranges inside the map, not overlapping; every row has a price."""
     if not categories:
-        raise InvalidRequest("An event needs at least one price.")
+        raise InvalidRequest(_("An event needs at least one price."))
     names = set()
     for category in categories:
         if not category.name or not category.name.strip():
-            raise InvalidRequest("Every price category needs a name.")
+            raise InvalidRequest(_("Every price category needs a name."))
         key = category.name.strip().lower()
         if key in names:
-            raise InvalidRequest(f"Two price categories are called '{category.name.strip()}'.")
+            raise InvalidRequest(_("Two price categories are called '%(name)s'.", name=category.name.strip()))
         names.add(key)
         try:
             check_price(category.price, currency)
         except InvalidRequest as error:
-            raise InvalidRequest(f"'{category.name}': {error.message}") from None
+            raise InvalidRequest(_("'%(name)s': %(reason)s", name=category.name, reason=error.message)) from None
         check_color(category.color)
     defaults = [c for c in categories if c.first_row is None]
     if len(defaults) > 1:
-        raise InvalidRequest("Only one price category can cover 'all other rows' (leave its rows blank).")
+        raise InvalidRequest(_("Only one price category can cover 'all other rows' (leave its rows blank)."))
 
     owner = {}
     for category in categories:
         if category.first_row is None:
             continue
         if category.last_row is None or not 1 <= category.first_row <= category.last_row <= rows:
-            raise InvalidRequest(f"The rows of '{category.name}' must be a range within rows A-{row_label(rows)}.")
+            raise InvalidRequest(
+                _(
+                    "The rows of '%(name)s' must be a range within rows A-%(last)s.",
+                    name=category.name,
+                    last=row_label(rows),
+                )
+            )
         for number in range(category.first_row, category.last_row + 1):
             if number in owner:
                 other = owner[number]
                 raise InvalidRequest(
-                    f"'{other.name}' ({other.rows_text()}) and '{category.name}' ({category.rows_text()}) "
-                    f"both cover row {row_label(number)}."
+                    _(
+                        "'%(first)s' (%(first_rows)s) and '%(second)s' (%(second_rows)s) both cover row %(row)s.",
+                        first=other.name,
+                        first_rows=other.rows_text(),
+                        second=category.name,
+                        second_rows=category.rows_text(),
+                        row=row_label(number),
+                    )
                 )
             owner[number] = category
     uncovered = [row_label(number) for number in range(1, rows + 1) if number not in owner]
     if uncovered and not defaults:
         raise InvalidRequest(
-            f"Row{'s' if len(uncovered) > 1 else ''} {', '.join(uncovered[:LABELS_SHOWN])}"
-            f"{' …' if len(uncovered) > LABELS_SHOWN else ''} ha{'ve' if len(uncovered) > 1 else 's'} no price: "
-            "add a category with blank rows for all other rows."
+            ngettext(
+                "Row %(rows)s has no price: add a category with blank rows for all other rows.",
+                "Rows %(rows)s have no price: add a category with blank rows for all other rows.",
+                len(uncovered),
+                rows=", ".join(uncovered[:LABELS_SHOWN]) + (" …" if len(uncovered) > LABELS_SHOWN else ""),
+            )
         )
 
 
@@ -209,7 +233,7 @@ def check_details(details: EventDetails, event: Event | None = None) -> str:
     """Validate everything but the date (which only the admin forms require to be in the future)."""
     name = check_name(details.name)
     if details.date is None:
-        raise InvalidRequest("The event needs a date and time.")
+        raise InvalidRequest(_("The event needs a date and time."))
     check_dimensions(details.rows, details.columns)
     zones.check_timezone(venue_timezone(details, event))
     check_categories(details.categories, details.rows, currencies.check_currency(event_currency(details, event)))
@@ -388,7 +412,7 @@ def _lock_event(event_id: int, *, include_deleted: bool = False) -> Event:
         .execution_options(populate_existing=True, include_deleted=include_deleted)
     )
     if event is None:
-        raise NotFound("No such event.")
+        raise NotFound(_("No such event."))
     return event
 
 
@@ -421,9 +445,11 @@ def _retire_seats(event: Event, now: datetime) -> None:
     ).all()
     if taken:
         raise SeatsTaken(
-            f"The seat map cannot be regenerated while seats are held or booked "
-            f"({_labels_text([seat.label for seat in taken])}). Wait for holds to run out, "
-            "or cancel those bookings first.",
+            _(
+                "The seat map cannot be regenerated while seats are held or booked (%(seats)s). Wait for holds "
+                "to run out, or cancel those bookings first.",
+                seats=_labels_text([seat.label for seat in taken]),
+            ),
             seats=[seat.label for seat in taken],
         )
 
@@ -442,9 +468,11 @@ def _refuse_price_changes(event: Event, seats: list[Seat], specs: list[CategoryS
             changed.append(seat.label)
     if changed:
         raise SeatsTaken(
-            f"These prices would change seats that are held or booked ({_labels_text(changed)}). "
-            "Their price cannot change while they are sold; change only rows without sales, "
-            "or cancel those bookings first.",
+            _(
+                "These prices would change seats that are held or booked (%(seats)s). Their price cannot change "
+                "while they are sold; change only rows without sales, or cancel those bookings first.",
+                seats=_labels_text(changed),
+            ),
             seats=changed,
         )
 
@@ -537,13 +565,15 @@ def publish_event(event: Event, now: datetime | None = None, *, actor=None) -> N
         # Checked on the locked row: a cancel or delete that committed meanwhile is not undone.
         locked = _lock_event(event_id, include_deleted=True)
         if locked.is_deleted:
-            raise EventNotPublishable("This event was deleted.")
+            raise EventNotPublishable(_("This event was deleted."))
         if locked.status != EventStatus.DRAFT:
-            raise EventNotPublishable(f"Only a draft can be published; this event is {locked.status}.")
+            raise EventNotPublishable(
+                _("Only a draft can be published; this event is %(status)s.", status=status_label(locked.status))
+            )
         if locked.date <= moment:
-            raise EventNotPublishable("The event's date has passed; set a future date to publish it.")
+            raise EventNotPublishable(_("The event's date has passed; set a future date to publish it."))
         if count_seats(locked) == 0:
-            raise EventNotPublishable("The event has no seat map yet.")
+            raise EventNotPublishable(_("The event has no seat map yet."))
         locked.status = EventStatus.PUBLISHED
         audit.record("event.published", actor=actor, subject=locked, now=moment)
         seat_changes.mark_changed(event_id, [])
@@ -561,8 +591,12 @@ def delete_event(event: Event, *, now: datetime | None = None, actor=None) -> No
         taken = db.session.scalar(sa.select(sa.func.count(Seat.id)).where(Seat.event_id == event_id, _taken(moment)))
         if taken:
             raise IllegalTransition(
-                f"{taken} seat{'s are' if taken != 1 else ' is'} held or booked: cancel the event first "
-                "(that refunds its buyers), then delete it."
+                ngettext(
+                    "%(num)d seat is held or booked: cancel the event first (that refunds its buyers), then delete it.",
+                    "%(num)d seats are held or booked: cancel the event first (that refunds its buyers), "
+                    "then delete it.",
+                    taken,
+                )
             )
         locked.soft_delete(moment)
         audit.record("event.deleted", actor=actor, subject=locked, data={"name": locked.name}, now=moment)
@@ -575,7 +609,7 @@ def get_event(event_id: int) -> Event:
     """The (not deleted) event with this id, or NotFound."""
     event = db.session.get(Event, event_id)
     if event is None or event.is_deleted:
-        raise NotFound("No such event.")
+        raise NotFound(_("No such event."))
     return event
 
 

@@ -17,9 +17,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
+from app.i18n import status_label
 from app.models import (
     Booking,
     BookingStatus,
@@ -40,7 +43,7 @@ from app.services.transactions import Conflict, run_unit_of_work
 
 CARD = "card"
 WALLET = "wallet"
-METHODS = {CARD: "Card", WALLET: "StagePass Wallet"}
+METHODS = {CARD: _l("Card"), WALLET: _l("StagePass Wallet")}
 
 # The sandbox card provider's documented test numbers.
 CARD_SUCCEEDS = "4242424242424242"
@@ -49,11 +52,11 @@ CARD_PROVIDER_ERROR = "4000000000000119"
 CARD_PROVIDER_TIMEOUT = "4000000000000259"
 CARD_REFUND_FAILS = "4000000000005126"
 SANDBOX_CARDS = {
-    CARD_SUCCEEDS: "succeeds",
-    CARD_DECLINED: "is declined (insufficient funds)",
-    CARD_PROVIDER_ERROR: "fails with a provider error",
-    CARD_PROVIDER_TIMEOUT: "is charged, but the provider's answer is lost (pay again: charged once)",
-    CARD_REFUND_FAILS: "succeeds, but its refunds are refused",
+    CARD_SUCCEEDS: _l("succeeds"),
+    CARD_DECLINED: _l("is declined (insufficient funds)"),
+    CARD_PROVIDER_ERROR: _l("fails with a provider error"),
+    CARD_PROVIDER_TIMEOUT: _l("is charged, but the provider's answer is lost (pay again: charged once)"),
+    CARD_REFUND_FAILS: _l("succeeds, but its refunds are refused"),
 }
 
 PROVIDER_DID_NOT_ANSWER = "The payment provider did not answer."
@@ -62,12 +65,16 @@ PROVIDER_DID_NOT_ANSWER = "The payment provider did not answer."
 class PaymentDeclined(DomainError):
     """Your payment was declined. The seats were released; nothing was charged."""
 
+    default_message = _l("Your payment was declined. The seats were released; nothing was charged.")
+
     code = "declined"
     status = 402
 
 
 class PaymentProviderError(DomainError):
     """The payment provider failed. The seats were released; nothing was charged."""
+
+    default_message = _l("The payment provider failed. The seats were released; nothing was charged.")
 
     code = "provider_error"
     status = 502
@@ -76,6 +83,11 @@ class PaymentProviderError(DomainError):
 class PaymentNotAnswered(DomainError):
     """The payment provider did not answer: your seats are still held, so pay again (you will be charged at most once)."""
 
+    default_message = _l(
+        "The payment provider did not answer: your seats are still held, so pay again "
+        "(you will be charged at most once)."
+    )
+
     code = "provider_timeout"
     status = 504
 
@@ -83,11 +95,17 @@ class PaymentNotAnswered(DomainError):
 class CardPaymentUnsettled(DomainError):
     """Your card payment got no answer from the provider yet: pay by card again (charged at most once) to settle it."""
 
+    default_message = _l(
+        "Your card payment got no answer from the provider yet: pay by card again (charged at most once) to settle it."
+    )
+
     code = "card_payment_unsettled"
 
 
 class RefundFailed(DomainError):
     """The payment provider refused the refund. Nothing was changed."""
+
+    default_message = _l("The payment provider refused the refund. Nothing was changed.")
 
     code = "refund_failed"
     status = 502
@@ -95,6 +113,8 @@ class RefundFailed(DomainError):
 
 class InvalidCard(InvalidRequest):
     """That card number is not valid."""
+
+    default_message = _l("That card number is not valid.")
 
     code = "invalid_card"
 
@@ -153,7 +173,7 @@ class SandboxCardProvider:
             if card_number == CARD_REFUND_FAILS:
                 self._charges_refusing_refunds.add(answer.reference)
         if card_number == CARD_PROVIDER_TIMEOUT:
-            raise TimeoutError("the sandbox card provider charged the card, but its answer was lost")
+            raise TimeoutError(_("the sandbox card provider charged the card, but its answer was lost"))
         return answer
 
     @staticmethod
@@ -208,7 +228,7 @@ def clean_card_number(card_number: str | None) -> str:
     """
     digits = "".join(ch for ch in str(card_number or "") if ch not in " -")
     if not (digits.isascii() and digits.isdigit()) or not 12 <= len(digits) <= 19:
-        raise InvalidCard("Enter the card number: 12 to 19 digits.")
+        raise InvalidCard(_("Enter the card number: 12 to 19 digits."))
     total = 0
     for position, digit in enumerate(reversed(digits)):
         value = int(digit)
@@ -216,7 +236,7 @@ def clean_card_number(card_number: str | None) -> str:
             value = value * 2 - 9 if value > 4 else value * 2
         total += value
     if total % 10:
-        raise InvalidCard("That card number is not valid (check the digits).")
+        raise InvalidCard(_("That card number is not valid (check the digits)."))
     return digits
 
 
@@ -321,14 +341,17 @@ def _settle(order_id: int, user: User, now: datetime | None, attempt):
         raise booking_service.HoldExpired()
     if outcome == "unanswered":
         raise PaymentNotAnswered(
-            "The payment provider did not answer, so we cannot tell yet whether your card was charged. Your seats "
-            "are still held: pay again before the hold runs out, and you will be charged at most once.",
+            _(
+                "The payment provider did not answer, so we cannot tell yet whether your card was charged. Your seats "
+                "are still held: pay again before the hold runs out, and you will be charged at most once."
+            ),
             order_reference=order.reference,
         )
     if outcome == "failed":
         error = PaymentDeclined if payment.result == PaymentResult.DECLINED else PaymentProviderError
         raise error(
-            f"{payment.failure_reason} The seats were released; nothing was charged.", order_reference=order.reference
+            _("%(reason)s The seats were released; nothing was charged.", reason=payment.failure_reason),
+            order_reference=order.reference,
         )
     return order, payment
 
@@ -389,7 +412,7 @@ def pay_by_card(order: Order, *, user: User, card_number: str, now: datetime | N
         db.session.flush()
         return payment
 
-    order, _ = _settle(order.id, user, now, attempt)
+    order, _outcome = _settle(order.id, user, now, attempt)
     return order
 
 
@@ -414,7 +437,7 @@ def confirm_wallet(order: Order, *, user: User, approve: bool, now: datetime | N
     def attempt(locked: Order, moment: datetime) -> Payment:
         payment = _existing_charge(locked)
         if payment is None or payment.method != WALLET or payment.result != PaymentResult.PENDING:
-            raise InvalidRequest("There is no wallet payment waiting for this order; start again from checkout.")
+            raise InvalidRequest(_("There is no wallet payment waiting for this order; start again from checkout."))
         # What the order costs now: a seat cancelled since the wallet page opened is not charged.
         payment.amount = locked.total_amount
         payment.result = PaymentResult.SUCCEEDED if approve else PaymentResult.DECLINED
@@ -422,7 +445,7 @@ def confirm_wallet(order: Order, *, user: User, approve: bool, now: datetime | N
         payment.completed_at = moment
         return payment
 
-    order, _ = _settle(order.id, user, now, attempt)
+    order, _outcome = _settle(order.id, user, now, attempt)
     return order
 
 
@@ -430,22 +453,22 @@ def payment_summary(order: Order) -> str:
     """What became of the order's payment, in a sentence for its buyer."""
     charge = _existing_charge(order)
     if charge is None:
-        return "Not paid yet." if order.status == OrderStatus.PENDING else "Nothing was charged."
+        return _("Not paid yet.") if order.status == OrderStatus.PENDING else _("Nothing was charged.")
     if charge.result == PaymentResult.SUCCEEDED:
         if charge.method == CARD:
-            return f"Paid by card ending {charge.card_last4}."
-        return f"Paid with the {METHODS[charge.method]}."
+            return _("Paid by card ending %(last4)s.", last4=charge.card_last4)
+        return _("Paid with the %(method)s.", method=METHODS[charge.method])
     if charge.result == PaymentResult.PENDING:
-        return "Awaiting your approval in the StagePass Wallet."
+        return _("Awaiting your approval in the StagePass Wallet.")
     if is_unanswered(charge):
         if order.status == OrderStatus.PENDING:
-            return "The payment provider did not answer. Pay again: you will be charged at most once."
-        return "The payment provider did not answer before the hold ran out."
+            return _("The payment provider did not answer. Pay again: you will be charged at most once.")
+        return _("The payment provider did not answer before the hold ran out.")
     if charge.result == PaymentResult.DECLINED:
-        return f"Payment declined: {charge.failure_reason}"
+        return _("Payment declined: %(reason)s", reason=charge.failure_reason)
     if order.status == OrderStatus.FAILED:
-        return f"Payment failed: {charge.failure_reason}"
-    return "The payment was not completed; nothing was charged."
+        return _("Payment failed: %(reason)s", reason=charge.failure_reason)
+    return _("The payment was not completed; nothing was charged.")
 
 
 # --- refunds ---------------------------------------------------------------------------------
@@ -458,21 +481,31 @@ def refund(order: Order, *, now: datetime, booking: Booking | None = None) -> Pa
     caller's unit of work rolls back, so nothing is marked refunded that was not.
     """
     if order.payment_status != PaymentStatus.PAID:
-        raise IllegalTransition(f"Only a paid order can be refunded; this one is {order.payment_status}.")
+        raise IllegalTransition(
+            _("Only a paid order can be refunded; this one is %(status)s.", status=status_label(order.payment_status))
+        )
     remaining = order.total_amount - order.refunded_amount
     amount = booking.total_amount if booking is not None else remaining
     if amount > remaining:
-        raise IllegalTransition("That would refund more than was paid.")
+        raise IllegalTransition(_("That would refund more than was paid."))
     charge = _existing_charge(order)
     try:
         answer = card_provider.refund(charge.provider_reference, amount, idempotency_key=refund_key(order, booking))
     except OSError:
         raise RefundFailed(
-            f"The payment provider did not answer the refund of order {order.reference}. Nothing was changed; try again."
+            _(
+                "The payment provider did not answer the refund of order %(reference)s. "
+                "Nothing was changed; try again.",
+                reference=order.reference,
+            )
         ) from None
     if answer.result != PaymentResult.SUCCEEDED:
         raise RefundFailed(
-            f"The payment provider refused to refund order {order.reference}: {answer.failure_reason} Nothing was changed."
+            _(
+                "The payment provider refused to refund order %(reference)s: %(reason)s Nothing was changed.",
+                reference=order.reference,
+                reason=answer.failure_reason,
+            )
         )
     payment = Payment(
         order_id=order.id,

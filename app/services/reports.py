@@ -13,6 +13,7 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
+from flask_babel import gettext as _
 
 from app.extensions import db
 from app.models import (
@@ -185,10 +186,21 @@ class SeatView:
     def title(self) -> str:
         if self.state == SeatStatus.RESERVED:
             minutes, seconds = divmod(self.seconds_left, 60)
-            return f"{self.label}: held by {self.buyer_email}, {minutes}:{seconds:02d} left ({self.order_reference})"
+            return _(
+                "%(seat)s: held by %(email)s, %(time)s left (%(reference)s)",
+                seat=self.label,
+                email=self.buyer_email,
+                time=f"{minutes}:{seconds:02d}",
+                reference=self.order_reference,
+            )
         if self.state == SeatStatus.BOOKED:
-            return f"{self.label}: booked by {self.buyer_email} ({self.order_reference})"
-        return f"{self.label}: available"
+            return _(
+                "%(seat)s: booked by %(email)s (%(reference)s)",
+                seat=self.label,
+                email=self.buyer_email,
+                reference=self.order_reference,
+            )
+        return _("%(seat)s: available", seat=self.label)
 
 
 @dataclass
@@ -327,14 +339,14 @@ def find_order(reference: str) -> Order:
         .options(so.joinedload(Order.user), so.selectinload(Order.payments))
     )
     if order is None:
-        raise NotFound("No order with this reference.")
+        raise NotFound(_("No order with this reference."))
     return order
 
 
 def find_booking(booking_id: int) -> Booking:
     booking = db.session.get(Booking, booking_id)
     if booking is None:
-        raise NotFound("No such booking.")
+        raise NotFound(_("No such booking."))
     return booking
 
 

@@ -4,6 +4,8 @@ Every status change goes through `move`, which refuses an illegal transition bef
 anything, so a refused change never half-applies.
 """
 
+from flask_babel import gettext as _
+
 from app.models import OrderStatus, PaymentStatus, SeatStatus
 from app.services.errors import IllegalTransition
 
@@ -44,7 +46,12 @@ def sources(transitions: dict, new: str) -> list[str]:
 def check(transitions: dict, current: str, new: str, what: str) -> None:
     """Raise IllegalTransition unless current -> new is allowed."""
     if new not in transitions.get(current, set()):
-        raise IllegalTransition(f"A {what} cannot go from {current} to {new}.", what=what, current=current, new=new)
+        raise IllegalTransition(
+            _("A %(what)s cannot go from %(current)s to %(new)s.", what=what, current=current, new=new),
+            what=what,
+            current=current,
+            new=new,
+        )
 
 
 def move(obj, attribute: str, transitions: dict, new: str, what: str) -> None:

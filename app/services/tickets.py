@@ -57,7 +57,7 @@ class InvalidTicket(DomainError):
     status = 404
 
     def __init__(self, message=None, **details):
-        super().__init__(message or "This is not a StagePass ticket.", **details)
+        super().__init__(message or _("This is not a StagePass ticket."), **details)
 
 
 class SigningKeyError(RuntimeError):

@@ -5,6 +5,7 @@ import random
 import time
 
 from flask import current_app
+from flask_babel import lazy_gettext as _l
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -23,6 +24,8 @@ class Conflict(Exception):
 
 class SeatsBusy(DomainError):
     """So many people are booking right now that we could not get your seats. Please try again."""
+
+    default_message = _l("So many people are booking right now that we could not get your seats. Please try again.")
 
     code = "busy"
     status = 503

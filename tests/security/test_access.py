@@ -85,6 +85,10 @@ EXPECTED = {
         "guest": LOGIN,
         **{role: redirect("/", session=True) for role in ("buyer", "owner", "admin")},
     },
+    ("auth.account", "GET"): {**BUYER_PAGE, "admin": OK},
+    ("auth.account", "POST"): {"guest": LOGIN, **{role: redirect("/auth/account", changes=True) for role in ROLES[1:]}},
+    # a guest's choice lives in the session; an account's is stored on the user
+    ("auth.set_language", "POST"): {"guest": HOME, **{role: redirect("/", changes=True) for role in ROLES[1:]}},
     ("livez", "GET"): EVERYONE,
     ("healthz", "GET"): {role: HEALTH for role in ROLES},
     ("static", "GET"): EVERYONE,
@@ -194,6 +198,8 @@ class World:
             "admin.event_edit": event_form("Renamed Event", 1, 3),
             "admin.user_new": {"name": "Made By Admin", "email": "made-by-admin@example.com", "password": PASSWORD},
             "admin.user_edit": {"name": "Renamed Buyer", "email": self.users["owner"].email, "password": ""},
+            "auth.account": {"language": "de"},
+            "auth.set_language": {"language": "es", "next": "/"},
         }
         if endpoint == "booking.hold_seats":
             return {"json": {"seat_ids": [self.free_seat_id]}}

@@ -23,6 +23,7 @@ def create_app(config_class=None):
 
     trust_reverse_proxies(app)
     register_extensions(app)
+    register_audit_trail(app)
     register_languages(app)
     register_url_converters(app)
     register_blueprints(app)
@@ -38,6 +39,10 @@ def create_app(config_class=None):
 def _refuse_insecure_production(app):
     if app.config.get("PRODUCTION") and not app.config.get("SECRET_KEY"):
         raise RuntimeError("SECRET_KEY must be set when STAGEPASS_ENV=production.")
+    if app.config.get("PRODUCTION"):
+        from app.services import tickets
+
+        tickets.check_configuration(app.config)
 
 
 def trust_reverse_proxies(app):
@@ -77,6 +82,12 @@ def register_mail(app):
     if app.config["MAIL_BACKEND"] not in BACKENDS:
         raise RuntimeError(f"MAIL_BACKEND must be one of {sorted(BACKENDS)}, not {app.config['MAIL_BACKEND']!r}")
     mailman.init_app(app)
+
+
+def register_audit_trail(app):
+    from app.services import audit
+
+    audit.register(app)
 
 
 def register_languages(app):

@@ -425,6 +425,79 @@ class Payment(db.Model):
     )
 
 
+class AuditEntry(db.Model):
+    """One line of the append-only audit trail: who did what to which object, and when.
+
+    Rows are only ever added (app/services/audit.py refuses updates and deletes). The actor is a
+    user or, with no actor_id, the system (a job); actor_label keeps who it was after the account
+    is gone. subject_id and event_id are plain numbers, not foreign keys: the trail outlives purges.
+    """
+
+    __tablename__ = "audit_log"
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    created_at: so.Mapped[datetime] = so.mapped_column(default=utcnow, index=True)
+    actor_id: so.Mapped[int | None] = so.mapped_column(
+        sa.ForeignKey("users.id", ondelete="SET NULL"), index=True, default=None
+    )
+    actor_label: so.Mapped[str] = so.mapped_column(sa.String(255), default="system")
+    action: so.Mapped[str] = so.mapped_column(sa.String(64), index=True)
+    subject_type: so.Mapped[str | None] = so.mapped_column(sa.String(32), default=None)
+    subject_id: so.Mapped[int | None] = so.mapped_column(default=None)
+    event_id: so.Mapped[int | None] = so.mapped_column(default=None, index=True)
+    data: so.Mapped[dict] = so.mapped_column(sa.JSON, default=dict)
+
+    actor: so.Mapped[User | None] = so.relationship()
+
+    __table_args__ = (sa.Index("ix_audit_log_subject", "subject_type", "subject_id"),)
+
+    def __repr__(self):
+        return f"<AuditEntry {self.id} {self.action} {self.subject_type}:{self.subject_id}>"
+
+
+class Ticket(db.Model):
+    """The admission of one confirmed seat: an unguessable code and, from it, a signed QR payload.
+
+    Issued when the order is confirmed and never deleted: a refunded or cancelled seat's ticket is
+    revoked (void), so the door can tell a void ticket from a forged one.
+    """
+
+    __tablename__ = "tickets"
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    booking_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("bookings.id"), unique=True)
+    order_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("orders.id"), index=True)
+    event_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("events.id"), index=True)
+    seat_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("seats.id"), index=True)
+    # 16 Crockford base32 characters, stored upper-case; compared byte for byte on every database.
+    code: so.Mapped[str] = so.mapped_column(
+        sa.String(16).with_variant(mysql.VARCHAR(16, collation="utf8mb4_bin"), "mysql", "mariadb"),
+        unique=True,
+    )
+    # The id of the signing key its QR payload was signed with (see app/services/tickets.py).
+    kid: so.Mapped[str] = so.mapped_column(sa.String(16))
+    issued_at: so.Mapped[datetime] = so.mapped_column(default=utcnow)
+    revoked_at: so.Mapped[datetime | None] = so.mapped_column(default=None)
+    revoked_reason: so.Mapped[str | None] = so.mapped_column(sa.String(255), default=None)
+    checked_in_at: so.Mapped[datetime | None] = so.mapped_column(default=None)
+    checked_in_door: so.Mapped[str | None] = so.mapped_column(sa.String(64), default=None)
+    checked_in_by_id: so.Mapped[int | None] = so.mapped_column(sa.ForeignKey("users.id"), index=True, default=None)
+
+    booking: so.Mapped[Booking] = so.relationship()
+    order: so.Mapped[Order] = so.relationship()
+    event: so.Mapped[Event] = so.relationship()
+    seat: so.Mapped[Seat] = so.relationship()
+    checked_in_by: so.Mapped[User | None] = so.relationship()
+
+    @property
+    def is_void(self) -> bool:
+        """Revoked: its seat was refunded or cancelled, so it admits nobody."""
+        return self.revoked_at is not None
+
+    def __repr__(self):
+        return f"<Ticket {self.code} booking={self.booking_id}{' void' if self.is_void else ''}>"
+
+
 class OutboxStatus:
     PENDING = "pending"
     SENDING = "sending"

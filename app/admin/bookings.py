@@ -79,7 +79,8 @@ def order_cancel(reference):
         form=form,
         title=f"Cancel order {order.reference}?",
         lines=[
-            f"{order.user.email} loses all {len(order.bookings)} seat(s) of this order for “{order.event.name}”; the seats become free.",
+            f"{order.user.email} loses all {len(order.bookings)} seat(s) of this order for “{order.event.name}”; "
+            "the seats become free.",
             f"It is refunded in full ({money(order.total_amount - order.refunded_amount)})."
             if order.payment_status == "paid"
             else "Nothing was paid, so nothing is refunded.",

@@ -36,7 +36,9 @@ from app.models import (
     User,
     utcnow,
 )
-from app.services import mail, seat_changes, seatmap, states
+
+
+from app.services import mail, seat_changes, seatmap, states, tickets
 from app.services.errors import DomainError, InvalidRequest, NotFound
 from app.services.transactions import SeatsBusy, run_unit_of_work
 
@@ -559,6 +561,7 @@ def _cancel_locked_order(order: Order, now: datetime, reason: str) -> Decimal:
         refunded = payments.refund(order, now=now).amount
     for booking in live:
         booking.status = BookingStatus.CANCELLED
+    tickets.revoke_for_order(order, reason, now)
     states.move(order, "status", states.ORDER_TRANSITIONS, OrderStatus.CANCELLED, "order")
     order.failure_reason = reason[:255]
     seat_ids = [b.seat_id for b in live]
@@ -610,6 +613,7 @@ def cancel_booking(
             payments.refund(order, now=moment, booking=target)
         states.check(states.BOOKING_TRANSITIONS, target.status, BookingStatus.CANCELLED, "booking")
         target.status = BookingStatus.CANCELLED
+        tickets.revoke(target, reason, moment)
         if order.status == OrderStatus.PENDING:
             order.total_amount -= target.total_amount
         _free_seats([seat_id], moment)

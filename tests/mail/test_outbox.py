@@ -83,7 +83,7 @@ def test_smtp_down_the_order_is_confirmed_and_the_email_waits_until_the_server_i
     smtp_server.stop()
     order, buyer = paid_order(db_session, factory)
     assert order.status == "confirmed"
-    now = utcnow().replace(microsecond=0)  # MariaDB keeps whole seconds
+    now = utcnow().replace(microsecond=0) + timedelta(seconds=1)  # MariaDB keeps whole seconds
 
     assert mail.send_due_emails(now=now) == 0
     [row] = outbox(db_session)
@@ -108,7 +108,7 @@ def test_failed_sends_back_off_exponentially_and_give_up(app, db_session, factor
     app.config.update(MAIL_RETRY_SECONDS=10, MAIL_RETRY_MAX_SECONDS=45, MAIL_MAX_ATTEMPTS=4)
     assert [mail.retry_delay(attempt).total_seconds() for attempt in (1, 2, 3, 4)] == [10, 20, 40, 45]
     paid_order(db_session, factory)  # MAIL_PORT 9: nothing listens
-    now = utcnow().replace(microsecond=0)  # MariaDB keeps whole seconds
+    now = utcnow().replace(microsecond=0) + timedelta(seconds=1)  # MariaDB keeps whole seconds
     waits = []
     for _ in range(4):
         mail.send_due_emails(now=now)
@@ -122,7 +122,7 @@ def test_failed_sends_back_off_exponentially_and_give_up(app, db_session, factor
 def test_a_claimed_email_is_left_alone_until_its_claim_lapses(app, db_session, factory, smtp_server):
     paid_order(db_session, factory)
     [row] = outbox(db_session)
-    now = utcnow().replace(microsecond=0)  # MariaDB keeps whole seconds
+    now = utcnow().replace(microsecond=0) + timedelta(seconds=1)  # MariaDB keeps whole seconds
     # A worker claimed it and died before it could say how the send went.
     assert mail._claim(row.id, now) == 1
     assert mail.send_due_emails(now=now + timedelta(seconds=60)) == 0

@@ -327,12 +327,13 @@ def send_email(outbox_id: int, *, now: datetime | None = None) -> bool:
     if attempt is None:
         return False
     row = db.session.get(OutboxEmail, outbox_id, populate_existing=True)
+    kind = row.kind
     try:
         build_message(row).send()
     except Exception as error:  # any failure (server down, refused, a template or attachment error) retries
         db.session.rollback()
         gave_up = attempt >= current_app.config["MAIL_MAX_ATTEMPTS"]
-        log.warning("email %s (%s) attempt %d failed: %s", outbox_id, row.kind, attempt, error)
+        log.warning("email %s (%s) attempt %d failed: %s", outbox_id, kind, attempt, error)
         _settle(
             outbox_id,
             attempt,
@@ -428,9 +429,10 @@ def build_message(row: OutboxEmail) -> EmailMultiAlternatives:
     template = "email/" + row.kind.replace(".", "_")
     context = _context(row)
     with force_locale(row.language):
+        attachments = _attachments(row)
+        context["attached"] = [name for name, _content, _mimetype in attachments]
         text = render_template(f"{template}.txt", **context)
         html = render_template(f"{template}.html", **context)
-        attachments = _attachments(row)
     message = EmailMultiAlternatives(
         subject=row.subject,
         body=text,

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from email.utils import parseaddr
@@ -366,6 +367,28 @@ def due_email_ids(now: datetime, limit: int = 100) -> list[int]:
             .limit(limit)
         )
     )
+
+
+@dataclass
+class OutboxState:
+    waiting: int  # pending or being sent
+    oldest_due: datetime | None  # when the longest-waiting pending email was due
+    failed_recently: int  # given up on in the last day
+
+
+def outbox_state(now: datetime) -> OutboxState:
+    """How the outbox is doing: what waits, since when, and what was given up on in the last day."""
+    waiting, oldest_due = db.session.execute(
+        sa.select(sa.func.count(), sa.func.min(OutboxEmail.next_attempt_at)).where(
+            OutboxEmail.status.in_((OutboxStatus.PENDING, OutboxStatus.SENDING))
+        )
+    ).one()
+    failed = db.session.scalar(
+        sa.select(sa.func.count()).where(
+            OutboxEmail.status == OutboxStatus.FAILED, OutboxEmail.updated_at > now - timedelta(days=1)
+        )
+    )
+    return OutboxState(waiting, oldest_due if oldest_due is not None and oldest_due <= now else None, failed)
 
 
 def send_due_emails(*, now: datetime | None = None, ids: list[int] | None = None) -> int:

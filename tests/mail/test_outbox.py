@@ -225,3 +225,24 @@ def test_an_email_whose_template_fails_is_retried_not_lost(db_session, factory, 
     assert (row.status, row.attempts) == ("pending", 1)
     assert "TemplateNotFound" in row.last_error
     assert smtp_server.messages == []
+
+
+def test_health_reports_emails_overdue_or_given_up(app, db_session, factory):
+    from app.services import health
+
+    [check] = health.check_emails()
+    assert (check.ok, check.detail) == (True, "0 waiting, 0 given up in the last day")
+    paid_order(db_session, factory)  # MAIL_PORT 9: nothing listens
+    [check] = health.check_emails()
+    assert check.ok and check.detail.startswith("1 waiting (oldest due 0 min ago)")
+
+    db_session.execute(sa.update(OutboxEmail).values(next_attempt_at=utcnow() - timedelta(minutes=20)))
+    db_session.commit()
+    [check] = health.check_emails()
+    assert not check.ok and check.detail.startswith("1 waiting (oldest due 20 min ago)")
+
+    app.config.update(MAIL_MAX_ATTEMPTS=1)
+    mail.send_due_emails()
+    [check] = health.check_emails()
+    assert not check.ok
+    assert check.detail.startswith("0 waiting, 1 given up in the last day: see the admin order pages")

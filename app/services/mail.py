@@ -443,8 +443,21 @@ def _context(row: OutboxEmail) -> dict:
 
 
 def _attachments(row: OutboxEmail) -> list[tuple[str, bytes, str]]:
-    """Files the email carries, made at send time (name, content, MIME type)."""
-    return []
+    """Files the email carries, made at send time (name, content, MIME type).
+
+    A confirmation carries the order's tickets PDF as the tickets are when it is sent: a seat
+    cancelled meanwhile is left out, and an order with no valid ticket left gets no PDF.
+    """
+    from app.services import tickets
+
+    if row.kind != ORDER_CONFIRMED or row.order_id is None:
+        return []
+    order = db.session.get(Order, row.order_id)
+    try:
+        pdf = tickets.pdf_for_order(order)
+    except tickets.NoTickets:
+        return []
+    return [(f"tickets-{order.reference}.pdf", pdf, "application/pdf")]
 
 
 def build_message(row: OutboxEmail) -> EmailMultiAlternatives:

@@ -122,6 +122,9 @@ def run_flask(app, smtp_port, *args):
         MAIL_BACKEND="smtp",
         MAIL_SERVER="127.0.0.1",
         MAIL_PORT=str(smtp_port),
+        # The worker signs the tickets in the PDF it attaches with the web's keys.
+        TICKET_SIGNING_KEYS=app.config["TICKET_SIGNING_KEYS"],
+        TICKET_SIGNING_KID=app.config["TICKET_SIGNING_KID"],
     )
     env.pop("STAGEPASS_ENV", None)
     return subprocess.run(
@@ -135,6 +138,8 @@ def test_rq_worker_burst_sends_what_is_queued_once_and_exits(app, db_session, fa
         result = run_flask(app, smtp_server.port, "rq-worker", "--burst")
         assert result.returncode == 0, result.stdout + result.stderr
     assert [recipients for recipients, _ in smtp_server.messages] == [[buyer.email]]
+    [attachment] = list(smtp_server.messages[0][1].iter_attachments())
+    assert attachment.get_filename() == f"tickets-{order.reference}.pdf"
     db_session.expire_all()
     assert db_session.scalar(sa.select(OutboxEmail.status)) == "sent"
     assert len(jobs.queue(redis_client)) == 0

@@ -1,15 +1,17 @@
 """The outbox: an email per change, written in its transaction, sent once by a job after the commit."""
 
+import io
 import threading
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
+from pypdf import PdfReader
 
 from app.extensions import db
 from app.models import Booking, Order, OutboxEmail, utcnow
-from app.services import booking, mail, payments
+from app.services import booking, mail, payments, tickets
 from app.services.errors import DomainError
 from tests.booking.test_booking_service import seat_ids
 
@@ -52,9 +54,18 @@ def test_confirming_an_order_queues_one_confirmation_that_goes_out_once(db_sessi
     assert message["Subject"] == f"Your tickets for Hamlet (order {order.reference})"
     assert message["From"] == "StagePass <tickets@stagepass.invalid>"
     assert message["Message-ID"] == mail.message_id(row)
-    text, html, _ = parts(message)
+    text, html, attachments = parts(message)
     assert "Hello Ada Buyer," in text and order.reference in text and "A1" in text and "€50.00" in text
     assert "<strong>Hamlet</strong>" in html and "€50.00" in html
+    assert "Your tickets are attached as a PDF" in text
+    [attachment] = attachments
+    assert attachment.get_filename() == f"tickets-{order.reference}.pdf"
+    assert attachment.get_content_type() == "application/pdf"
+    pdf = PdfReader(io.BytesIO(attachment.get_content()))
+    assert len(pdf.pages) == 2  # a page per ticket
+    codes = [ticket.code for ticket in tickets.valid_tickets_of(db_session.get(Order, order.id))]
+    for code, page in zip(codes, pdf.pages, strict=True):
+        assert tickets.grouped(code) in page.extract_text() and order.reference in page.extract_text()
     [sent] = outbox(db_session)
     assert (sent.status, sent.attempts, sent.last_error) == ("sent", 1, None)
     assert sent.sent_at is not None
@@ -100,6 +111,8 @@ def test_smtp_down_the_order_is_confirmed_and_the_email_waits_until_the_server_i
     assert mail.send_due_emails(now=later) == 0
     assert mail.send_due_emails(now=later, ids=[row.id]) == 0
     assert [recipients for recipients, _ in smtp_server.messages] == [[buyer.email]]
+    [attachment] = parts(smtp_server.messages[0][1])[2]
+    assert len(PdfReader(io.BytesIO(attachment.get_content())).pages) == 2
     [sent] = outbox(db_session)
     assert (sent.status, sent.attempts, sent.last_error) == ("sent", 2, None)
 
@@ -246,3 +259,26 @@ def test_health_reports_emails_overdue_or_given_up(app, db_session, factory):
     [check] = health.check_emails()
     assert not check.ok
     assert check.detail.startswith("0 waiting, 1 given up in the last day: see the admin order pages")
+
+
+def test_the_tickets_pdf_is_made_when_the_email_is_sent(db_session, factory, smtp_server):
+    """A seat cancelled before the confirmation went out is not in its PDF; no valid ticket, no PDF."""
+    order, _ = paid_order(db_session, factory, seats=2)
+    first = db_session.scalars(sa.select(Booking).where(Booking.order_id == order.id).order_by(Booking.id)).first()
+    booking.cancel_booking(first)
+    assert mail.send_due_emails() == 2
+    confirmation = next(message for _, message in smtp_server.messages if "Your tickets" in message["Subject"])
+    [attachment] = parts(confirmation)[2]
+    pdf = PdfReader(io.BytesIO(attachment.get_content()))
+    assert len(pdf.pages) == 1 and "Row A, seat 2" in pdf.pages[0].extract_text()
+
+    other, _ = paid_order(db_session, factory, seats=1)
+    booking.cancel_order(other)
+    assert mail.send_due_emails() == 2
+    confirmation = next(
+        message
+        for _, message in smtp_server.messages[2:]
+        if message["Subject"].startswith("Your tickets") and other.reference in message["Subject"]
+    )
+    text, _, attachments = parts(confirmation)
+    assert attachments == [] and "attached" not in text

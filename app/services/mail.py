@@ -206,8 +206,10 @@ class NothingToResend(IllegalTransition):
     code = "nothing_to_resend"
 
 
-def resend_order_confirmation(order: Order, *, now: datetime | None = None) -> OutboxEmail:
-    """Admin: queue the order's confirmation again, as a new email (committed; the worker sends it)."""
+def resend_order_confirmation(order: Order, *, actor: User | None = None, now: datetime | None = None) -> OutboxEmail:
+    """Admin: queue the order's confirmation again, as a new email (committed, audited; the worker sends it)."""
+    from app.services import audit
+
     order_id = order.id
 
     def work():
@@ -218,7 +220,9 @@ def resend_order_confirmation(order: Order, *, now: datetime | None = None) -> O
             raise NothingToResend(
                 _("Only a confirmed order has a confirmation to send; this one is %(status)s.", status=locked.status)
             )
-        return enqueue_order_confirmation(locked, now=now, resend=True)
+        email = enqueue_order_confirmation(locked, now=now, resend=True)
+        audit.record("order.confirmation_resent", actor=actor, subject=locked, data={"to": email.recipient}, now=now)
+        return email
 
     return run_unit_of_work(work)
 

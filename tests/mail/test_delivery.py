@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from app import jobs
-from app.models import OutboxEmail
+from app.models import AuditEntry, OutboxEmail
 from app.services import booking, mail
 from tests.mail.test_outbox import outbox, paid_order
 from tests.support import csrf_token
@@ -36,6 +36,8 @@ def test_admin_resends_a_confirmation_as_a_new_email(client, admin, db_session, 
     first, again = outbox(db_session)
     assert again.kind == "order.confirmed" and again.recipient == buyer.email
     assert again.dedupe_key.startswith(f"order.confirmed:{order.id}:resend:")
+    [entry] = db_session.scalars(sa.select(AuditEntry).where(AuditEntry.action == "order.confirmation_resent")).all()
+    assert (entry.actor_id, entry.subject_id, entry.data) == (admin.id, order.id, {"to": buyer.email})
     assert mail.send_due_emails() == 2
     assert [message["Subject"] for _, message in smtp_server.messages] == [first.subject, first.subject]
     assert smtp_server.messages[0][1]["Message-ID"] != smtp_server.messages[1][1]["Message-ID"]

@@ -20,6 +20,7 @@ row's language, with the row's data as context. Other services queue their own k
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import secrets
@@ -38,7 +39,18 @@ from flask_babel.speaklater import LazyString
 from flask_mailman import EmailMultiAlternatives
 
 from app.extensions import db, mailman, redis_call
-from app.models import Booking, Order, OrderStatus, OutboxEmail, OutboxStatus, PaymentStatus, User, utcnow
+from app.models import (
+    Booking,
+    Order,
+    OrderStatus,
+    OutboxEmail,
+    OutboxStatus,
+    PaymentStatus,
+    PriceCategory,
+    Seat,
+    User,
+    utcnow,
+)
 from app.services.errors import IllegalTransition, NotFound
 from app.services.transactions import run_unit_of_work
 
@@ -135,8 +147,22 @@ def enqueue_notice(recipient: User, *, subject, paragraphs, dedupe_key: str, ord
 
 
 def _seat_lines(bookings) -> list[dict]:
+    """Seat, category and price of each booking, read in one query (lazy loads cost a round trip each)."""
+    seats = {
+        seat_id: (row_label, column, category)
+        for seat_id, row_label, column, category in db.session.execute(
+            sa.select(Seat.id, Seat.row, Seat.column, PriceCategory.name)
+            .join(PriceCategory, PriceCategory.id == Seat.price_category_id)
+            .where(Seat.id.in_([booking.seat_id for booking in bookings]))
+            .execution_options(include_deleted=True)
+        )
+    }
     return [
-        {"seat": booking.seat.label, "category": booking.seat.price_category.name, "amount": booking.total_amount}
+        {
+            "seat": f"{seats[booking.seat_id][0]}{seats[booking.seat_id][1]}",
+            "category": seats[booking.seat_id][2],
+            "amount": booking.total_amount,
+        }
         for booking in bookings
     ]
 
@@ -325,18 +351,27 @@ def retry_delay(attempt: int) -> timedelta:
     return timedelta(seconds=min(config["MAIL_RETRY_SECONDS"] * 2 ** (attempt - 1), config["MAIL_RETRY_MAX_SECONDS"]))
 
 
-def send_email(outbox_id: int, *, now: datetime | None = None) -> bool:
-    """Send one due outbox row unless someone else has it; True when this call sent it."""
+def send_email(outbox_id: int, *, now: datetime | None = None, connection=None) -> bool:
+    """Send one due outbox row unless someone else has it; True when this call sent it.
+
+    `connection` (from mail_connection()) lets a batch share one SMTP session.
+    """
     now = now or utcnow()
     attempt = _claim(outbox_id, now)
     if attempt is None:
         return False
+    connection = connection or mail_connection()
     row = db.session.get(OutboxEmail, outbox_id, populate_existing=True)
     kind = row.kind
     try:
-        build_message(row).send()
+        message = build_message(row, connection)
+        db.session.rollback()  # the read is over: no transaction stays open while SMTP talks
+        connection.open()  # no-op while the batch's session is open; sending then leaves it open
+        message.send()
     except Exception as error:  # any failure (server down, refused, a template or attachment error) retries
         db.session.rollback()
+        with contextlib.suppress(Exception):
+            connection.close()  # a broken SMTP session is not reused: the next email opens a new one
         gave_up = attempt >= current_app.config["MAIL_MAX_ATTEMPTS"]
         log.warning("email %s (%s) attempt %d failed: %s", outbox_id, kind, attempt, error)
         _settle(
@@ -400,7 +435,12 @@ def send_due_emails(*, now: datetime | None = None, ids: list[int] | None = None
     now = now or utcnow()
     ids = due_email_ids(now) if ids is None else ids
     db.session.rollback()  # no read transaction stays open while SMTP talks
-    return sum(send_email(outbox_id, now=now) for outbox_id in ids)
+    connection = mail_connection()
+    try:
+        return sum(send_email(outbox_id, now=now, connection=connection) for outbox_id in ids)
+    finally:
+        with contextlib.suppress(Exception):
+            connection.close()
 
 
 # --- building messages -----------------------------------------------------------------------------
@@ -464,7 +504,7 @@ def _attachments(row: OutboxEmail) -> list[tuple[str, bytes, str]]:
     return [(f"tickets-{order.reference}.pdf", pdf, "application/pdf")]
 
 
-def build_message(row: OutboxEmail) -> EmailMultiAlternatives:
+def build_message(row: OutboxEmail, connection=None) -> EmailMultiAlternatives:
     """The email of an outbox row: text and HTML rendered in its language, with its attachments."""
     template = "email/" + row.kind.replace(".", "_")
     context = _context(row)
@@ -477,7 +517,7 @@ def build_message(row: OutboxEmail) -> EmailMultiAlternatives:
         subject=row.subject,
         body=text,
         to=[row.recipient],
-        connection=mail_connection(),
+        connection=connection or mail_connection(),
         headers={"Message-ID": message_id(row)},
     )
     message.attach_alternative(html, "text/html")

@@ -174,6 +174,13 @@ def test_two_workers_sending_the_same_rows_at_once_send_each_once(app, db_sessio
     assert {row.status for row in outbox(db_session)} == {"sent"}
 
 
+def test_a_batch_of_emails_shares_one_smtp_session(db_session, factory, smtp_server):
+    for number in range(3):
+        paid_order(db_session, factory, seats=1, name=f"Buyer {number}")
+    assert mail.send_due_emails() == 3
+    assert (len(smtp_server.messages), smtp_server.inbox.sessions) == (3, 1)
+
+
 def test_cancelling_a_paid_seat_emails_the_buyer_with_the_refund(db_session, factory, smtp_server):
     order, buyer = paid_order(db_session, factory, seats=2)
     target = db_session.scalars(sa.select(Booking).where(Booking.order_id == order.id).order_by(Booking.id)).first()

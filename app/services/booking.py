@@ -36,8 +36,6 @@ from app.models import (
     User,
     utcnow,
 )
-
-
 from app.services import mail, seat_changes, seatmap, states, tickets
 from app.services.errors import DomainError, InvalidRequest, NotFound
 from app.services.transactions import SeatsBusy, run_unit_of_work

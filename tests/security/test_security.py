@@ -32,8 +32,10 @@ def test_security_headers_on_pages_json_and_errors(client, factory):
 
 
 def test_no_inline_scripts_handlers_or_style_attributes():
+    # Emails are read by mail clients, not under our CSP, and many of those only honour inline styles.
+    pages = [path for path in (ROOT / "templates").rglob("*.html") if "email" not in path.parent.parts]
     offenders = []
-    for path in list((ROOT / "templates").rglob("*.html")) + list((ROOT / "static" / "js").rglob("*.js")):
+    for path in pages + list((ROOT / "static" / "js").rglob("*.js")):
         text = path.read_text()
         if path.suffix == ".html":
             for script in re.findall(r"<script\b[^>]*>", text):

@@ -265,7 +265,16 @@ def emails_for_order(order: Order) -> list[OutboxEmail]:
 # --- after the commit: queue a job for the new rows ------------------------------------------------
 
 
-@sa.event.listens_for(so.Session, "after_commit")
+def init_app(app) -> None:
+    """Flask-Mailman for this app, and the session hooks that queue the sending after each commit."""
+    if app.config["MAIL_BACKEND"] not in BACKENDS:
+        raise RuntimeError(f"MAIL_BACKEND must be one of {sorted(BACKENDS)}, not {app.config['MAIL_BACKEND']!r}")
+    mailman.init_app(app)
+    for name, hook in (("after_commit", _send_after_commit), ("after_rollback", _forget_new_rows)):
+        if not sa.event.contains(so.Session, name, hook):
+            sa.event.listen(so.Session, name, hook)
+
+
 def _send_after_commit(session):
     rows = session.info.pop(_NEW_ROWS, None)
     if not rows:
@@ -275,7 +284,6 @@ def _send_after_commit(session):
         queue_sending(ids)
 
 
-@sa.event.listens_for(so.Session, "after_rollback")
 def _forget_new_rows(session):
     session.info.pop(_NEW_ROWS, None)
 

@@ -199,12 +199,18 @@ def enqueue_order_confirmation(order: Order, *, now: datetime | None = None, res
 
 
 def enqueue_seats_cancelled(
-    order: Order, bookings: list[Booking], *, refunded: Decimal | None = None, now: datetime | None = None
+    order: Order,
+    bookings: list[Booking],
+    *,
+    refunded: Decimal | None = None,
+    reason: str | None = None,
+    now: datetime | None = None,
 ) -> OutboxEmail | None:
-    """Queue the email telling the buyer these seats were cancelled and what was refunded.
+    """Queue the email telling the buyer these seats were cancelled, why, and what was refunded.
 
-    `refunded` defaults to the price of those of the seats that are refunded. Nothing is queued
-    while the order is still pending: its buyer was only holding the seats, with no tickets yet.
+    `reason` is the organiser's, shown to the buyer as written. `refunded` defaults to the price
+    of those of the seats that are refunded. Nothing is queued while the order is still pending:
+    its buyer was only holding the seats, with no tickets yet.
     """
     if order.status == OrderStatus.PENDING or not bookings:
         return None
@@ -222,7 +228,7 @@ def enqueue_seats_cancelled(
             "Seats cancelled: %(event)s (order %(reference)s)", event=order.event.name, reference=order.reference
         ),
         dedupe_key=key,
-        data={**_order_data(order), "seats": _seat_lines(bookings), "refunded": refunded},
+        data={**_order_data(order), "seats": _seat_lines(bookings), "refunded": refunded, "reason": reason or ""},
         order=order,
         now=now,
     )

@@ -184,7 +184,7 @@ def test_a_batch_of_emails_shares_one_smtp_session(db_session, factory, smtp_ser
 def test_cancelling_a_paid_seat_emails_the_buyer_with_the_refund(db_session, factory, smtp_server):
     order, buyer = paid_order(db_session, factory, seats=2)
     target = db_session.scalars(sa.select(Booking).where(Booking.order_id == order.id).order_by(Booking.id)).first()
-    booking.cancel_booking(target)
+    booking.cancel_booking(target, reason="The stage was moved; this seat no longer exists.")
     rows = outbox(db_session)
     assert [row.kind for row in rows] == ["order.confirmed", "order.seats_cancelled"]
     assert rows[1].dedupe_key == f"order.seats_cancelled:{order.id}:{target.id}"
@@ -195,6 +195,7 @@ def test_cancelling_a_paid_seat_emails_the_buyer_with_the_refund(db_session, fac
     assert cancelled["Subject"] == f"Seats cancelled: Hamlet (order {order.reference})"
     text, html, _ = parts(cancelled)
     assert "We have refunded €25.00" in text and "We have refunded €25.00" in html
+    assert "Reason: The stage was moved; this seat no longer exists." in text
 
 
 def test_cancelling_the_whole_order_emails_every_seat_and_the_refund(db_session, factory, smtp_server):
@@ -206,7 +207,7 @@ def test_cancelling_the_whole_order_emails_every_seat_and_the_refund(db_session,
     assert Decimal(row.data["refunded"]) == Decimal("75.00")
     assert mail.send_due_emails() == 2
     text, _, _ = parts(smtp_server.messages[1][1])
-    assert "We have refunded €75.00" in text
+    assert "We have refunded €75.00" in text and "Reason: Cancelled by the organiser." in text
 
 
 def test_cancelling_a_pending_hold_sends_nothing(db_session, factory):

@@ -115,7 +115,7 @@ def test_a_commit_that_writes_an_email_queues_its_job(db_session, factory, redis
     assert job.func_name == "app.jobs.send_emails" and job.args == ([row.id],)
 
 
-def run_flask(app, smtp_port, *args):
+def flask_env(app, smtp_port):
     env = dict(
         os.environ,
         FLASK_APP="wsgi",
@@ -129,8 +129,28 @@ def run_flask(app, smtp_port, *args):
         TICKET_SIGNING_KID=app.config["TICKET_SIGNING_KID"],
     )
     env.pop("STAGEPASS_ENV", None)
+    return env
+
+
+def run_flask(app, smtp_port, *args):
     return subprocess.run(
-        [sys.executable, "-m", "flask", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "flask", *args],
+        cwd=ROOT,
+        env=flask_env(app, smtp_port),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def start_flask(app, smtp_port, *args):
+    return subprocess.Popen(
+        [sys.executable, "-m", "flask", *args],
+        cwd=ROOT,
+        env=flask_env(app, smtp_port),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
 
 
@@ -145,3 +165,20 @@ def test_rq_worker_burst_sends_what_is_queued_once_and_exits(app, db_session, fa
     db_session.expire_all()
     assert db_session.scalar(sa.select(OutboxEmail.status)) == "sent"
     assert len(jobs.queue(redis_client)) == 0
+
+
+def test_two_workers_running_the_same_jobs_at_once_send_each_email_once(
+    app, db_session, factory, redis_client, smtp_server
+):
+    """Each confirmation's own job, plus a sweep of all of them queued twice, on two worker processes."""
+    buyers = [paid_order(db_session, factory, seats=1, name=f"Buyer {number}")[1] for number in range(4)]
+    ids = [row.id for row in outbox(db_session)]
+    for _ in range(2):
+        jobs.queue(redis_client).enqueue(jobs.send_emails, ids)
+    assert len(jobs.queue(redis_client)) == 6
+    workers = [start_flask(app, smtp_server.port, "rq-worker", "--burst") for _ in range(2)]
+    for worker in workers:
+        output, _ = worker.communicate(timeout=120)
+        assert worker.returncode == 0, output
+    assert sorted(recipients[0] for recipients, _ in smtp_server.messages) == sorted(b.email for b in buyers)
+    assert {row.status for row in outbox(db_session)} == {"sent"}

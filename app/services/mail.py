@@ -275,6 +275,8 @@ def init_app(app) -> None:
     """Flask-Mailman for this app, and the session hooks that queue the sending after each commit."""
     if app.config["MAIL_BACKEND"] not in BACKENDS:
         raise RuntimeError(f"MAIL_BACKEND must be one of {sorted(BACKENDS)}, not {app.config['MAIL_BACKEND']!r}")
+    if app.config["MAIL_USE_TLS"] and app.config["MAIL_USE_SSL"]:
+        raise RuntimeError("MAIL_USE_TLS (STARTTLS) and MAIL_USE_SSL (implicit TLS) exclude each other: set one.")
     mailman.init_app(app)
     for name, hook in (("after_commit", _send_after_commit), ("after_rollback", _forget_new_rows)):
         if not sa.event.contains(so.Session, name, hook):
@@ -479,6 +481,7 @@ def mail_connection():
             username=config["MAIL_USERNAME"] or "",
             password=config["MAIL_PASSWORD"] or "",
             use_tls=config["MAIL_USE_TLS"],
+            use_ssl=config["MAIL_USE_SSL"],
             timeout=config["MAIL_TIMEOUT"],
         )
     if backend == "file":

@@ -99,13 +99,19 @@ def test_the_console_backend_prints_the_message(app, db_session, factory, capsys
 def test_an_unknown_backend_is_refused_at_start(app):
     from app import create_app
 
-    class Misconfigured(type(app.config)):
-        pass
-
     config = {key: value for key, value in app.config.items() if key.isupper()}
     config["MAIL_BACKEND"] = "pigeon"
     with pytest.raises(RuntimeError, match="MAIL_BACKEND must be one of"):
         create_app(type("PigeonConfig", (), config))
+
+
+def test_starttls_and_implicit_tls_together_are_refused_at_start(app):
+    from app import create_app
+
+    config = {key: value for key, value in app.config.items() if key.isupper()}
+    config.update(MAIL_USE_TLS=True, MAIL_USE_SSL=True)
+    with pytest.raises(RuntimeError, match="exclude each other"):
+        create_app(type("BothTlsConfig", (), config))
 
 
 def test_a_commit_that_writes_an_email_queues_its_job(db_session, factory, redis_client):

@@ -290,3 +290,19 @@ def test_the_tickets_pdf_is_made_when_the_email_is_sent(db_session, factory, smt
     )
     text, _, attachments = parts(confirmation)
     assert attachments == [] and "attached" not in text
+
+
+def test_db_cleanup_purges_old_sent_emails_and_keeps_the_waiting_ones(db_session, factory, smtp_server):
+    from app.services import maintenance
+
+    paid_order(db_session, factory)
+    mail.send_due_emails()
+    smtp_server.stop()
+    paid_order(db_session, factory)
+    mail.send_due_emails()
+    db_session.execute(sa.update(OutboxEmail).values(updated_at=utcnow() - timedelta(days=100)))
+    db_session.commit()
+    assert maintenance.db_cleanup(90, dry_run=True).deleted["outbox_emails"] == 1
+    assert maintenance.db_cleanup(90).deleted["outbox_emails"] == 1
+    [waiting] = outbox(db_session)
+    assert (waiting.status, waiting.attempts) == ("pending", 1)

@@ -174,7 +174,9 @@ def order_tickets(reference):
         }
         for ticket in tickets.tickets_of(order)
     ]
-    return render_template("booking/tickets.html", order=order, tickets=shown)
+    response = make_response(render_template("booking/tickets.html", order=order, tickets=shown))
+    response.headers["Cache-Control"] = "private, no-store"  # the QR codes admit their holder
+    return response
 
 
 @bp.route("/orders/<reference>/tickets.pdf")

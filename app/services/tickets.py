@@ -126,13 +126,18 @@ def generate_signing_key(kid: str = DEVELOPMENT_KID) -> str:
 
 
 def _development_keys_text(path: Path) -> str:
-    """The key in instance/ticket_signing_key, made once (O_EXCL: concurrent workers agree on one)."""
-    try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text().strip()
-    with os.fdopen(descriptor, "w") as file:
-        file.write(generate_signing_key() + "\n")
+    """The key in instance/ticket_signing_key, made once. Written aside and linked into place, so
+    concurrent workers agree on one key and none reads a half-written file."""
+    if not path.exists():
+        aside = path.with_name(f"{path.name}.{secrets.token_hex(8)}.tmp")
+        aside.write_text(generate_signing_key() + "\n")
+        aside.chmod(0o600)
+        try:
+            os.link(aside, path)
+        except FileExistsError:
+            pass  # another process made it first: use theirs
+        finally:
+            aside.unlink()
     return path.read_text().strip()
 
 

@@ -47,6 +47,7 @@ def test_the_tickets_page_shows_each_ticket_with_its_qr_code(client, login, db_s
         assert f"Row {ticket.seat.row}, seat {ticket.seat.column}" in html
     assert "Standard" in html and "Night Show" in html and "Grand Hall" in html
     assert f'/orders/{order.reference}/tickets.pdf"' in html
+    assert "no-store" in response.headers["Cache-Control"]
 
 
 def test_the_inline_qr_codes_carry_no_style_attribute(client, login, db_session, factory):

@@ -122,7 +122,7 @@ def enqueue(
         kind=kind,
         recipient=address,
         language=language,
-        subject=subject[:255],
+        subject=" ".join(subject.split())[:255],  # one line: a newline in a header would refuse the message
         data=data,
         dedupe_key=dedupe_key,
         order=order,

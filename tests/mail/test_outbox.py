@@ -306,3 +306,14 @@ def test_db_cleanup_purges_old_sent_emails_and_keeps_the_waiting_ones(db_session
     assert maintenance.db_cleanup(90).deleted["outbox_emails"] == 1
     [waiting] = outbox(db_session)
     assert (waiting.status, waiting.attempts) == ("pending", 1)
+
+
+def test_names_are_escaped_in_html_and_kept_to_one_line_in_the_subject(db_session, factory, smtp_server):
+    buyer = factory.user(name="<b>Eve</b>")
+    mail.enqueue_notice(buyer, subject="Two\nlines <i>", paragraphs=["<script>x</script>"], dedupe_key="test.escape:1")
+    db_session.commit()
+    assert mail.send_due_emails() == 1
+    [(_, message)] = smtp_server.messages
+    text, html, _ = parts(message)
+    assert message["Subject"] == "Two lines <i>"
+    assert "Hello <b>Eve</b>," in text and "&lt;b&gt;Eve&lt;/b&gt;" in html and "<script>" not in html

@@ -41,6 +41,7 @@ from flask_mailman import EmailMultiAlternatives
 from app.extensions import db, mailman, redis_call
 from app.models import (
     Booking,
+    BookingStatus,
     Order,
     OrderStatus,
     OutboxEmail,
@@ -184,7 +185,7 @@ def enqueue_order_confirmation(order: Order, *, now: datetime | None = None, res
     key = f"{ORDER_CONFIRMED}:{order.id}"
     if resend:
         key += f":resend:{secrets.token_hex(8)}"
-    confirmed = [booking for booking in order.bookings if booking.status == "confirmed"]
+    confirmed = [booking for booking in order.bookings if booking.status == BookingStatus.CONFIRMED]
     return enqueue(
         ORDER_CONFIRMED,
         recipient=order.user,
@@ -235,6 +236,8 @@ def enqueue_seats_cancelled(
 
 
 class NothingToResend(IllegalTransition):
+    """The order has no confirmation to send again."""
+
     code = "nothing_to_resend"
 
 

@@ -107,6 +107,8 @@ EXPECTED = {
     ("admin.order_cancel", "POST"): admin_action(redirect("/admin/orders/{reference}", changes=True)),
     ("admin.booking_cancel", "GET"): ADMIN_PAGE,
     ("admin.booking_cancel", "POST"): admin_action(redirect("/admin/orders/{reference}", changes=True)),
+    # refused: the order is pending, so it has no confirmation to resend
+    ("admin.order_resend_confirmation", "POST"): admin_action(redirect("/admin/orders/{reference}")),
     ("admin.payments", "GET"): ADMIN_PAGE,
     ("admin.users", "GET"): ADMIN_PAGE,
     ("admin.user_new", "GET"): ADMIN_PAGE,

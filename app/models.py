@@ -534,7 +534,10 @@ class OutboxEmail(TimestampMixin, db.Model):
     # What the kind's templates need to render, as it was when the change happened.
     data: so.Mapped[dict] = so.mapped_column(sa.JSON, default=dict)
     dedupe_key: so.Mapped[str] = so.mapped_column(sa.String(200), unique=True)
-    order_id: so.Mapped[int | None] = so.mapped_column(sa.ForeignKey("orders.id"), index=True, default=None)
+    # SET NULL: purging an old order (flask db-cleanup) keeps the record of what was emailed.
+    order_id: so.Mapped[int | None] = so.mapped_column(
+        sa.ForeignKey("orders.id", ondelete="SET NULL"), index=True, default=None
+    )
     status: so.Mapped[str] = so.mapped_column(sa.String(16), default=OutboxStatus.PENDING)
     attempts: so.Mapped[int] = so.mapped_column(default=0)
     # When it is due: the next try while pending, the end of the claim while sending.

@@ -565,7 +565,7 @@ def _cancel_locked_order(order: Order, now: datetime, reason: str) -> Decimal:
     seat_ids = [b.seat_id for b in live]
     _free_seats(seat_ids, now)
     seat_changes.mark_changed(order.event_id, seat_ids)
-    mail.enqueue_seats_cancelled(order, live, refunded=refunded, now=now)
+    mail.enqueue_seats_cancelled(order, live, refunded=refunded, reason=reason, now=now)
     return refunded
 
 
@@ -647,7 +647,7 @@ def cancel_booking(
             order.total_amount -= target.total_amount
         _free_seats([seat_id], moment)
         seat_changes.mark_changed(order.event_id, [seat_id])
-        mail.enqueue_seats_cancelled(order, [target], now=moment)
+        mail.enqueue_seats_cancelled(order, [target], reason=reason, now=moment)
         return target
 
     return run_unit_of_work(work)

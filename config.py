@@ -70,6 +70,8 @@ class Config:
     RATELIMIT_HOLD_PER_IP = os.environ.get("RATELIMIT_HOLD_PER_IP", "600 per minute")
     RATELIMIT_PAY_PER_USER = os.environ.get("RATELIMIT_PAY_PER_USER", "20 per minute")
     RATELIMIT_PAY_PER_IP = os.environ.get("RATELIMIT_PAY_PER_IP", "300 per minute")
+    # A door scans about one ticket a second; the headroom is for a phone sending its offline queue.
+    RATELIMIT_CHECKIN_PER_USER = os.environ.get("RATELIMIT_CHECKIN_PER_USER", "300 per minute")
 
     REMEMBER_COOKIE_DURATION = 60 * 60 * 24 * 30
     SESSION_COOKIE_HTTPONLY = True

@@ -1,5 +1,6 @@
 """Admin forms. The rules themselves live in the services; validators here ask them."""
 
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
@@ -201,6 +202,7 @@ class UserForm(FlaskForm):
         validators=[Length(min=MIN_PASSWORD_LENGTH, max=200, message="The password must be at least 8 characters.")],
     )
     is_admin = BooleanField("Administrator")
+    is_staff = BooleanField(_l("Door staff (checks tickets in)"))
     submit = SubmitField("Save user")
 
     def __init__(self, *args, user=None, **kwargs):

@@ -84,6 +84,16 @@ class Config:
     BABEL_DEFAULT_TIMEZONE = "UTC"
     BABEL_TRANSLATION_DIRECTORIES = str(BASE_DIR / "app" / "translations")
 
+    # Ed25519 keys that sign ticket QR payloads, unrelated to SECRET_KEY: "kid1:<base64url 32-byte
+    # seed>,kid2:...". New tickets use TICKET_SIGNING_KID (default: the first key); the others still
+    # verify, so rotating keeps sold tickets valid. Unset outside production: a key is generated
+    # once into instance/ticket_signing_key (app/services/tickets.py).
+    TICKET_SIGNING_KEYS = os.environ.get("TICKET_SIGNING_KEYS", "")
+    TICKET_SIGNING_KID = os.environ.get("TICKET_SIGNING_KID", "")
+    TICKET_SIGNING_KEY_FILE = str(INSTANCE_DIR / "ticket_signing_key")
+    # A TrueType font for ticket PDFs (any script); without it they fall back to Helvetica (Latin-1).
+    TICKET_PDF_FONT = os.environ.get("TICKET_PDF_FONT", "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+
 
 class DevelopmentConfig(Config):
     DEBUG = True
@@ -105,6 +115,9 @@ class TestConfig(Config):
     RATELIMIT_STORAGE_URI = REDIS_URL
     RATELIMIT_ENABLED = True  # storage is set up; tests/conftest.py switches enforcement off
     WTF_CSRF_ENABLED = True
+    # A fixed key, so tests never write instance/ticket_signing_key.
+    TICKET_SIGNING_KEYS = "test:xBKcHgi9X8CnR7YxRBspZAifXRuCyp_AQd6EVJkAROA"
+    TICKET_SIGNING_KID = "test"
 
 
 CONFIGS = {

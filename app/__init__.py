@@ -38,6 +38,10 @@ def create_app(config_class=None):
 def _refuse_insecure_production(app):
     if app.config.get("PRODUCTION") and not app.config.get("SECRET_KEY"):
         raise RuntimeError("SECRET_KEY must be set when STAGEPASS_ENV=production.")
+    if app.config.get("PRODUCTION"):
+        from app.services import tickets
+
+        tickets.check_configuration(app.config)
 
 
 def trust_reverse_proxies(app):

@@ -432,6 +432,49 @@ class Payment(db.Model):
     )
 
 
+class Ticket(db.Model):
+    """The admission of one confirmed seat: an unguessable code and, from it, a signed QR payload.
+
+    Issued when the order is confirmed and never deleted: a refunded or cancelled seat's ticket is
+    revoked (void), so the door can tell a void ticket from a forged one.
+    """
+
+    __tablename__ = "tickets"
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    booking_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("bookings.id"), unique=True)
+    order_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("orders.id"), index=True)
+    event_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("events.id"), index=True)
+    seat_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("seats.id"), index=True)
+    # 16 Crockford base32 characters, stored upper-case; compared byte for byte on every database.
+    code: so.Mapped[str] = so.mapped_column(
+        sa.String(16).with_variant(mysql.VARCHAR(16, collation="utf8mb4_bin"), "mysql", "mariadb"),
+        unique=True,
+    )
+    # The id of the signing key its QR payload was signed with (see app/services/tickets.py).
+    kid: so.Mapped[str] = so.mapped_column(sa.String(16))
+    issued_at: so.Mapped[datetime] = so.mapped_column(default=utcnow)
+    revoked_at: so.Mapped[datetime | None] = so.mapped_column(default=None)
+    revoked_reason: so.Mapped[str | None] = so.mapped_column(sa.String(255), default=None)
+    checked_in_at: so.Mapped[datetime | None] = so.mapped_column(default=None)
+    checked_in_door: so.Mapped[str | None] = so.mapped_column(sa.String(64), default=None)
+    checked_in_by_id: so.Mapped[int | None] = so.mapped_column(sa.ForeignKey("users.id"), index=True, default=None)
+
+    booking: so.Mapped[Booking] = so.relationship()
+    order: so.Mapped[Order] = so.relationship()
+    event: so.Mapped[Event] = so.relationship()
+    seat: so.Mapped[Seat] = so.relationship()
+    checked_in_by: so.Mapped[User | None] = so.relationship()
+
+    @property
+    def is_void(self) -> bool:
+        """Revoked: its seat was refunded or cancelled, so it admits nobody."""
+        return self.revoked_at is not None
+
+    def __repr__(self):
+        return f"<Ticket {self.code} booking={self.booking_id}{' void' if self.is_void else ''}>"
+
+
 class CheckinConflict(db.Model):
     """A scan a door accepted offline that, once sent, met an earlier check-in or a void ticket.
 

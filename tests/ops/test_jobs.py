@@ -507,6 +507,7 @@ def test_procfile_migrates_then_serves_production_on_port(tmp_path, redis_url):
         PORT=str(port),
         GUNICORN_WORKERS="1",
         SECRET_KEY="procfile-test-secret",
+        TICKET_SIGNING_KEYS="procfile:xBKcHgi9X8CnR7YxRBspZAifXRuCyp_AQd6EVJkAROA",
         DATABASE_URL=f"sqlite:///{tmp_path / 'release.sqlite'}",
         REDIS_URL=redis_url,
     )

@@ -36,9 +36,6 @@ HTTP_STATUS = {ADMITTED: 200, ALREADY_CHECKED_IN: 409, VOID: 410, WRONG_EVENT: 4
 MAX_DOOR_LENGTH = 64
 MAX_PAYLOAD_LENGTH = 200
 PAYLOAD_PREFIX = "SP1."
-CODE_LENGTH = 16
-CROCKFORD_ALPHABET = set("0123456789ABCDEFGHJKMNPQRSTVWXYZ")
-CROCKFORD_READS_AS = str.maketrans({"I": "1", "L": "1", "O": "0"})
 
 
 @dataclass
@@ -83,15 +80,6 @@ def clean_door(door) -> str:
     return door
 
 
-def normalize_code(typed: str) -> str | None:
-    """A typed ticket code as stored (Crockford: case, spaces and dashes ignored, I/L read as 1,
-    O as 0), or None when it cannot be one."""
-    code = "".join(typed.split()).replace("-", "").upper().translate(CROCKFORD_READS_AS)
-    if len(code) != CODE_LENGTH or not set(code) <= CROCKFORD_ALPHABET:
-        return None
-    return code
-
-
 def find_ticket(payload_or_code: str) -> Ticket | None:
     """The ticket a scanned payload or typed code names, or None (forged, garbled, unknown)."""
     text = payload_or_code.strip()
@@ -104,10 +92,7 @@ def find_ticket(payload_or_code: str) -> Ticket | None:
             return None
         ticket = db.session.scalar(sa.select(Ticket).where(Ticket.code == code))
         return ticket if ticket is not None and ticket.event_id == int(event_id) else None
-    code = normalize_code(text)
-    if code is None:
-        return None
-    return db.session.scalar(sa.select(Ticket).where(Ticket.code == code))
+    return tickets.find_by_code(text)
 
 
 def check_in(

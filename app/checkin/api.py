@@ -29,7 +29,7 @@ def staff_api(view):
     return wrapped
 
 
-@bp.get("/api/events/<int:event_id>/checkins")
+@bp.get("/api/events/<int:event_id>/checkins/counts")
 @staff_api
 def checkin_counts(event_id):
     """The event's counters: tickets checked in and sold."""

@@ -55,7 +55,7 @@ class Scan:
         return HTTP_STATUS[self.result]
 
 
-class NotCheckedIn(DomainError):
+class NotCheckedIn(DomainError):  # noqa: N818 (named like the other domain errors)
     """This ticket is not checked in."""
 
     code = "not_checked_in"

@@ -21,7 +21,7 @@ function fromBase64Url(text) {
 }
 
 function format(text, values) {
-  return text.replace(/%\((\w+)\)s/g, (_, name) => (name in values ? values[name] : ""));
+  return text.replace(/\{(\w+)\}/g, (_, name) => (name in values ? values[name] : ""));
 }
 
 // SP1.<kid>.<event_id>.<code>.<sig>, as app/services/tickets.py signs it.
@@ -337,7 +337,7 @@ document.addEventListener("alpine:init", () => {
         return;
       }
       try {
-        const response = await fetch(this.config.checkinUrl, { credentials: "same-origin" });
+        const response = await fetch(this.config.countsUrl, { credentials: "same-origin" });
         if (response.ok) {
           const body = await response.json();
           this.checkedIn = body.counts.checked_in;

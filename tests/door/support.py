@@ -16,10 +16,11 @@ def staff_user(factory, **kwargs) -> User:
     return user
 
 
-def sold_tickets(factory, event, count=2, buyer=None) -> list[Ticket]:
-    """`count` seats of the event paid by one buyer, with their tickets (issued if the payment did not)."""
+def sold_tickets(factory, event, count=2, buyer=None, seats=None) -> list[Ticket]:
+    """`count` seats of the event (the first ones, or of `seats`) paid by one buyer, with their
+    tickets (issued here if the payment did not)."""
     buyer = buyer or factory.user()
-    order = paid_order(buyer, event, seat_ids(event)[:count])
+    order = paid_order(buyer, event, (seats or seat_ids(event))[:count])
     tickets.issue_for_order(order, utcnow())
     db.session.commit()
     return list(db.session.scalars(sa.select(Ticket).where(Ticket.order_id == order.id).order_by(Ticket.seat_id)))

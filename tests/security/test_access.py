@@ -16,8 +16,8 @@ import pytest
 from app.services import booking, health, live, payments, seatmap
 from tests.admin_support import FUTURE, category_lines, seat_ids
 from tests.door.support import sold_tickets, staff_user
-from tests.support import PASSWORD, csrf_token, empty_tables, log_in
 from tests.invariants import changed_rows, snapshot_rows
+from tests.support import PASSWORD, csrf_token, empty_tables, log_in
 
 ROLES = ("guest", "buyer", "owner", "staff", "admin")
 

@@ -65,10 +65,8 @@ def scan_json(scan: checkin.Scan, event_id: int) -> dict:
     body = {"result": scan.result, "message": scan.message, "conflict": scan.conflict, **scan.details}
     if scan.result != checkin.ADMITTED:
         body |= {"error": scan.message, "code": scan.result}  # the API's usual error shape too
-    ticket = scan.ticket
-    if ticket is not None and scan.result != checkin.WRONG_EVENT:
-        body["seat"] = ticket.seat.label
-        body["category"] = ticket.seat.price_category.name
+    if scan.seat is not None:
+        body["seat"], body["category"] = scan.seat, scan.category
     if scan.checked_in_at is not None:
         body["checked_in_at"] = scan.checked_in_at.isoformat() + "Z"
         body["door"] = scan.door

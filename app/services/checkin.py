@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
+import sqlalchemy.orm as so
 from flask_babel import gettext as _
 
 from app.extensions import db
-from app.models import CheckinConflict, Event, Ticket, User
+from app.models import CheckinConflict, Event, Seat, Ticket, User
 from app.services import tickets
 from app.services.errors import DomainError, InvalidRequest, NotFound
 from app.services.transactions import run_unit_of_work
@@ -49,6 +50,8 @@ class Scan:
     door: str | None = None
     conflict: bool = False
     details: dict = field(default_factory=dict)
+    seat: str | None = None  # read inside the unit of work: the answer needs no query after the commit
+    category: str | None = None
 
     @property
     def status(self) -> int:
@@ -81,7 +84,8 @@ def clean_door(door) -> str:
 
 
 def find_ticket(payload_or_code: str) -> Ticket | None:
-    """The ticket a scanned payload or typed code names, or None (forged, garbled, unknown)."""
+    """The ticket a scanned payload or typed code names, with its seat and category, or None
+    (forged, garbled, unknown)."""
     text = payload_or_code.strip()
     if not text or len(text) > MAX_PAYLOAD_LENGTH:
         return None
@@ -90,9 +94,18 @@ def find_ticket(payload_or_code: str) -> Ticket | None:
             _kid, event_id, code = tickets.verify_payload(text)
         except tickets.InvalidTicket:
             return None
-        ticket = db.session.scalar(sa.select(Ticket).where(Ticket.code == code))
-        return ticket if ticket is not None and ticket.event_id == int(event_id) else None
-    return tickets.find_by_code(text)
+    else:
+        event_id, code = None, tickets.normalise_code(text)
+        if not tickets.is_code(code):
+            return None
+    ticket = db.session.scalar(
+        sa.select(Ticket)
+        .where(Ticket.code == code)
+        .options(so.joinedload(Ticket.seat).joinedload(Seat.price_category))
+    )
+    if ticket is None or (event_id is not None and ticket.event_id != int(event_id)):
+        return None
+    return ticket
 
 
 def check_in(
@@ -115,7 +128,8 @@ def check_in(
             return Scan(INVALID, _("Not a StagePass ticket: the code is unknown, garbled or forged."))
         if ticket.event_id != event.id:
             return wrong_event(ticket)
-        if ticket.is_void or ticket_event_is_gone(ticket):
+        # Its event is this door's, which exists: void means revoked (refunded or cancelled).
+        if ticket.is_void:
             return record_if_offline(void(ticket), ticket)
         admitted = db.session.execute(
             sa.update(Ticket)
@@ -123,11 +137,10 @@ def check_in(
             .values(checked_in_at=admitted_at, checked_in_door=door, checked_in_by_id=staff.id)
             .execution_options(synchronize_session=False)
         ).rowcount
-        ticket = db.session.scalars(
-            sa.select(Ticket).where(Ticket.id == ticket.id).execution_options(populate_existing=True)
-        ).one()
         if admitted == 1:
-            return Scan(ADMITTED, admitted_message(ticket), ticket, ticket.checked_in_at, ticket.checked_in_door)
+            return with_seat(Scan(ADMITTED, admitted_message(ticket), ticket, admitted_at, door), ticket)
+        # Someone else's UPDATE won: read what it wrote (committed, as READ COMMITTED shows it).
+        db.session.refresh(ticket, ["checked_in_at", "checked_in_door", "revoked_at", "revoked_reason"])
         if ticket.is_void:
             return record_if_offline(void(ticket), ticket)
         return record_if_offline(already_checked_in(ticket), ticket)
@@ -148,17 +161,14 @@ def check_in(
                 )
             )
             scan.conflict = True
-        return scan
+        return with_seat(scan, ticket)
 
     return run_unit_of_work(work)
 
 
-def ticket_event_is_gone(ticket: Ticket) -> bool:
-    """Its event was deleted: no door admits it, whether or not the ticket was revoked."""
-    event = db.session.execute(
-        sa.select(Event).where(Event.id == ticket.event_id).execution_options(include_deleted=True)
-    ).scalar_one_or_none()
-    return event is None or event.is_deleted
+def with_seat(scan: Scan, ticket: Ticket) -> Scan:
+    scan.seat, scan.category = ticket.seat.label, ticket.seat.price_category.name
+    return scan
 
 
 def seat_text(ticket: Ticket) -> str:
@@ -181,9 +191,7 @@ def already_checked_in(ticket: Ticket) -> Scan:
 
 
 def void(ticket: Ticket) -> Scan:
-    if ticket_event_is_gone(ticket):
-        message = _("Void: this ticket's event was deleted.")
-    elif ticket.revoked_reason:
+    if ticket.revoked_reason:
         message = _("Void: %(reason)s.", reason=ticket.revoked_reason)
     else:
         message = _("Void: this ticket was refunded or cancelled.")

@@ -73,6 +73,23 @@ class Config:
     # A door scans about one ticket a second; the headroom is for a phone sending its offline queue.
     RATELIMIT_CHECKIN_PER_USER = os.environ.get("RATELIMIT_CHECKIN_PER_USER", "300 per minute")
 
+    # Email (app/services/mail.py): MAIL_BACKEND is smtp, file (each message an .eml file in
+    # MAIL_FILE_PATH) or console. Sent by RQ jobs from the outbox, retried with doubling delays.
+    MAIL_BACKEND = os.environ.get("MAIL_BACKEND", "smtp")
+    MAIL_SERVER = os.environ.get("MAIL_SERVER", "localhost")
+    MAIL_PORT = _int("MAIL_PORT", 25)
+    MAIL_USE_TLS = os.environ.get("MAIL_USE_TLS", "0").lower() in ("1", "true", "yes")
+    MAIL_USERNAME = os.environ.get("MAIL_USERNAME")
+    MAIL_PASSWORD = os.environ.get("MAIL_PASSWORD")
+    MAIL_DEFAULT_SENDER = os.environ.get("MAIL_DEFAULT_SENDER", "StagePass <tickets@stagepass.invalid>")
+    MAIL_TIMEOUT = _int("MAIL_TIMEOUT", 10)
+    MAIL_FILE_PATH = os.environ.get("MAIL_FILE_PATH", str(INSTANCE_DIR / "outbox"))
+    MAIL_RETRY_SECONDS = _int("MAIL_RETRY_SECONDS", 60)
+    MAIL_RETRY_MAX_SECONDS = _int("MAIL_RETRY_MAX_SECONDS", 6 * 3600)
+    MAIL_MAX_ATTEMPTS = _int("MAIL_MAX_ATTEMPTS", 10)
+    # A sender that claimed an email and never said how it went (it died) loses it after this.
+    MAIL_CLAIM_SECONDS = _int("MAIL_CLAIM_SECONDS", 300)
+
     REMEMBER_COOKIE_DURATION = 60 * 60 * 24 * 30
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
@@ -97,6 +114,8 @@ class Config:
 
 class DevelopmentConfig(Config):
     DEBUG = True
+    # `make run` needs no mail server: messages land in instance/outbox/ as .eml files.
+    MAIL_BACKEND = os.environ.get("MAIL_BACKEND", "file")
 
 
 class ProductionConfig(Config):
@@ -118,6 +137,11 @@ class TestConfig(Config):
     # A fixed key, so tests never write instance/ticket_signing_key.
     TICKET_SIGNING_KEYS = "test:xBKcHgi9X8CnR7YxRBspZAifXRuCyp_AQd6EVJkAROA"
     TICKET_SIGNING_KID = "test"
+    # Nothing listens here: a test that sends starts its own SMTP server and points MAIL_PORT at it.
+    MAIL_BACKEND = "smtp"
+    MAIL_SERVER = "127.0.0.1"
+    MAIL_PORT = 9
+    MAIL_TIMEOUT = 5
 
 
 CONFIGS = {

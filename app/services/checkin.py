@@ -22,7 +22,7 @@ from flask_babel import gettext as _
 
 from app.extensions import db
 from app.models import CheckinConflict, Event, Seat, Ticket, User
-from app.services import tickets
+from app.services import audit, tickets
 from app.services.errors import DomainError, InvalidRequest, NotFound
 from app.services.transactions import run_unit_of_work
 
@@ -99,9 +99,7 @@ def find_ticket(payload_or_code: str) -> Ticket | None:
         if not tickets.is_code(code):
             return None
     ticket = db.session.scalar(
-        sa.select(Ticket)
-        .where(Ticket.code == code)
-        .options(so.joinedload(Ticket.seat).joinedload(Seat.price_category))
+        sa.select(Ticket).where(Ticket.code == code).options(so.joinedload(Ticket.seat).joinedload(Seat.price_category))
     )
     if ticket is None or (event_id is not None and ticket.event_id != int(event_id)):
         return None
@@ -225,6 +223,13 @@ def undo_check_in(ticket_id: int, event_id: int, admin: User, now: datetime) -> 
         ).rowcount
         if undone != 1:
             raise NotCheckedIn(_("This ticket is not checked in."))
+        audit.record(
+            "checkin.undone",
+            actor=admin,
+            subject=ticket,
+            data={"code": ticket.code, "checked_in_at": ticket.checked_in_at, "door": ticket.checked_in_door},
+            now=now,
+        )
         db.session.refresh(ticket)
         return ticket
 

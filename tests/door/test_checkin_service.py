@@ -3,9 +3,10 @@
 from datetime import timedelta
 
 import pytest
+import sqlalchemy as sa
 
 from app.extensions import db
-from app.models import CheckinConflict, Ticket, utcnow
+from app.models import AuditEntry, CheckinConflict, Ticket, utcnow
 from app.services import checkin, events, tickets
 from app.services.errors import InvalidRequest, NotFound
 from tests.door.support import sold_tickets, staff_user
@@ -185,6 +186,13 @@ def test_undo_lets_the_ticket_in_again(door, factory):
     checkin.check_in(ticket.code, event.id, "North", staff, utcnow())
     checkin.undo_check_in(ticket.id, event.id, admin, utcnow())
     assert fresh(ticket).checked_in_at is None and fresh(ticket).checked_in_door is None
+    [entry] = db.session.scalars(sa.select(AuditEntry).where(AuditEntry.action == "checkin.undone")).all()
+    assert (entry.actor_id, entry.subject_id, entry.data["door"], entry.data["code"]) == (
+        admin.id,
+        ticket.id,
+        "North",
+        ticket.code,
+    )
     with pytest.raises(checkin.NotCheckedIn):
         checkin.undo_check_in(ticket.id, event.id, admin, utcnow())
     with pytest.raises(NotFound):

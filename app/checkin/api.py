@@ -33,7 +33,7 @@ def staff_api(view):
 @staff_api
 def checkin_counts(event_id):
     """The event's counters: tickets checked in and sold."""
-    checkin.get_door_event(event_id)
+    checkin.require_door(event_id)
     return jsonify(counts=checkin.counts(event_id))
 
 

@@ -17,11 +17,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
-import sqlalchemy.orm as so
 from flask_babel import gettext as _
 
 from app.extensions import db
-from app.models import CheckinConflict, Event, Seat, Ticket, User
+from app.models import CheckinConflict, Event, PriceCategory, Seat, Ticket, User
 from app.services import audit, tickets
 from app.services.errors import DomainError, InvalidRequest, NotFound
 from app.services.transactions import run_unit_of_work
@@ -45,7 +44,7 @@ class Scan:
 
     result: str
     message: str
-    ticket: Ticket | None = None
+    ticket: TicketAtDoor | None = None
     checked_in_at: datetime | None = None
     door: str | None = None
     conflict: bool = False
@@ -58,7 +57,26 @@ class Scan:
         return HTTP_STATUS[self.result]
 
 
-class NotCheckedIn(DomainError):  # noqa: N818 (named like the other domain errors)
+@dataclass
+class TicketAtDoor:
+    """What the door needs of a ticket, read as plain columns: no ORM objects on the hot path."""
+
+    id: int
+    event_id: int
+    code: str
+    revoked_at: datetime | None
+    revoked_reason: str | None
+    checked_in_at: datetime | None
+    checked_in_door: str | None
+    seat: str
+    category: str
+
+    @property
+    def is_void(self) -> bool:
+        return self.revoked_at is not None
+
+
+class NotCheckedIn(DomainError):
     """This ticket is not checked in."""
 
     code = "not_checked_in"
@@ -83,7 +101,7 @@ def clean_door(door) -> str:
     return door
 
 
-def find_ticket(payload_or_code: str) -> Ticket | None:
+def find_ticket(payload_or_code: str) -> TicketAtDoor | None:
     """The ticket a scanned payload or typed code names, with its seat and category, or None
     (forged, garbled, unknown)."""
     text = payload_or_code.strip()
@@ -98,12 +116,41 @@ def find_ticket(payload_or_code: str) -> Ticket | None:
         event_id, code = None, tickets.normalise_code(text)
         if not tickets.is_code(code):
             return None
-    ticket = db.session.scalar(
-        sa.select(Ticket).where(Ticket.code == code).options(so.joinedload(Ticket.seat).joinedload(Seat.price_category))
-    )
-    if ticket is None or (event_id is not None and ticket.event_id != int(event_id)):
+    row = db.session.execute(
+        sa.select(*DOOR_COLUMNS)
+        .join(Seat, Seat.id == Ticket.seat_id)
+        .join(PriceCategory, PriceCategory.id == Seat.price_category_id)
+        .where(Ticket.code == code)
+        .execution_options(include_deleted=True)  # the seat of a sold ticket may since be replaced
+    ).one_or_none()
+    if row is None or (event_id is not None and row.event_id != int(event_id)):
         return None
-    return ticket
+    return TicketAtDoor(*row[:7], seat=f"{row.row}{row.column}", category=row.name)
+
+
+DOOR_COLUMNS = (
+    Ticket.id,
+    Ticket.event_id,
+    Ticket.code,
+    Ticket.revoked_at,
+    Ticket.revoked_reason,
+    Ticket.checked_in_at,
+    Ticket.checked_in_door,
+    Seat.row,
+    Seat.column,
+    PriceCategory.name,
+)
+
+
+def require_door(event_id: int) -> None:
+    """404 unless the event exists and is not deleted (one narrow query: the check-in hot path)."""
+    found = db.session.scalar(
+        sa.select(Event.id)
+        .where(Event.id == event_id, Event.deleted_at.is_(None))
+        .execution_options(include_deleted=True)
+    )
+    if found is None:
+        raise NotFound(_("No such event."))
 
 
 def check_in(
@@ -116,7 +163,7 @@ def check_in(
     offline: bool = False,
 ) -> Scan:
     """Check a scanned payload or typed code in at this event's door; admitted at most once."""
-    event = get_door_event(event_id)
+    require_door(event_id)
     door = clean_door(door)
     admitted_at = min(scanned_at, now) if offline and scanned_at is not None else now
 
@@ -124,7 +171,7 @@ def check_in(
         ticket = find_ticket(payload_or_code)
         if ticket is None:
             return Scan(INVALID, _("Not a StagePass ticket: the code is unknown, garbled or forged."))
-        if ticket.event_id != event.id:
+        if ticket.event_id != event_id:
             return wrong_event(ticket)
         # Its event is this door's, which exists: void means revoked (refunded or cancelled).
         if ticket.is_void:
@@ -138,16 +185,21 @@ def check_in(
         if admitted == 1:
             return with_seat(Scan(ADMITTED, admitted_message(ticket), ticket, admitted_at, door), ticket)
         # Someone else's UPDATE won: read what it wrote (committed, as READ COMMITTED shows it).
-        db.session.refresh(ticket, ["checked_in_at", "checked_in_door", "revoked_at", "revoked_reason"])
+        won = db.session.execute(
+            sa.select(Ticket.checked_in_at, Ticket.checked_in_door, Ticket.revoked_at, Ticket.revoked_reason).where(
+                Ticket.id == ticket.id
+            )
+        ).one()
+        ticket.checked_in_at, ticket.checked_in_door, ticket.revoked_at, ticket.revoked_reason = won
         if ticket.is_void:
             return record_if_offline(void(ticket), ticket)
         return record_if_offline(already_checked_in(ticket), ticket)
 
-    def record_if_offline(scan: Scan, ticket: Ticket) -> Scan:
+    def record_if_offline(scan: Scan, ticket: TicketAtDoor) -> Scan:
         if offline:
             db.session.add(
                 CheckinConflict(
-                    event_id=event.id,
+                    event_id=event_id,
                     ticket_id=ticket.id,
                     door=door,
                     staff_id=staff.id,
@@ -164,21 +216,20 @@ def check_in(
     return run_unit_of_work(work)
 
 
-def with_seat(scan: Scan, ticket: Ticket) -> Scan:
-    scan.seat, scan.category = ticket.seat.label, ticket.seat.price_category.name
+def with_seat(scan: Scan, ticket: TicketAtDoor) -> Scan:
+    scan.seat, scan.category = ticket.seat, ticket.category
     return scan
 
 
-def seat_text(ticket: Ticket) -> str:
-    seat = ticket.seat
-    return _("Seat %(seat)s, %(category)s", seat=seat.label, category=seat.price_category.name)
+def seat_text(ticket: TicketAtDoor) -> str:
+    return _("Seat %(seat)s, %(category)s", seat=ticket.seat, category=ticket.category)
 
 
-def admitted_message(ticket: Ticket) -> str:
+def admitted_message(ticket: TicketAtDoor) -> str:
     return _("Admitted. %(seat)s.", seat=seat_text(ticket))
 
 
-def already_checked_in(ticket: Ticket) -> Scan:
+def already_checked_in(ticket: TicketAtDoor) -> Scan:
     at = ticket.checked_in_at
     message = _(
         "Already checked in at %(time)s UTC at door “%(door)s”.",
@@ -188,7 +239,7 @@ def already_checked_in(ticket: Ticket) -> Scan:
     return Scan(ALREADY_CHECKED_IN, message, ticket, at, ticket.checked_in_door)
 
 
-def void(ticket: Ticket) -> Scan:
+def void(ticket: TicketAtDoor) -> Scan:
     if ticket.revoked_reason:
         message = _("Void: %(reason)s.", reason=ticket.revoked_reason)
     else:
@@ -196,7 +247,7 @@ def void(ticket: Ticket) -> Scan:
     return Scan(VOID, message, ticket, ticket.checked_in_at, ticket.checked_in_door)
 
 
-def wrong_event(ticket: Ticket) -> Scan:
+def wrong_event(ticket: TicketAtDoor) -> Scan:
     other = db.session.execute(
         sa.select(Event).where(Event.id == ticket.event_id).execution_options(include_deleted=True)
     ).scalar_one_or_none()

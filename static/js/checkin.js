@@ -306,7 +306,17 @@ document.addEventListener("alpine:init", () => {
           if (response.status === 429 || response.status >= 500) {
             return; // tried again on the next round
           }
+          if (response.status === 401 || response.status === 403) {
+            this.show("invalid", this.texts.login); // kept until someone logs in again
+            return;
+          }
           const body = await response.json().catch(() => ({}));
+          if (!body.result) {
+            // Refused as a request (it can never succeed): reported, never dropped silently.
+            const text = format(this.texts.error, { message: body.error || response.status });
+            this.addConflict(text);
+            this.show("conflict", text);
+          }
           if (body.counts) {
             this.checkedIn = body.counts.checked_in;
             this.sold = body.counts.sold;

@@ -215,3 +215,35 @@ def test_offline_then_online_admits(camera_page, factory):
     stored = fresh(ticket)
     assert stored.checked_in_door == "Gate 2" and checkin.conflicts(event.id) == []
     assert page.errors == []
+
+
+def test_offline_the_page_itself_refuses_forged_typed_and_other_events_tickets(page, factory):
+    """Without the network the signature check runs in the page (WebCrypto Ed25519): a forged
+    payload, another event's genuine one and a typed code are not accepted offline; nothing is queued."""
+    event = factory.event(rows=1, columns=2)
+    other = factory.event(name="Elsewhere", rows=1, columns=2)
+    ticket = sold_tickets(factory, event, 1)[0]
+    elsewhere = sold_tickets(factory, other, 1)[0]
+    log_in(page, staff_user(factory))
+    page.goto(f"{page.base}/checkin/{event.id}")
+    page.fill("#door-name", "Gate 3")
+    page.context.set_offline(True)
+    genuine = tickets.payload_for(ticket)
+    forged = genuine[:-2] + ("AA" if not genuine.endswith("AA") else "BB")
+    result = page.locator("#door-result")
+    for code, expected, text in (
+        (forged, "invalid", "Not a StagePass ticket"),
+        (tickets.payload_for(elsewhere), "wrong_event", "Wrong event"),
+        (ticket.code, "invalid", "typed codes cannot be checked"),
+        (genuine, "offline", "Accepted offline"),
+    ):
+        page.fill("#typed-code", code)
+        page.click("#typed-submit")
+        expect(result).to_have_attribute("data-result", expected)
+        expect(result).to_contain_text(text)
+    expect(page.locator("#door-queue")).to_contain_text("1")
+    page.context.set_offline(False)
+    expect(page.locator("#door-queue")).to_be_hidden()
+    expect(page.locator("#checked-in-count")).to_have_text("1")
+    assert fresh(ticket).checked_in_door == "Gate 3" and fresh(elsewhere).checked_in_at is None
+    assert page.errors == []

@@ -70,5 +70,5 @@ def scan_json(scan: checkin.Scan, event_id: int) -> dict:
     if scan.checked_in_at is not None:
         body["checked_in_at"] = scan.checked_in_at.isoformat() + "Z"
         body["door"] = scan.door
-    body["counts"] = checkin.counts(event_id)
+    body["counts"] = scan.counts if scan.counts is not None else checkin.counts(event_id)
     return body

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
+import sqlalchemy.orm as so
 from flask_babel import gettext as _
 
 from app.extensions import db
@@ -51,6 +52,7 @@ class Scan:
     details: dict = field(default_factory=dict)
     seat: str | None = None  # read inside the unit of work: the answer needs no query after the commit
     category: str | None = None
+    counts: dict | None = None  # the door's counters, when the scan read them (its own event's ticket)
 
     @property
     def status(self) -> int:
@@ -70,6 +72,9 @@ class TicketAtDoor:
     checked_in_door: str | None
     seat: str
     category: str
+    event_deleted: bool
+    sold: int  # valid tickets of its event, and how many of them are in, as this scan read them
+    checked_in: int
 
     @property
     def is_void(self) -> bool:
@@ -120,14 +125,26 @@ def find_ticket(payload_or_code: str) -> TicketAtDoor | None:
         sa.select(*DOOR_COLUMNS)
         .join(Seat, Seat.id == Ticket.seat_id)
         .join(PriceCategory, PriceCategory.id == Seat.price_category_id)
+        .join(Event, Event.id == Ticket.event_id)
         .where(Ticket.code == code)
         .execution_options(include_deleted=True)  # the seat of a sold ticket may since be replaced
     ).one_or_none()
     if row is None or (event_id is not None and row.event_id != int(event_id)):
         return None
-    return TicketAtDoor(*row[:7], seat=f"{row.row}{row.column}", category=row.name)
+    return TicketAtDoor(
+        *row[:7],
+        seat=f"{row.row}{row.column}",
+        category=row.name,
+        event_deleted=row.deleted_at is not None,
+        sold=row.sold,
+        checked_in=row.checked_in,
+    )
 
 
+_event_ticket = so.aliased(Ticket)
+_valid_of_same_event = sa.and_(_event_ticket.event_id == Ticket.event_id, _event_ticket.revoked_at.is_(None))
+# One row answers the whole scan: the ticket, its seat and category, whether its event is gone,
+# and the event's counters (correlated counts over the tickets' event_id index).
 DOOR_COLUMNS = (
     Ticket.id,
     Ticket.event_id,
@@ -139,6 +156,12 @@ DOOR_COLUMNS = (
     Seat.row,
     Seat.column,
     PriceCategory.name,
+    Event.deleted_at,
+    sa.select(sa.func.count(_event_ticket.id)).where(_valid_of_same_event).scalar_subquery().label("sold"),
+    sa.select(sa.func.count(_event_ticket.checked_in_at))
+    .where(_valid_of_same_event)
+    .scalar_subquery()
+    .label("checked_in"),
 )
 
 
@@ -163,12 +186,13 @@ def check_in(
     offline: bool = False,
 ) -> Scan:
     """Check a scanned payload or typed code in at this event's door; admitted at most once."""
-    require_door(event_id)
     door = clean_door(door)
     admitted_at = min(scanned_at, now) if offline and scanned_at is not None else now
 
     def work():
         ticket = find_ticket(payload_or_code)
+        if ticket is None or ticket.event_id != event_id or ticket.event_deleted:
+            require_door(event_id)  # else the ticket's own row showed that this door's event is there
         if ticket is None:
             return Scan(INVALID, _("Not a StagePass ticket: the code is unknown, garbled or forged."))
         if ticket.event_id != event_id:
@@ -183,6 +207,7 @@ def check_in(
             .execution_options(synchronize_session=False)
         ).rowcount
         if admitted == 1:
+            ticket.checked_in += 1
             return with_seat(Scan(ADMITTED, admitted_message(ticket), ticket, admitted_at, door), ticket)
         # Someone else's UPDATE won: read what it wrote (committed, as READ COMMITTED shows it).
         won = db.session.execute(
@@ -190,6 +215,8 @@ def check_in(
                 Ticket.id == ticket.id
             )
         ).one()
+        if ticket.checked_in_at is None and won.checked_in_at is not None:
+            ticket.checked_in += 1  # the winner committed after this scan read the counters
         ticket.checked_in_at, ticket.checked_in_door, ticket.revoked_at, ticket.revoked_reason = won
         if ticket.is_void:
             return record_if_offline(void(ticket), ticket)
@@ -218,6 +245,7 @@ def check_in(
 
 def with_seat(scan: Scan, ticket: TicketAtDoor) -> Scan:
     scan.seat, scan.category = ticket.seat, ticket.category
+    scan.counts = {"checked_in": ticket.checked_in, "sold": ticket.sold}
     return scan
 
 

@@ -217,11 +217,12 @@ document.addEventListener("alpine:init", () => {
     },
 
     send(scan, offline = false) {
+      const { code, door, scanned_at } = scan;
       return fetch(this.config.checkinUrl, {
         method: "POST",
         credentials: "same-origin",
         headers: { "Content-Type": "application/json", "X-CSRFToken": window.stagepass.csrfToken() },
-        body: JSON.stringify({ ...scan, offline }),
+        body: JSON.stringify({ code, door, scanned_at, offline }),
       });
     },
 
@@ -279,6 +280,8 @@ document.addEventListener("alpine:init", () => {
       if (accepted.includes(payload.code)) {
         this.addConflict(`${payload.code}: ${this.texts.conflict_offline}`);
         this.show("conflict", this.texts.conflict_offline);
+        // Queued too, so the server records the clash for the admins; already reported here.
+        this.saveQueue([...this.queue(), { ...scan, reported: true }]);
         return;
       }
       accepted.push(payload.code);
@@ -321,7 +324,7 @@ document.addEventListener("alpine:init", () => {
             this.checkedIn = body.counts.checked_in;
             this.sold = body.counts.sold;
           }
-          if (body.result && body.result !== "admitted") {
+          if (body.result && body.result !== "admitted" && !scan.reported) {
             this.addConflict(format(this.texts.conflict_synced, { message: body.message || body.result }));
             this.show("conflict", format(this.texts.conflict_synced, { message: body.message || body.result }));
           }

@@ -11,7 +11,7 @@ const COUNTS_EVERY_MS = 10000;
 const MAX_CONFLICTS_SHOWN = 20;
 
 function readConfig() {
-  return JSON.parse(document.getElementById("checkin-config").textContent);
+  return JSON.parse(document.getElementById("door").dataset.config);
 }
 
 function fromBase64Url(text) {

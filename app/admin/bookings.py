@@ -1,6 +1,7 @@
 """Admin: bookings per event and overall, an order's detail, cancellations with refunds, CSV export."""
 
 from flask import Response, flash, redirect, render_template, url_for
+from flask_login import current_user
 
 from app.admin import bp
 from app.admin.events import event_or_404
@@ -68,7 +69,7 @@ def order_cancel(reference):
     form = CancelForm()
     if form.validate_on_submit():
         try:
-            cancelled = booking_service.cancel_order(order, **reason_of(form))
+            cancelled = booking_service.cancel_order(order, **reason_of(form), actor=current_user)
         except DomainError as error:
             flash(f"Not cancelled: {error.message}", "error")
         else:
@@ -81,7 +82,7 @@ def order_cancel(reference):
         lines=[
             f"{order.user.email} loses all {len(order.bookings)} seat(s) of this order for “{order.event.name}”; "
             "the seats become free.",
-            f"It is refunded in full ({money(order.total_amount - order.refunded_amount)})."
+            f"It is refunded in full ({money(order.total_amount - order.refunded_amount, order.event.currency)})."
             if order.payment_status == "paid"
             else "Nothing was paid, so nothing is refunded.",
         ],
@@ -100,7 +101,7 @@ def booking_cancel(booking_id):
     if form.validate_on_submit():
         label = booking.seat.label
         try:
-            cancelled = booking_service.cancel_booking(booking, **reason_of(form))
+            cancelled = booking_service.cancel_booking(booking, **reason_of(form), actor=current_user)
         except DomainError as error:
             flash(f"Not cancelled: {error.message}", "error")
         else:
@@ -114,7 +115,7 @@ def booking_cancel(booking_id):
         title=f"Cancel seat {booking.seat.label} of {reference}?",
         lines=[
             f"{booking.user.email} loses seat {booking.seat.label} for “{booking.event.name}”; the seat becomes free.",
-            f"The seat's {money(booking.total_amount)} is refunded."
+            f"The seat's {money(booking.total_amount, booking.event.currency)} is refunded."
             if paid
             else "Nothing was paid for it, so nothing is refunded.",
         ],
@@ -128,4 +129,4 @@ def reason_of(form: CancelForm) -> dict:
 
 
 def refund_note(order) -> str:
-    return f" and {money(order.refunded_amount)} refunded" if order.refunded_amount else ""
+    return f" and {money(order.refunded_amount, order.event.currency)} refunded" if order.refunded_amount else ""

@@ -1,6 +1,9 @@
 """Admin: events, their seat maps and life cycle (draft -> published -> cancelled)."""
 
+import redis
 from flask import flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_login import current_user
 
 from app.admin import bp
 from app.admin.forms import CATEGORY_LINES, ConfirmForm, EventForm, event_form_data, new_event_data
@@ -8,7 +11,7 @@ from app.admin.listing import page_of, status_filter
 from app.auth.decorators import admin_required
 from app.extensions import db
 from app.models import EventStatus, utcnow
-from app.services import booking, checkin, events, reports
+from app.services import cancellations, checkin, events, reports
 from app.services.errors import DomainError
 from app.templating import money
 
@@ -46,7 +49,7 @@ def event_new():
     form = EventForm(data=new_event_data())
     if form.validate_on_submit():
         try:
-            event = events.create_event(**vars(form.details()))
+            event = events.create_event(**vars(form.details()), actor=current_user)
         except DomainError as error:
             db.session.rollback()
             form.form_errors.append(error.message)
@@ -64,10 +67,10 @@ def event_edit(event_id):
     if event.status == EventStatus.CANCELLED:
         flash("A cancelled event can no longer be edited.", "error")
         return redirect(url_for("admin.event_detail", event_id=event.id))
-    form = EventForm(data=event_form_data(event), original_date=event.date)
+    form = EventForm(data=event_form_data(event), original_date=event.date, original_timezone=event.timezone)
     if form.validate_on_submit():
         try:
-            events.update_event(event, form.details())
+            events.update_event(event, form.details(), actor=current_user)
         except DomainError as error:
             db.session.rollback()
             form.form_errors.append(error.message)
@@ -78,7 +81,8 @@ def event_edit(event_id):
 
 
 def render_event_form(form: EventForm, event):
-    status = 400 if form.errors or form.category_errors else 200
+    # A form shown again after a POST was refused (some errors sit in category lines or the date).
+    status = 400 if request.method == "POST" else 200
     return render_template("admin/event_form.html", form=form, event=event, category_lines=CATEGORY_LINES), status
 
 
@@ -94,12 +98,15 @@ def event_detail(event_id):
         now=now,
         status=events.display_status(event, now),
         seat_map=reports.seat_map(event, now),
+        categories={category.id: category for category in event.price_categories},
         sales=reports.sales_by_event([event], now)[0],
         latest_orders=reports.latest_orders(10, event_id=event.id),
         form=ConfirmForm(),
         checkin_counts=checkin.counts(event.id),
         checkin_conflicts=checkin.conflicts(event.id),
         latest_check_ins=checkin.latest_check_ins(event.id),
+        cancellation_run=cancellations.latest_run_of_event_or_none(event.id),
+        open_orders=cancellations.open_orders_of_cancelled_event(event),
     )
 
 
@@ -110,7 +117,7 @@ def event_publish(event_id):
     event = event_or_404(event_id)
     if ConfirmForm().validate_on_submit():
         try:
-            events.publish_event(event)
+            events.publish_event(event, actor=current_user)
         except DomainError as error:
             db.session.rollback()
             flash(f"Not published: {error.message}", "error")
@@ -130,13 +137,26 @@ def event_cancel(event_id):
         return redirect(url_for("admin.event_detail", event_id=event.id))
     if form.validate_on_submit():
         try:
-            summary = booking.cancel_event(event)
+            run = cancellations.start_event_cancellation(event, actor=current_user)
         except DomainError as error:
-            flash(f"Not cancelled: {error.message}", "error")
+            flash(_("Not cancelled: %(reason)s", reason=error.message), "error")
+        except redis.RedisError:
+            flash(
+                _(
+                    "'%(name)s' is cancelled and its holds are released, but the background queue (Redis) is "
+                    "unavailable: its orders are not cancelled yet. Retry from this page.",
+                    name=event.name,
+                ),
+                "error",
+            )
         else:
             flash(
-                f"'{event.name}' is cancelled. {summary.orders} order(s) cancelled, {summary.refunded} refunded "
-                f"({money(summary.amount_refunded)}).",
+                _(
+                    "'%(name)s' is cancelled and its holds are released; %(n)s order(s) are being cancelled and "
+                    "refunded in the background.",
+                    name=event.name,
+                    n=run.total,
+                ),
                 "success",
             )
         return redirect(url_for("admin.event_detail", event_id=event.id))
@@ -148,7 +168,7 @@ def event_cancel(event_id):
         lines=[
             "Buyers can no longer book it, every hold is released and every booking is cancelled.",
             f"{affected['orders']} live order(s) will be cancelled; {affected['paid']} paid order(s) will be "
-            f"refunded in full ({money(affected['amount'])}).",
+            f"refunded in full ({money(affected['amount'], event.currency)}).",
             "This cannot be undone.",
         ],
         submit_label="Cancel the event and refund",
@@ -164,7 +184,7 @@ def event_delete(event_id):
     form = ConfirmForm()
     if form.validate_on_submit():
         try:
-            events.delete_event(event)
+            events.delete_event(event, actor=current_user)
         except DomainError as error:
             flash(f"Not deleted: {error.message}", "error")
             return redirect(url_for("admin.event_detail", event_id=event.id))

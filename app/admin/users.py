@@ -39,7 +39,12 @@ def user_new():
     if form.validate_on_submit():
         try:
             user = accounts.create_user(
-                form.email.data, form.name.data, form.password.data, form.is_admin.data, is_staff=form.is_staff.data
+                form.email.data,
+                form.name.data,
+                form.password.data,
+                form.is_admin.data,
+                actor=current_user,
+                is_staff=form.is_staff.data,
             )
         except DomainError as error:
             form.email.errors.append(error.message)

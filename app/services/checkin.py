@@ -209,15 +209,7 @@ def check_in(
         if admitted == 1:
             ticket.checked_in += 1
             return with_seat(Scan(ADMITTED, admitted_message(ticket), ticket, admitted_at, door), ticket)
-        # Someone else's UPDATE won: read what it wrote (committed, as READ COMMITTED shows it).
-        won = db.session.execute(
-            sa.select(Ticket.checked_in_at, Ticket.checked_in_door, Ticket.revoked_at, Ticket.revoked_reason).where(
-                Ticket.id == ticket.id
-            )
-        ).one()
-        if ticket.checked_in_at is None and won.checked_in_at is not None:
-            ticket.checked_in += 1  # the winner committed after this scan read the counters
-        ticket.checked_in_at, ticket.checked_in_door, ticket.revoked_at, ticket.revoked_reason = won
+        read_what_won(ticket)
         if ticket.is_void:
             return record_if_offline(void(ticket), ticket)
         return record_if_offline(already_checked_in(ticket), ticket)
@@ -241,6 +233,18 @@ def check_in(
         return with_seat(scan, ticket)
 
     return run_unit_of_work(work)
+
+
+def read_what_won(ticket: TicketAtDoor) -> None:
+    """Another scan's UPDATE won: take in what it wrote (committed, as READ COMMITTED shows it)."""
+    won = db.session.execute(
+        sa.select(Ticket.checked_in_at, Ticket.checked_in_door, Ticket.revoked_at, Ticket.revoked_reason).where(
+            Ticket.id == ticket.id
+        )
+    ).one()
+    if ticket.checked_in_at is None and won.checked_in_at is not None:
+        ticket.checked_in += 1  # the winner committed after this scan read the counters
+    ticket.checked_in_at, ticket.checked_in_door, ticket.revoked_at, ticket.revoked_reason = won
 
 
 def with_seat(scan: Scan, ticket: TicketAtDoor) -> Scan:

@@ -1,7 +1,7 @@
 """The door: a staff role (users.is_staff) and the conflicts of offline check-ins (checkin_conflicts)
 
 Revision ID: 0007
-Revises: 0008
+Revises: 0011
 Create Date: 2026-12-07 02:30:00
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '0007'
-down_revision = '0008'
+down_revision = '0011'
 branch_labels = None
 depends_on = None
 

@@ -118,6 +118,8 @@ EXPECTED = {
     ("admin.order_cancel", "POST"): admin_action(redirect("/admin/orders/{reference}", changes=True)),
     ("admin.booking_cancel", "GET"): ADMIN_PAGE,
     ("admin.booking_cancel", "POST"): admin_action(redirect("/admin/orders/{reference}", changes=True)),
+    # refused: the order is pending, so it has no confirmation to resend
+    ("admin.order_resend_confirmation", "POST"): admin_action(redirect("/admin/orders/{reference}")),
     ("admin.payments", "GET"): ADMIN_PAGE,
     ("admin.users", "GET"): ADMIN_PAGE,
     ("admin.user_new", "GET"): ADMIN_PAGE,
@@ -126,8 +128,14 @@ EXPECTED = {
     ("admin.user_edit", "POST"): admin_action(redirect("/admin/users", changes=True)),
     ("admin.user_delete", "GET"): ADMIN_PAGE,
     ("admin.user_delete", "POST"): admin_action(redirect("/admin/users/{user_id}/edit")),  # refused: the owner ordered
-    # Merged from main without a rule (mail's route); refused here: the world's order is pending.
-    ("admin.order_resend_confirmation", "POST"): admin_action(redirect("/admin/orders/{reference}")),
+    ("admin.audit_log", "GET"): ADMIN_PAGE,
+    ("admin.audit_csv", "GET"): ADMIN_PAGE,
+    ("admin.cancellation", "GET"): admin_action(NOT_FOUND),  # no such run in this world
+    ("admin.cancellation_progress", "GET"): admin_action(NOT_FOUND),
+    ("admin.cancellation_retry", "POST"): admin_action(NOT_FOUND),
+    # refused: the event is not cancelled
+    ("admin.event_cancel_retry", "POST"): admin_action(redirect("/admin/events/{event_id}")),
+    ("admin.orders_cancel", "POST"): admin_action(redirect("/admin/bookings")),  # refused: nothing selected
     ("checkin.index", "GET"): DOOR_PAGE,
     ("checkin.scanner", "GET"): DOOR_PAGE,
     ("checkin.checkin_counts", "GET"): DOOR_API,
@@ -192,6 +200,7 @@ class World:
             "user_id": self.users["owner"].id,
             "filename": "css/app.css",
             "ticket_id": self.ticket.id,
+            "run_id": "0123456789abcdef",
         }
         self.free_seat_id = ids[1]
         self.client = app.test_client()

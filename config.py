@@ -74,6 +74,8 @@ class Config:
     RATELIMIT_HOLD_PER_IP = os.environ.get("RATELIMIT_HOLD_PER_IP", "600 per minute")
     RATELIMIT_PAY_PER_USER = os.environ.get("RATELIMIT_PAY_PER_USER", "20 per minute")
     RATELIMIT_PAY_PER_IP = os.environ.get("RATELIMIT_PAY_PER_IP", "300 per minute")
+    # A door scans about one ticket a second; the headroom is for a phone sending its offline queue.
+    RATELIMIT_CHECKIN_PER_USER = os.environ.get("RATELIMIT_CHECKIN_PER_USER", "300 per minute")
 
     # Email (app/services/mail.py): MAIL_BACKEND is smtp, file (each message an .eml file in
     # MAIL_FILE_PATH) or console. Sent by RQ jobs from the outbox, retried with doubling delays.

@@ -111,10 +111,12 @@ def register_blueprints(app):
     from app.admin import bp as admin_bp
     from app.auth import bp as auth_bp
     from app.booking import bp as booking_bp
+    from app.checkin import bp as checkin_bp
 
     app.register_blueprint(auth_bp, url_prefix="/auth")
     app.register_blueprint(admin_bp, url_prefix="/admin")
     app.register_blueprint(booking_bp)
+    app.register_blueprint(checkin_bp)
 
 
 def register_operations(app):

@@ -370,6 +370,11 @@ class PaymentKind:
     REFUND = "refund"
 
 
+class PaymentMethod:
+    CARD = "card"  # charged by the payment provider: its answer may be slow or lost
+    WALLET = "wallet"  # approved by the buyer on the wallet's page: moves no money until then
+
+
 class PaymentResult:
     PENDING = "pending"
     SUCCEEDED = "succeeded"

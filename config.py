@@ -76,7 +76,6 @@ class Config:
     # (longer than any provider call takes, so it does not race a payment still in flight).
     PAYMENT_PROVIDER = os.environ.get("PAYMENT_PROVIDER", "sandbox")
     PAYMENT_RECONCILE_AFTER_SECONDS = _int("PAYMENT_RECONCILE_AFTER_SECONDS", 120)
-    PAYMENT_RECONCILE_EVERY_SECONDS = _int("PAYMENT_RECONCILE_EVERY_SECONDS", 60)
     PAYMENT_SANDBOX_REDIS_URL = os.environ.get("PAYMENT_SANDBOX_REDIS_URL")  # default: REDIS_URL
     PAYMENT_SANDBOX_NAMESPACE = os.environ.get("PAYMENT_SANDBOX_NAMESPACE", "stagepass:sandbox-payments")
     PAYMENT_SANDBOX_DELAY_SECONDS = float(os.environ.get("PAYMENT_SANDBOX_DELAY_SECONDS", "0"))

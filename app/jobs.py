@@ -32,6 +32,7 @@ PERIODIC_JOBS = {
     # fixed id: (function path, every N seconds)
     "stagepass-release-expired-holds": ("app.jobs.release_expired_holds", 60),
     "stagepass-close-past-events": ("app.jobs.close_past_events", 60),
+    "stagepass-reconcile-payments": ("app.jobs.reconcile_payments", 60),
 }
 
 _process_app = {}
@@ -70,6 +71,16 @@ def close_past_events() -> int:
         closed = maintenance.close_past_events()
         log.info("closed sales of %d past event(s)", closed)
         return closed
+
+
+def reconcile_payments() -> str:
+    """Job: ask the payment provider about attempts without an answer and settle them."""
+    from app.services import payments
+
+    with job_app_context():
+        summary = payments.reconcile()
+        log.info("payments reconciled: %s", summary)
+        return str(summary)
 
 
 def queue(connection) -> Queue:

@@ -28,8 +28,9 @@ CARD_PROVIDER_TIMEOUT = "4000000000000259"
 CARD_REFUND_FAILS = "4000000000005126"
 CHARGED_CARDS = (CARD_SUCCEEDS, CARD_PROVIDER_TIMEOUT, CARD_REFUND_FAILS)
 
-# Returns {1, the answer already given to KEYS[1]}, or stores ARGV[1] as it and returns {0, ARGV[1]}
-# it to the ledger KEYS[2]; a charge whose refunds are refused goes into the set KEYS[3]).
+# Returns {1, the answer already given to KEYS[1]}, or stores ARGV[1] as that answer (and, if money
+# moved, in the ledger KEYS[2]; a charge whose refunds are refused goes into the set KEYS[3]) and
+# returns {0, ARGV[1]}.
 REMEMBER_ONCE = """
 local known = redis.call('GET', KEYS[1])
 if known then return {1, known} end

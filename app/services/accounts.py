@@ -7,6 +7,7 @@ from app.extensions import db
 from app.models import Order, User
 from app.services.errors import DomainError, InvalidRequest
 from app.services.querying import any_contains
+from app.services.transactions import run_unit_of_work
 
 
 class EmailTaken(DomainError):
@@ -35,14 +36,13 @@ def check_password(password: str) -> None:
         raise InvalidRequest("The password must be at least 8 characters.")
 
 
-def _commit_user(user: User) -> User:
+def _save_user(change) -> User:
+    """Run `change()` (which returns the user it changed) as a unit of work and commit it."""
     try:
-        db.session.commit()
+        return run_unit_of_work(change)
     except IntegrityError:
         # The unique index decides races between two accounts taking the same address.
-        db.session.rollback()
         raise EmailTaken() from None
-    return user
 
 
 def create_user(email: str, name: str, password: str, is_admin: bool = False) -> User:
@@ -51,8 +51,12 @@ def create_user(email: str, name: str, password: str, is_admin: bool = False) ->
     check_password(password)
     user = User(email=email, name=(name or email.split("@")[0]).strip(), is_admin=is_admin)
     user.set_password(password)
-    db.session.add(user)
-    return _commit_user(user)
+
+    def change():
+        db.session.add(user)
+        return user
+
+    return _save_user(change)
 
 
 def set_up_user(email: str, password: str, *, is_admin: bool, name: str | None = None) -> tuple[User, bool]:
@@ -61,11 +65,23 @@ def set_up_user(email: str, password: str, *, is_admin: bool, name: str | None =
     user = find_user_by_email(email)
     if user is None:
         return create_user(email, name, password, is_admin=is_admin), True
-    user.is_admin = is_admin
-    user.set_password(password)
-    if name and name.strip():
-        user.name = name.strip()
-    return _commit_user(user), False
+    password_hash = _hash_of(password)
+
+    def change():
+        user.is_admin = is_admin
+        user.password_hash = password_hash
+        if name and name.strip():
+            user.name = name.strip()
+        return user
+
+    return _save_user(change), False
+
+
+def _hash_of(password: str) -> str:
+    """The password's hash, computed before a unit of work (scrypt takes a tenth of a second)."""
+    probe = User()
+    probe.set_password(password)
+    return probe.password_hash
 
 
 def authenticate(email: str, password: str) -> User | None:
@@ -108,12 +124,17 @@ def update_user(
     owner = find_user_by_email(email)
     if owner is not None and owner.id != user.id:
         raise EmailTaken()
-    user.name = name.strip()
-    user.email = email
-    user.is_admin = is_admin
-    if password:
-        user.set_password(password)
-    return _commit_user(user)
+    password_hash = _hash_of(password) if password else None
+
+    def change():
+        user.name = name.strip()
+        user.email = email
+        user.is_admin = is_admin
+        if password_hash:
+            user.password_hash = password_hash
+        return user
+
+    return _save_user(change)
 
 
 def delete_user(user: User, *, acting_admin: User) -> None:
@@ -126,9 +147,14 @@ def delete_user(user: User, *, acting_admin: User) -> None:
             f"{user.email} has {orders} order{'s' if orders != 1 else ''}: accounts with bookings are kept "
             "so their tickets, payments and refunds stay on record."
         )
-    # Conditional, so an order placed since the check keeps the account (on SQLite too).
-    result = db.session.execute(sa.delete(User).where(User.id == user.id, ~sa.exists().where(Order.user_id == User.id)))
-    if result.rowcount != 1:
-        db.session.rollback()
-        raise UserChangeRefused(f"{user.email} has just placed an order, so the account is kept.")
-    db.session.commit()
+    user_id, email = user.id, user.email
+
+    def work():
+        # Conditional, so an order placed since the check keeps the account (on SQLite too).
+        result = db.session.execute(
+            sa.delete(User).where(User.id == user_id, ~sa.exists().where(Order.user_id == User.id))
+        )
+        if result.rowcount != 1:
+            raise UserChangeRefused(f"{email} has just placed an order, so the account is kept.")
+
+    run_unit_of_work(work)

@@ -225,14 +225,17 @@ def create_event(
 ) -> Event:
     """Create an event with its price categories and seat map, in one transaction (committed)."""
     details = EventDetails(name, date, rows, columns, categories, description, venue)
-    event = Event(status=status)
-    _apply_details(event, details)
-    _replace_categories(event, categories)
-    db.session.add(event)
-    db.session.flush()
-    generate_seats(event)
-    db.session.commit()
-    return event
+
+    def work():
+        event = Event(status=status)
+        _apply_details(event, details)
+        _replace_categories(event, categories)
+        db.session.add(event)
+        db.session.flush()
+        generate_seats(event)
+        return event
+
+    return run_unit_of_work(work)
 
 
 def _apply_details(event: Event, details: EventDetails) -> None:

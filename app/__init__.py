@@ -5,7 +5,7 @@ import logging
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app.extensions import configure_engines, csrf, db, limiter, login_manager, migrate
+from app.extensions import configure_engines, csrf, db, limiter, login_manager, mailman, migrate
 from config import BASE_DIR, config_from_env
 
 
@@ -23,6 +23,8 @@ def create_app(config_class=None):
 
     trust_reverse_proxies(app)
     register_extensions(app)
+    register_live_updates(app)
+    register_audit_trail(app)
     register_languages(app)
     register_url_converters(app)
     register_blueprints(app)
@@ -38,6 +40,10 @@ def create_app(config_class=None):
 def _refuse_insecure_production(app):
     if app.config.get("PRODUCTION") and not app.config.get("SECRET_KEY"):
         raise RuntimeError("SECRET_KEY must be set when STAGEPASS_ENV=production.")
+    if app.config.get("PRODUCTION"):
+        from app.services import tickets
+
+        tickets.check_configuration(app.config)
 
 
 def trust_reverse_proxies(app):
@@ -52,10 +58,12 @@ def trust_reverse_proxies(app):
 
 
 def register_extensions(app):
+    from app import models
     from app.auth.safety import send_guest_to_log_in
     from app.services import payments_provider
 
     db.init_app(app)
+    models.hide_soft_deleted_rows()
     configure_engines(app)
     migrate.init_app(app, db, directory=str(BASE_DIR / "migrations"))
     login_manager.init_app(app)
@@ -66,12 +74,38 @@ def register_extensions(app):
     csrf.init_app(app)
     limiter.init_app(app)
     payments_provider.init_app(app)
+    register_mail(app)
+
+
+def register_mail(app):
+    """Flask-Mailman; MAIL_BACKEND must be one the app knows (smtp, file or console).
+
+    Importing app.services.mail also registers its after-commit hook, which queues the sending.
+    """
+    from app.services.mail import BACKENDS
+
+    if app.config["MAIL_BACKEND"] not in BACKENDS:
+        raise RuntimeError(f"MAIL_BACKEND must be one of {sorted(BACKENDS)}, not {app.config['MAIL_BACKEND']!r}")
+    mailman.init_app(app)
+
+
+def register_audit_trail(app):
+    from app.services import audit
+
+    audit.register(app)
 
 
 def register_languages(app):
     from app import i18n
 
     i18n.register(app)
+
+
+def register_live_updates(app):
+    """Every committed seat change is published to Redis for the live seat maps."""
+    from app.services import live
+
+    live.init_app(app)
 
 
 def register_url_converters(app):
@@ -124,7 +158,3 @@ def configure_logging(app):
     """INFO and up to stderr under `flask run` too: a dead Redis or failing-open limits must show."""
     if not app.testing:  # pytest captures the logs itself
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-
-from app import models  # noqa: E402,F401  (models register with the metadata migrations read)
-from app.services import live  # noqa: E402,F401  (publishes seat changes after every commit)

@@ -33,6 +33,7 @@ PERIODIC_JOBS = {
     "stagepass-release-expired-holds": ("app.jobs.release_expired_holds", 60),
     "stagepass-close-past-events": ("app.jobs.close_past_events", 60),
     "stagepass-reconcile-payments": ("app.jobs.reconcile_payments", 60),
+    "stagepass-send-due-emails": ("app.jobs.send_due_emails", 60),
 }
 
 _process_app = {}
@@ -81,6 +82,24 @@ def reconcile_payments() -> str:
         summary = payments.reconcile()
         log.info("payments reconciled: %s", summary)
         return str(summary)
+
+
+def send_emails(outbox_ids: list[int]) -> int:
+    """Job, queued after a commit that wrote outbox rows: send those rows (those nobody else sends)."""
+    from app.services import mail
+
+    with job_app_context():
+        return mail.send_due_emails(ids=outbox_ids)
+
+
+def send_due_emails() -> int:
+    """Job: send every due outbox row (retries after their backoff, rows whose first job was lost)."""
+    from app.services import mail
+
+    with job_app_context():
+        sent = mail.send_due_emails()
+        log.info("sent %d due email(s)", sent)
+        return sent
 
 
 def queue(connection) -> Queue:

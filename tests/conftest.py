@@ -162,8 +162,8 @@ def app_context(app):
 
     saved_config = dict(app.config)
     seatmap.forget_rendered_maps()
-    live.forget_unsent()  # a change an earlier test could not publish must not reach this one
     with app.app_context():
+        live.forget_unsent()  # a change an earlier test could not publish must not reach this one
         yield
     app.config.clear()
     app.config.update(saved_config)
@@ -251,6 +251,14 @@ def sandbox_provider(app, monkeypatch):
     )
     monkeypatch.setitem(app.extensions, payments_provider.EXTENSION_KEY, provider)
     return provider
+
+
+@pytest.fixture
+def admin(factory, login):
+    """A logged-in admin."""
+    user = factory.admin()
+    login(user)
+    return user
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ from app.models import (
     User,
     utcnow,
 )
-from app.services import locking, orders, payments, seat_changes, seatmap, states
+from app.services import locking, mail, orders, payments, seat_changes, seatmap, states, tickets
 from app.services.errors import DomainError, HoldExpired, InvalidRequest, OrderNotFound, OrderNotPending
 from app.services.transactions import SeatsBusy, run_unit_of_work
 
@@ -405,7 +405,9 @@ def _cancel_locked_order(order: Order, now: datetime, reason: str) -> Decimal:
     refunded = Decimal("0.00")
     if order.payment_status == PaymentStatus.PAID:
         refunded = payments.refund(order, now=now).amount
+    tickets.revoke_for_order(order, reason, now)
     orders.change_state(order, OrderStatus.CANCELLED, now, bookings=live, reason=reason)
+    mail.enqueue_seats_cancelled(order, live, refunded=refunded, now=now)
     return refunded
 
 
@@ -447,9 +449,11 @@ def cancel_booking(
             )
         if target.status == BookingStatus.CONFIRMED and target.payment_status == PaymentStatus.PAID:
             payments.refund(order, now=moment, booking=target)
+        tickets.revoke(target, reason, moment)
         orders.change_state(order, BookingStatus.CANCELLED, moment, bookings=[target], whole_order=False)
         if order.status == OrderStatus.PENDING:
             order.total_amount -= target.total_amount
+        mail.enqueue_seats_cancelled(order, [target], now=moment)
         return target
 
     return run_unit_of_work(work)

@@ -26,7 +26,7 @@ from app.models import (
     Seat,
     SeatStatus,
 )
-from app.services import seat_changes, states
+from app.services import mail, seat_changes, states, tickets
 from app.services.transactions import Conflict
 
 PAYMENT_NEVER_COMPLETED = "The payment was not completed before the hold expired."
@@ -102,10 +102,13 @@ def seats_still_held(order: Order) -> bool:
 
 
 def confirm(order: Order, payment: Payment, now: datetime) -> None:
-    """The order is paid: confirm it and its seats, and keep what the payment says on the order."""
+    """The order is paid: confirm it and its seats, keep what the payment says on the order, issue
+    the tickets and queue the confirmation email."""
     change_state(order, OrderStatus.CONFIRMED, now, bookings=bookings_to_pay(order), payment_status=PaymentStatus.PAID)
     copy_payment(order, payment)
     order.paid_at = now
+    tickets.issue_for_order(order, now)
+    mail.enqueue_order_confirmation(order, now=now)
 
 
 def copy_payment(order: Order, payment: Payment) -> None:

@@ -38,7 +38,7 @@ from app.models import (
     User,
     utcnow,
 )
-from app.services import locking, orders, states
+from app.services import audit, locking, mail, orders, states
 from app.services.errors import (
     DomainError,
     HoldExpired,
@@ -61,6 +61,7 @@ from app.services.payments_wording import (
     NEVER_REACHED_PROVIDER,
     PROVIDER_DID_NOT_ANSWER,
     SANDBOX_CARDS,
+    automatic_refund_email,
     payment_summary,
 )
 from app.services.transactions import SeatsBusy, run_unit_of_work
@@ -145,6 +146,26 @@ def clean_card_number(card_number: str | None) -> str:
     if total % 10:
         raise InvalidCard("That card number is not valid (check the digits).")
     return digits
+
+
+def _record_money(action: str, payment: Payment, order: Order, *, actor=None, now=None, **data) -> None:
+    """An audit line for a money movement (or a refused one), in the caller's unit of work."""
+    audit.record(
+        action,
+        actor=actor,
+        actor_label=None if actor is not None else audit.job_label("payments"),
+        subject=order,
+        data={
+            "payment_id": payment.id,
+            "kind": payment.kind,
+            "method": payment.method,
+            "amount": payment.amount,
+            "result": payment.result,
+            "provider_reference": payment.provider_reference,
+            **data,
+        },
+        now=now,
+    )
 
 
 def is_unanswered(payment: Payment | None) -> bool:
@@ -261,12 +282,15 @@ def _ask(call) -> ProviderResult | None:
 # --- step 3: apply the answer ----------------------------------------------------------------
 
 
-def _apply_charge_answer(payment_id: int, answer: ProviderResult | None, now: datetime | None):
+def _apply_charge_answer(
+    payment_id: int, answer: ProviderResult | None, now: datetime | None, *, actor=None, reconciled=False
+):
     """Apply the provider's answer to a charge attempt; returns (order, outcome).
 
     Outcomes: paid, failed, unanswered, refund_due (it charged, but the seats are no longer the
     buyer's), closed (declined after the order closed: nothing to do) and settled (this answer,
-    or another, was applied already: applying it twice changes nothing).
+    or another, was applied already: applying it twice changes nothing). The audit trail gets
+    payment.charged or payment.declined (and payment.reconciled when reconciliation found it).
     """
 
     def work():
@@ -287,15 +311,31 @@ def _apply_charge_answer(payment_id: int, answer: ProviderResult | None, now: da
         payment.card_last4 = answer.card_last4 or payment.card_last4
         payment.failure_reason = answer.failure_reason
         payment.completed_at = moment
-        if answer.result == PaymentResult.SUCCEEDED:
-            return order, _apply_success(order, payment, moment)
-        if order.status == OrderStatus.PENDING:
-            orders.copy_payment(order, payment)
-            orders.close_pending(order, OrderStatus.FAILED, moment, reason=payment.failure_reason)
-            return order, "failed"
-        return order, "closed"
+        outcome = _apply_answer(order, payment, moment)
+        charged = payment.result == PaymentResult.SUCCEEDED
+        _record_money(
+            "payment.charged" if charged else "payment.declined",
+            payment,
+            order,
+            actor=actor,
+            now=moment,
+            outcome=outcome,
+        )
+        if reconciled:
+            _record_money("payment.reconciled", payment, order, now=moment, outcome=outcome)
+        return order, outcome
 
     return run_unit_of_work(work)
+
+
+def _apply_answer(order: Order, payment: Payment, moment: datetime) -> str:
+    if payment.result == PaymentResult.SUCCEEDED:
+        return _apply_success(order, payment, moment)
+    if order.status == OrderStatus.PENDING:
+        orders.copy_payment(order, payment)
+        orders.close_pending(order, OrderStatus.FAILED, moment, reason=payment.failure_reason)
+        return "failed"
+    return "closed"
 
 
 def _apply_success(order: Order, payment: Payment, moment: datetime) -> str:
@@ -346,7 +386,7 @@ def pay_by_card(order: Order, *, user: User, card_number: str, now: datetime | N
     if attempt.outcome == "already_paid":
         return db.session.get(Order, order_id)
     answer = _ask(lambda provider: provider.charge(digits, attempt.amount, idempotency_key=attempt.idempotency_key))
-    paid, outcome = _apply_charge_answer(attempt.payment_id, answer, now)
+    paid, outcome = _apply_charge_answer(attempt.payment_id, answer, now, actor=user)
     if outcome == "refund_due":
         refund_closed_order(order_id, now=now)
     if outcome == "settled" and paid.status == OrderStatus.CONFIRMED:
@@ -372,14 +412,12 @@ def _settle_wallet(order_id: int, user: User, now: datetime | None, act):
         if outcome != "payable":
             return order, outcome, None
         payment = act(order, moment)
-        if payment.result == PaymentResult.SUCCEEDED:
-            orders.confirm(order, payment, moment)
-            return order, "paid", payment
         if payment.result == PaymentResult.PENDING:
             return order, "pending", payment
-        orders.copy_payment(order, payment)
-        orders.close_pending(order, OrderStatus.FAILED, payment.completed_at, reason=payment.failure_reason)
-        return order, "failed", payment
+        outcome = _apply_answer(order, payment, moment)
+        charged = payment.result == PaymentResult.SUCCEEDED
+        _record_money("payment.charged" if charged else "payment.declined", payment, order, actor=user, now=moment)
+        return order, outcome, payment
 
     try:
         order, outcome, payment = run_unit_of_work(work)
@@ -428,7 +466,9 @@ def confirm_wallet(order: Order, *, user: User, approve: bool, now: datetime | N
 # --- refunds ---------------------------------------------------------------------------------
 
 
-def _record_refund(order: Order, answer: ProviderResult, amount, booking: Booking | None, now: datetime) -> Payment:
+def _record_refund(
+    order: Order, answer: ProviderResult, amount, booking: Booking | None, now: datetime, *, automatic=False
+) -> Payment:
     payment = Payment(
         order_id=order.id,
         booking_id=booking.id if booking is not None else None,
@@ -451,6 +491,7 @@ def _record_refund(order: Order, answer: ProviderResult, amount, booking: Bookin
         states.move(order, "payment_status", states.PAYMENT_TRANSITIONS, PaymentStatus.REFUNDED, "payment")
         order.refunded_at = now
     db.session.flush()
+    _record_money("payment.refunded", payment, order, now=now, booking_id=payment.booking_id, automatic=automatic)
     return payment
 
 
@@ -511,21 +552,26 @@ def refund_closed_order(order_id: int, *, now: datetime | None = None) -> bool:
         order = locking.lock_order(order_id)
         if order.status == OrderStatus.CONFIRMED or order.payment_status != PaymentStatus.PAID:
             return False  # applied already (the same answer twice)
-        _record_refund(order, answer, amount, None, now or utcnow())
-        notify_buyer_of_automatic_refund(order)
+        moment = now or utcnow()
+        _record_refund(order, answer, amount, None, moment, automatic=True)
+        notify_buyer_of_automatic_refund(order, moment)
         return True
 
     return run_unit_of_work(record)
 
 
-def notify_buyer_of_automatic_refund(order: Order) -> None:
-    """Tell the buyer their charge was paid back automatically (inside the refund's unit of work).
-
-    The order page says so already (payment_summary reads it from the order). The email goes here:
-    the outbox call (mail) belongs in this function, in this unit of work, so it is sent exactly
-    when the refund is recorded.
-    """
-    log.info("order %s: charge refunded automatically (seats no longer the buyer's)", order.reference)
+def notify_buyer_of_automatic_refund(order: Order, now: datetime) -> None:
+    """Tell the buyer their charge was paid back automatically, in the refund's unit of work: the
+    order page says so (payment_summary), and an email is queued in the outbox."""
+    subject, paragraphs = automatic_refund_email(order)
+    mail.enqueue_notice(
+        order.user,
+        subject=subject,
+        paragraphs=paragraphs,
+        dedupe_key=f"order:{order.id}:automatic-refund",
+        order=order,
+        now=now,
+    )
 
 
 # --- reconciliation --------------------------------------------------------------------------
@@ -597,7 +643,7 @@ def reconcile(now: datetime | None = None) -> ReconcileSummary:
         if answer is None:
             summary.never_reached += _settle_never_reached(payment_id, moment)
             continue
-        _order, outcome = _apply_charge_answer(payment_id, answer, moment)
+        _order, outcome = _apply_charge_answer(payment_id, answer, moment, reconciled=True)
         summary.confirmed += outcome == "paid"
         summary.failed += outcome in ("failed", "closed")
     for order_id in run_unit_of_work(refunds_due):
@@ -622,6 +668,7 @@ def _settle_never_reached(payment_id: int, now: datetime) -> int:
         payment.result = PaymentResult.ERROR
         payment.failure_reason = NEVER_REACHED_PROVIDER
         payment.completed_at = now
+        _record_money("payment.reconciled", payment, order, now=now, outcome="never_reached")
         return 1
 
     return run_unit_of_work(work)

@@ -67,3 +67,17 @@ def _unanswered(order: Order, charge: Payment) -> str:
     if order.status == OrderStatus.PENDING:
         return _("The payment provider did not answer. Pay again: you will be charged at most once.")
     return _("The payment provider did not answer before the hold ran out.")
+
+
+def automatic_refund_email(order: Order) -> tuple:
+    """The subject and paragraphs (lazy strings) of the email about an automatic refund."""
+    subject = _l("Your payment for %(reference)s was refunded", reference=order.reference)
+    paragraphs = [
+        _l(
+            "Your card was charged for booking %(reference)s after the booking had closed (its hold ran out "
+            "or it was cancelled while the payment provider was answering), when its seats were no longer yours.",
+            reference=order.reference,
+        ),
+        _l("We have refunded the full amount automatically. Please choose your seats again."),
+    ]
+    return subject, paragraphs

@@ -81,7 +81,7 @@ def test_answer_lost_then_reconciled_while_the_seats_are_still_held_confirms(fac
 
 def test_answer_lost_and_the_hold_ran_out_is_refunded_automatically(factory, sandbox_provider, monkeypatch):
     told = []
-    monkeypatch.setattr(payments, "notify_buyer_of_automatic_refund", lambda order: told.append(order.reference))
+    monkeypatch.setattr(payments, "notify_buyer_of_automatic_refund", lambda order, now: told.append(order.reference))
     event = factory.event(rows=1, columns=1)
     buyer = factory.user()
     order = booking.hold(buyer, event, seat_ids(event, 1), now=utcnow() - timedelta(minutes=10))
@@ -287,3 +287,47 @@ def test_young_attempts_are_left_to_the_payment_in_flight(app, factory, sandbox_
         payments.pay_by_card(order, user=buyer, card_number=payments.CARD_PROVIDER_TIMEOUT)
     assert payments.reconcile().asked == 0
     assert payments.reconcile(now=utcnow() + timedelta(seconds=121)).confirmed == 1
+
+
+def audit_actions(order_id):
+    from app.models import AuditEntry
+
+    return db.session.scalars(
+        sa.select(AuditEntry.action)
+        .where(AuditEntry.subject_type == "order", AuditEntry.subject_id == order_id)
+        .order_by(AuditEntry.id)
+    ).all()
+
+
+def test_money_movements_leave_audit_lines(factory, sandbox_provider):
+    event = factory.event(rows=1, columns=2)
+    buyer = factory.user()
+    paid = payments.pay_by_card(
+        booking.hold(buyer, event, seat_ids(event, 1)), user=buyer, card_number=payments.CARD_SUCCEEDS
+    )
+    other = factory.user()
+    declined = booking.hold(other, event, seat_ids(event, 2)[1:])
+    with pytest.raises(payments.PaymentDeclined):
+        payments.pay_by_card(declined, user=other, card_number=payments.CARD_DECLINED)
+    booking.cancel_order(db.session.get(Order, paid.id))
+    assert audit_actions(paid.id)[:2] == ["payment.charged", "payment.refunded"]
+    assert audit_actions(declined.id) == ["payment.declined"]
+
+
+def test_an_automatic_refund_is_reconciled_audited_and_emailed(factory, sandbox_provider):
+    from app.models import OutboxEmail
+
+    event = factory.event(rows=1, columns=1)
+    buyer = factory.user()
+    order = booking.hold(buyer, event, seat_ids(event, 1), now=utcnow() - timedelta(minutes=10))
+    with pytest.raises(payments.PaymentNotAnswered):
+        payments.pay_by_card(
+            order, user=buyer, card_number=payments.CARD_PROVIDER_TIMEOUT, now=utcnow() - timedelta(minutes=9)
+        )
+    booking.release_expired()
+    payments.reconcile()
+    assert audit_actions(order.id) == ["payment.charged", "payment.reconciled", "payment.refunded"]
+    [email] = db.session.scalars(sa.select(OutboxEmail).where(OutboxEmail.order_id == order.id)).all()
+    assert email.recipient == buyer.email and "refunded" in email.subject
+    payments.reconcile()
+    assert db.session.scalar(sa.select(sa.func.count(OutboxEmail.id))) == 1

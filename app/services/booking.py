@@ -294,10 +294,7 @@ def _claim_seats(event_id: int, ids, now: datetime, expires_at: datetime) -> Non
         sa.update(Seat)
         .where(
             Seat.id.in_(ids),
-            sa.or_(
-                Seat.status == SeatStatus.AVAILABLE,
-                sa.and_(Seat.status == SeatStatus.RESERVED, Seat.reservation_expires_at <= now),
-            ),
+            Seat.is_free(now),
             on_sale,
         )
         .values(status=SeatStatus.RESERVED, reservation_expires_at=expires_at, updated_at=now)

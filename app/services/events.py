@@ -319,10 +319,7 @@ def count_seats(event: Event) -> int:
 
 def _taken(now: datetime):
     """SQL condition: the seat is booked, or reserved by a hold that has not run out."""
-    return sa.or_(
-        Seat.status == SeatStatus.BOOKED,
-        sa.and_(Seat.status == SeatStatus.RESERVED, Seat.reservation_expires_at > now),
-    )
+    return sa.or_(Seat.status == SeatStatus.BOOKED, Seat.is_held(now))
 
 
 def _labels_text(labels: list[str]) -> str:

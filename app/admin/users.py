@@ -38,7 +38,9 @@ def user_new():
     form = UserForm()
     if form.validate_on_submit():
         try:
-            user = accounts.create_user(form.email.data, form.name.data, form.password.data, form.is_admin.data)
+            user = accounts.create_user(
+                form.email.data, form.name.data, form.password.data, form.is_admin.data, actor=current_user
+            )
         except DomainError as error:
             form.email.errors.append(error.message)
         else:

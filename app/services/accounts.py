@@ -5,6 +5,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
 from app.models import Order, User
+from app.services import audit
 from app.services.errors import DomainError, InvalidRequest
 from app.services.querying import any_contains
 from app.services.transactions import run_unit_of_work
@@ -45,7 +46,9 @@ def _save_user(change) -> User:
         raise EmailTaken() from None
 
 
-def create_user(email: str, name: str, password: str, is_admin: bool = False) -> User:
+def create_user(
+    email: str, name: str, password: str, is_admin: bool = False, *, actor=None, actor_label: str | None = None
+) -> User:
     """Create and commit a user; raises EmailTaken if the email is in use."""
     email = checked_email(email)
     check_password(password)
@@ -54,9 +57,23 @@ def create_user(email: str, name: str, password: str, is_admin: bool = False) ->
 
     def change():
         db.session.add(user)
+        if actor is not None or actor_label is not None:  # an admin or a command, not a buyer signing up
+            data = {"email": email, "is_admin": is_admin}
+            _record_user_change("user.created", user, actor, actor_label, data, was_admin=False)
         return user
 
     return _save_user(change)
+
+
+def _record_user_change(
+    action: str, user: User, actor, actor_label: str | None, data: dict, *, was_admin: bool | None
+) -> None:
+    """The audit lines of a change to an account: the change, and a grant or revoke of admin rights."""
+    # Flushing a new account for its id may meet the unique email: _save_user turns that into EmailTaken.
+    audit.record(action, actor=actor, actor_label=actor_label, subject=user, data=data)
+    if was_admin is not None and was_admin != user.is_admin:
+        permission = "user.admin_granted" if user.is_admin else "user.admin_revoked"
+        audit.record(permission, actor=actor, actor_label=actor_label, subject=user, data={"email": user.email})
 
 
 def set_up_user(email: str, password: str, *, is_admin: bool, name: str | None = None) -> tuple[User, bool]:
@@ -64,14 +81,19 @@ def set_up_user(email: str, password: str, *, is_admin: bool, name: str | None =
     check_password(password)  # first: a bad password must change nothing, also on an existing account
     user = find_user_by_email(email)
     if user is None:
-        return create_user(email, name, password, is_admin=is_admin), True
+        return create_user(email, name, password, is_admin=is_admin, actor_label=SET_UP_LABEL), True
     password_hash = _hash_of(password)
 
     def change():
+        changes, was_admin = {"password": "changed"}, user.is_admin
+        if was_admin != is_admin:
+            changes["is_admin"] = [was_admin, is_admin]
         user.is_admin = is_admin
         user.password_hash = password_hash
-        if name and name.strip():
+        if name and name.strip() and name.strip() != user.name:
+            changes["name"] = [user.name, name.strip()]
             user.name = name.strip()
+        _record_user_change("user.updated", user, None, SET_UP_LABEL, changes, was_admin=was_admin)
         return user
 
     return _save_user(change), False
@@ -82,6 +104,10 @@ def _hash_of(password: str) -> str:
     probe = User()
     probe.set_password(password)
     return probe.password_hash
+
+
+# Accounts set up from the command line (flask create-admin, seed-demo) have no acting user.
+SET_UP_LABEL = "cli:set-up-user"
 
 
 def authenticate(email: str, password: str) -> User | None:
@@ -127,11 +153,25 @@ def update_user(
     password_hash = _hash_of(password) if password else None
 
     def change():
+        was_admin = user.is_admin
+        changes = {
+            field: [old, new]
+            for field, old, new in (
+                ("name", user.name, name.strip()),
+                ("email", user.email, email),
+                ("is_admin", user.is_admin, is_admin),
+            )
+            if old != new
+        }
+        if password_hash:
+            changes["password"] = "changed"
         user.name = name.strip()
         user.email = email
         user.is_admin = is_admin
         if password_hash:
             user.password_hash = password_hash
+        if changes:
+            _record_user_change("user.updated", user, acting_admin, None, changes, was_admin=was_admin)
         return user
 
     return _save_user(change)
@@ -148,6 +188,7 @@ def delete_user(user: User, *, acting_admin: User) -> None:
             "so their tickets, payments and refunds stay on record."
         )
     user_id, email = user.id, user.email
+    gone = {"email": user.email, "name": user.name, "was_admin": user.is_admin}
 
     def work():
         # Conditional, so an order placed since the check keeps the account (on SQLite too).
@@ -156,5 +197,6 @@ def delete_user(user: User, *, acting_admin: User) -> None:
         )
         if result.rowcount != 1:
             raise UserChangeRefused(f"{email} has just placed an order, so the account is kept.")
+        audit.record("user.deleted", actor=acting_admin, subject=user, data=gone)
 
     run_unit_of_work(work)

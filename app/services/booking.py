@@ -32,7 +32,7 @@ from app.models import (
     User,
     utcnow,
 )
-from app.services import locking, mail, orders, payments, seat_changes, seatmap, states, tickets
+from app.services import audit, locking, mail, orders, payments, seat_changes, seatmap, states, tickets
 from app.services.errors import DomainError, HoldExpired, InvalidRequest, OrderNotFound, OrderNotPending
 from app.services.transactions import SeatsBusy, run_unit_of_work
 
@@ -408,20 +408,37 @@ def _cancel_locked_order(order: Order, now: datetime, reason: str) -> Decimal:
     return refunded
 
 
-def cancel_order(order: Order, *, now: datetime | None = None, reason: str = "Cancelled by the organiser.") -> Order:
+def cancel_order(
+    order: Order,
+    *,
+    now: datetime | None = None,
+    reason: str = "Cancelled by the organiser.",
+    actor=None,
+    actor_label: str | None = None,
+) -> Order:
     """Admin: cancel a live order, refund it in full if paid, and free its seats."""
     order_id = order.id
 
     def work():
+        moment = now or utcnow()
         locked = locking.lock_order_with_seats(order_id)
-        _cancel_locked_order(locked, now or utcnow(), reason)
+        was = locked.status
+        refunded = _cancel_locked_order(locked, moment, reason)
+        audit.record(
+            "order.cancelled",
+            actor=actor,
+            actor_label=actor_label,
+            subject=locked,
+            data={"reference": locked.reference, "was": was, "reason": reason, "refunded": refunded},
+            now=moment,
+        )
         return locked
 
     return run_unit_of_work(work)
 
 
 def cancel_booking(
-    booking: Booking, *, now: datetime | None = None, reason: str = "Cancelled by the organiser."
+    booking: Booking, *, now: datetime | None = None, reason: str = "Cancelled by the organiser.", actor=None
 ) -> Booking:
     """Admin: cancel one seat of an order, refund that seat if it was paid, and free the seat."""
     booking_id, order_id, seat_id = booking.id, booking.order_id, booking.seat_id
@@ -434,8 +451,22 @@ def cancel_booking(
         if target.status not in OrderStatus.LIVE:
             raise OrderNotPending(f"This booking is already {target.status}.")
         others_live = [b for b in order.bookings if b.id != booking_id and b.status in OrderStatus.LIVE]
+        audit.record(
+            "booking.cancelled",
+            actor=actor,
+            subject=target,
+            data={"reference": order.reference, "seat": target.seat.label, "was": target.status, "reason": reason},
+            now=moment,
+        )
         if not others_live:
-            _cancel_locked_order(order, moment, reason)
+            refunded = _cancel_locked_order(order, moment, reason)
+            audit.record(
+                "order.cancelled",
+                actor=actor,
+                subject=order,
+                data={"reference": order.reference, "reason": reason, "refunded": refunded, "last_seat": True},
+                now=moment,
+            )
             return target
         if order.status == OrderStatus.PENDING and any(payments.is_unanswered(p) for p in order.payments):
             raise PaymentUnsettled(
@@ -454,6 +485,20 @@ def cancel_booking(
         return target
 
     return run_unit_of_work(work)
+
+
+def cancel_pending_orders_of_event(event_id: int, now: datetime, reason: str) -> list[Order]:
+    """Close every pending order of the event as cancelled, freeing its holds.
+
+    Inside the caller's unit of work, with the event row already locked (so no new hold starts):
+    locks the held seats in ascending id, then the orders, and re-checks each one under its lock.
+    """
+    held = sa.select(Booking.seat_id).join(Order, Order.id == Booking.order_id)
+    locking.lock_seats(db.session.scalars(held.where(Order.event_id == event_id, Order.status == OrderStatus.PENDING)))
+    pending = locking.lock_orders(Order.event_id == event_id, Order.status == OrderStatus.PENDING)
+    for order in pending:
+        orders.close_pending(order, OrderStatus.CANCELLED, now, reason=reason)
+    return pending
 
 
 def cancel_event(event: Event, *, now: datetime | None = None) -> CancelSummary:

@@ -74,6 +74,17 @@ class Config:
     RATELIMIT_HOLD_PER_IP = os.environ.get("RATELIMIT_HOLD_PER_IP", "600 per minute")
     RATELIMIT_PAY_PER_USER = os.environ.get("RATELIMIT_PAY_PER_USER", "20 per minute")
     RATELIMIT_PAY_PER_IP = os.environ.get("RATELIMIT_PAY_PER_IP", "300 per minute")
+    # A door scans about one ticket a second; the headroom is for a phone sending its offline queue.
+    RATELIMIT_CHECKIN_PER_USER = os.environ.get("RATELIMIT_CHECKIN_PER_USER", "300 per minute")
+
+    # Payments (README, "Payments"): which provider (sandbox: offline, its memory in Redis), and how
+    # old an attempt without an answer must be before reconciliation asks the provider about it
+    # (longer than any provider call takes, so it does not race a payment still in flight).
+    PAYMENT_PROVIDER = os.environ.get("PAYMENT_PROVIDER", "sandbox")
+    PAYMENT_RECONCILE_AFTER_SECONDS = _int("PAYMENT_RECONCILE_AFTER_SECONDS", 120)
+    PAYMENT_SANDBOX_REDIS_URL = os.environ.get("PAYMENT_SANDBOX_REDIS_URL")  # default: REDIS_URL
+    PAYMENT_SANDBOX_NAMESPACE = os.environ.get("PAYMENT_SANDBOX_NAMESPACE", "stagepass:sandbox-payments")
+    PAYMENT_SANDBOX_DELAY_SECONDS = float(os.environ.get("PAYMENT_SANDBOX_DELAY_SECONDS", "0"))
 
     # Email (app/services/mail.py): MAIL_BACKEND is smtp, file (each message an .eml file in
     # MAIL_FILE_PATH) or console. Sent by RQ jobs from the outbox, retried with doubling delays.
@@ -81,6 +92,8 @@ class Config:
     MAIL_SERVER = os.environ.get("MAIL_SERVER", "localhost")
     MAIL_PORT = _int("MAIL_PORT", 25)
     MAIL_USE_TLS = os.environ.get("MAIL_USE_TLS", "0").lower() in ("1", "true", "yes")
+    # Implicit TLS from the first byte (port 465), instead of STARTTLS; not both.
+    MAIL_USE_SSL = os.environ.get("MAIL_USE_SSL", "0").lower() in ("1", "true", "yes")
     MAIL_USERNAME = os.environ.get("MAIL_USERNAME")
     MAIL_PASSWORD = os.environ.get("MAIL_PASSWORD")
     MAIL_DEFAULT_SENDER = os.environ.get("MAIL_DEFAULT_SENDER", "StagePass <tickets@stagepass.invalid>")

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 from flask_login import UserMixin
 from sqlalchemy.dialects import mysql
+from sqlalchemy.ext.hybrid import hybrid_method
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from app.extensions import db, login_manager
@@ -89,8 +90,15 @@ class User(UserMixin, TimestampMixin, db.Model):
     is_admin: so.Mapped[bool] = so.mapped_column(default=False)
     # en, de or es (app.i18n.LANGUAGES); None follows the browser's Accept-Language.
     language: so.Mapped[str | None] = so.mapped_column(sa.String(5), default=None)
+    # Door staff may check tickets in and see nothing else of the admin area.
+    is_staff: so.Mapped[bool] = so.mapped_column(default=False, server_default=sa.false())
 
     orders: so.WriteOnlyMapped[Order] = so.relationship(back_populates="user", passive_deletes=True)
+
+    @property
+    def can_check_in(self) -> bool:
+        """Staff check tickets in at the door; admins can do everything staff can."""
+        return self.is_admin or self.is_staff
 
     def set_password(self, password: str) -> None:
         self.password_hash = generate_password_hash(password)
@@ -186,6 +194,17 @@ class SeatStatus:
     ALL = (AVAILABLE, RESERVED, BOOKED)
 
 
+def seat_state(status: str, reservation_expires_at: datetime | None, now: datetime) -> str:
+    """A seat's state at `now` from its stored columns: a hold that has run out is available.
+
+    The one rule for "is this seat free at time T": Seat.is_free / Seat.is_held (in Python and, as
+    hybrid methods, in SQL), the seat maps and the reports all follow it.
+    """
+    if status == SeatStatus.RESERVED and reservation_expires_at is not None and reservation_expires_at <= now:
+        return SeatStatus.AVAILABLE
+    return status
+
+
 def row_label(row_number: int) -> str:
     """1 -> A, 26 -> Z, 27 -> AA: the spreadsheet scheme, so labels never run out."""
     label = ""
@@ -224,18 +243,31 @@ class Seat(TimestampMixin, SoftDeleteMixin, db.Model):
         return f"{self.row}{self.column}"
 
     def hold_has_expired(self, now: datetime) -> bool:
-        return (
-            self.status == SeatStatus.RESERVED
-            and self.reservation_expires_at is not None
-            and self.reservation_expires_at <= now
-        )
+        return self.status == SeatStatus.RESERVED and self.state_at(now) == SeatStatus.AVAILABLE
 
+    @hybrid_method
     def is_free(self, now: datetime) -> bool:
         """Available, or reserved by a hold that has run out (free even before any cleanup)."""
-        return self.status == SeatStatus.AVAILABLE or self.hold_has_expired(now)
+        return seat_state(self.status, self.reservation_expires_at, now) == SeatStatus.AVAILABLE
+
+    @is_free.expression
+    def is_free(cls, now: datetime):  # noqa: N805  (a hybrid expression gets the class)
+        return sa.or_(
+            cls.status == SeatStatus.AVAILABLE,
+            sa.and_(cls.status == SeatStatus.RESERVED, cls.reservation_expires_at <= now),
+        )
+
+    @hybrid_method
+    def is_held(self, now: datetime) -> bool:
+        """Reserved by a hold that has not run out."""
+        return seat_state(self.status, self.reservation_expires_at, now) == SeatStatus.RESERVED
+
+    @is_held.expression
+    def is_held(cls, now: datetime):  # noqa: N805  (a hybrid expression gets the class)
+        return sa.and_(cls.status == SeatStatus.RESERVED, cls.reservation_expires_at > now)
 
     def state_at(self, now: datetime) -> str:
-        return SeatStatus.AVAILABLE if self.is_free(now) else self.status
+        return seat_state(self.status, self.reservation_expires_at, now)
 
     def __repr__(self):
         return f"<Seat {self.id} {self.label} {self.status}>"
@@ -379,6 +411,11 @@ class Booking(TimestampMixin, SoftDeleteMixin, db.Model):
 class PaymentKind:
     CHARGE = "charge"
     REFUND = "refund"
+
+
+class PaymentMethod:
+    CARD = "card"  # charged by the payment provider: its answer may be slow or lost
+    WALLET = "wallet"  # approved by the buyer on the wallet's page: moves no money until then
 
 
 class PaymentResult:
@@ -536,7 +573,10 @@ class OutboxEmail(TimestampMixin, db.Model):
     # What the kind's templates need to render, as it was when the change happened.
     data: so.Mapped[dict] = so.mapped_column(sa.JSON, default=dict)
     dedupe_key: so.Mapped[str] = so.mapped_column(sa.String(200), unique=True)
-    order_id: so.Mapped[int | None] = so.mapped_column(sa.ForeignKey("orders.id"), index=True, default=None)
+    # SET NULL: purging an old order (flask db-cleanup) keeps the record of what was emailed.
+    order_id: so.Mapped[int | None] = so.mapped_column(
+        sa.ForeignKey("orders.id", ondelete="SET NULL"), index=True, default=None
+    )
     status: so.Mapped[str] = so.mapped_column(sa.String(16), default=OutboxStatus.PENDING)
     attempts: so.Mapped[int] = so.mapped_column(default=0)
     # When it is due: the next try while pending, the end of the claim while sending.
@@ -553,3 +593,27 @@ class OutboxEmail(TimestampMixin, db.Model):
 
     def __repr__(self):
         return f"<OutboxEmail {self.id} {self.kind} {self.status}>"
+
+
+class CheckinConflict(db.Model):
+    """A scan a door accepted offline that, once sent, met an earlier check-in or a void ticket.
+
+    Kept for the admins (the event page lists them): someone may be inside on a copied ticket.
+    """
+
+    __tablename__ = "checkin_conflicts"
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    event_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("events.id"), index=True)
+    ticket_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("tickets.id"), index=True)
+    door: so.Mapped[str] = so.mapped_column(sa.String(64))
+    staff_id: so.Mapped[int | None] = so.mapped_column(sa.ForeignKey("users.id"), index=True, default=None)
+    scanned_at: so.Mapped[datetime]
+    # What the server answered once the scan arrived: already_checked_in or void.
+    result: so.Mapped[str] = so.mapped_column(sa.String(24))
+    first_checked_in_at: so.Mapped[datetime | None] = so.mapped_column(default=None)
+    first_door: so.Mapped[str | None] = so.mapped_column(sa.String(64), default=None)
+    created_at: so.Mapped[datetime] = so.mapped_column(default=utcnow)
+
+    ticket: so.Mapped[Ticket] = so.relationship()
+    staff: so.Mapped[User | None] = so.relationship()

@@ -9,9 +9,8 @@ from app.admin import bp
 from app.admin.forms import CATEGORY_LINES, ConfirmForm, EventForm, event_form_data, new_event_data
 from app.admin.listing import page_of, status_filter
 from app.auth.decorators import admin_required
-from app.extensions import db
 from app.models import EventStatus, utcnow
-from app.services import cancellations, events, reports
+from app.services import cancellations, checkin, events, reports
 from app.services.errors import DomainError
 from app.templating import money
 
@@ -51,7 +50,6 @@ def event_new():
         try:
             event = events.create_event(**vars(form.details()), actor=current_user)
         except DomainError as error:
-            db.session.rollback()
             form.form_errors.append(error.message)
         else:
             flash(
@@ -79,7 +77,6 @@ def event_edit(event_id):
         try:
             events.update_event(event, form.details(), actor=current_user)
         except DomainError as error:
-            db.session.rollback()
             form.form_errors.append(error.message)
         else:
             flash(_("Saved '%(name)s'.", name=event.name), "success")
@@ -109,6 +106,9 @@ def event_detail(event_id):
         sales=reports.sales_by_event([event], now)[0],
         latest_orders=reports.latest_orders(10, event_id=event.id),
         form=ConfirmForm(),
+        checkin_counts=checkin.counts(event.id),
+        checkin_conflicts=checkin.conflicts(event.id),
+        latest_check_ins=checkin.latest_check_ins(event.id),
         cancellation_run=cancellations.latest_run_of_event_or_none(event.id),
         open_orders=cancellations.open_orders_of_cancelled_event(event),
     )
@@ -123,7 +123,6 @@ def event_publish(event_id):
         try:
             events.publish_event(event, actor=current_user)
         except DomainError as error:
-            db.session.rollback()
             flash(_("Not published: %(reason)s", reason=error.message), "error")
         else:
             flash(_("'%(name)s' is published: buyers can book it now.", name=event.name), "success")

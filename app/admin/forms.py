@@ -263,6 +263,7 @@ class UserForm(FlaskForm):
         ],
     )
     is_admin = BooleanField(_l("Administrator"))
+    is_staff = BooleanField(_l("Door staff (checks tickets in)"))
     submit = SubmitField(_l("Save user"))
 
     def __init__(self, *args, user=None, **kwargs):

@@ -16,7 +16,7 @@ class DomainError(Exception):
 
     def __init__(self, message=None, **details):
         # Read now, in the language of the request that raised it: a str flashes and serialises.
-        self.message = str(message or self.default_message)
+        self.message = str(message or self.default_message or self.__doc__)
         super().__init__(self.message)
         self.details = details
 
@@ -46,3 +46,18 @@ class IllegalTransition(DomainError):
     code = "illegal_transition"
     status = 409
     default_message = _l("That change of state is not allowed.")
+
+
+class HoldExpired(DomainError):
+    code = "hold_expired"
+    default_message = _l("Your hold has expired and the seats were released. Nothing was charged.")
+
+
+class OrderNotFound(NotFound):
+    code = "order_not_found"
+    default_message = _l("No such booking.")
+
+
+class OrderNotPending(DomainError):
+    code = "order_not_pending"
+    default_message = _l("This booking is no longer waiting for payment.")

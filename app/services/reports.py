@@ -25,7 +25,9 @@ from app.models import (
     PaymentStatus,
     Seat,
     SeatStatus,
+    Ticket,
     User,
+    seat_state,
     utcnow,
 )
 from app.services import currencies
@@ -70,7 +72,7 @@ class EventSales:
 
 
 def _held(now: datetime):
-    return sa.and_(Seat.status == SeatStatus.RESERVED, Seat.reservation_expires_at > now)
+    return Seat.is_held(now)
 
 
 def _count_where(condition):
@@ -241,8 +243,8 @@ def seat_map(event: Event, now: datetime | None = None) -> SeatMapView:
     view = SeatMapView(counts={state: 0 for state in SeatStatus.ALL})
     by_row: dict[str, list[SeatView]] = {}
     for seat_id, row, column, status, expires_at, category_id, reference, email in rows:
-        held = status == SeatStatus.RESERVED and expires_at is not None and expires_at > now
-        state = status if status == SeatStatus.BOOKED or held else SeatStatus.AVAILABLE
+        state = seat_state(status, expires_at, now)
+        held = state == SeatStatus.RESERVED
         seconds = int((expires_at - now).total_seconds()) if held else 0
         taken = state != SeatStatus.AVAILABLE
         by_row.setdefault(row, []).append(
@@ -364,6 +366,9 @@ CSV_HEADER = [
     "payment_method",
     "created_at",
     "paid_at",
+    "ticket_code",
+    "checked_in_at",
+    "checked_in_door",
 ]
 # A spreadsheet would run a cell starting with one of these as a formula (CSV injection).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -383,7 +388,11 @@ def bookings_csv(event: Event) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(CSV_HEADER)
+    tickets = {
+        ticket.booking_id: ticket for ticket in db.session.scalars(sa.select(Ticket).where(Ticket.event_id == event.id))
+    }
     for booking in db.session.scalars(bookings_query(event_id=event.id).order_by(None).order_by(Booking.id)).unique():
+        ticket = tickets.get(booking.id)
         writer.writerow(
             _cell(value)
             for value in (
@@ -398,6 +407,9 @@ def bookings_csv(event: Event) -> str:
                 booking.payment_method,
                 booking.created_at,
                 booking.order.paid_at,
+                ticket.code if ticket else None,
+                ticket.checked_in_at if ticket else None,
+                ticket.checked_in_door if ticket else None,
             )
         )
     return out.getvalue()

@@ -34,7 +34,7 @@ from app.models import (
 )
 from app.services import audit, locking, mail, orders, payments, seat_changes, seatmap, states, tickets
 from app.services.errors import DomainError, HoldExpired, InvalidRequest, OrderNotFound, OrderNotPending
-from app.services.transactions import SeatsBusy, run_unit_of_work
+from app.services.transactions import SeatsBusy, end_read, run_unit_of_work
 
 __all__ = ["HoldExpired", "OrderNotPending", "SeatsBusy"]  # re-exported: callers catch booking.<Error>
 
@@ -369,7 +369,7 @@ def release_expired(now: datetime | None = None, *, batch_size: int = 200) -> in
                 .limit(batch_size)
             )
         )
-        db.session.rollback()
+        end_read()
         ids = [order_id for order_id in ids if order_id not in seen]
         if not ids:
             return closed

@@ -1,6 +1,7 @@
 """Admin: events, their seat maps and life cycle (draft -> published -> cancelled)."""
 
 from flask import flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 
 from app.admin import bp
 from app.admin.forms import CATEGORY_LINES, ConfirmForm, EventForm, event_form_data, new_event_data
@@ -8,7 +9,7 @@ from app.admin.listing import page_of, status_filter
 from app.auth.decorators import admin_required
 from app.extensions import db
 from app.models import EventStatus, utcnow
-from app.services import booking, events, reports
+from app.services import booking, events, reports, waiting_room
 from app.services.errors import DomainError
 from app.templating import money
 
@@ -97,7 +98,24 @@ def event_detail(event_id):
         sales=reports.sales_by_event([event], now)[0],
         latest_orders=reports.latest_orders(10, event_id=event.id),
         form=ConfirmForm(),
+        room=waiting_room.stats(event, now) if event.waiting_room != "off" else None,
     )
+
+
+@bp.route("/events/<int:event_id>/waiting-room/<any(pause, resume):action>", methods=["POST"])
+@admin_required
+def event_waiting_room(event_id, action):
+    """Pause admissions from the waiting room (buyers keep their places) or resume them."""
+    event = event_or_404(event_id)
+    if ConfirmForm().validate_on_submit():
+        try:
+            waiting_room.set_paused(event, action == "pause")
+        except DomainError as error:
+            flash(error.message, "error")
+        else:
+            message = _("Admissions paused.") if action == "pause" else _("Admissions resumed.")
+            flash(message, "success")
+    return redirect(url_for("admin.event_detail", event_id=event.id))
 
 
 @bp.route("/events/<int:event_id>/publish", methods=["POST"])

@@ -1,5 +1,6 @@
 """Admin forms. The rules themselves live in the services; validators here ask them."""
 
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
@@ -10,15 +11,16 @@ from wtforms import (
     FormField,
     IntegerField,
     PasswordField,
+    SelectField,
     StringField,
     SubmitField,
     TextAreaField,
 )
 from wtforms.fields import ColorField, DateTimeLocalField
-from wtforms.validators import DataRequired, Email, InputRequired, Length, Optional, ValidationError
+from wtforms.validators import DataRequired, Email, InputRequired, Length, NumberRange, Optional, ValidationError
 
 from app.auth.forms import MIN_PASSWORD_LENGTH
-from app.models import Event, row_label
+from app.models import Event, WaitingRoomMode, row_label
 from app.services import accounts, events
 from app.services.errors import InvalidRequest
 
@@ -103,6 +105,20 @@ class EventForm(FlaskForm):
         validators=[InputRequired("Enter the number of seats per row."), checked_by(events.check_columns)],
     )
     categories = FieldList(FormField(CategoryLineForm), min_entries=CATEGORY_LINES, max_entries=CATEGORY_LINES)
+    sales_start_at = DateTimeLocalField(_l("On sale from (UTC)"), format=DATE_FORMATS, validators=[Optional()])
+    waiting_room = SelectField(
+        _l("Waiting room"),
+        choices=[
+            (WaitingRoomMode.ON_SALE, _l("On for the on-sale (from the minutes before it until the queue empties)")),
+            (WaitingRoomMode.ALWAYS, _l("Always on")),
+            (WaitingRoomMode.OFF, _l("Off")),
+        ],
+        default=WaitingRoomMode.ON_SALE,
+    )
+    waiting_room_rate = IntegerField(
+        _l("Admissions per minute"),
+        validators=[Optional(), NumberRange(min=1, max=100_000)],
+    )
     submit = SubmitField("Save event")
 
     def __init__(self, *args, original_date=None, **kwargs):
@@ -140,7 +156,14 @@ class EventForm(FlaskForm):
             categories=self.category_specs(),
             description=self.description.data or "",
             venue=self.venue.data or "",
+            sales_start_at=self.sales_start_at.data,
+            waiting_room=self.waiting_room.data,
+            waiting_room_rate=self.waiting_room_rate.data,
         )
+
+    def validate_sales_start_at(self, field):
+        if field.data is not None and self.date.data is not None and field.data >= self.date.data:
+            raise ValidationError(_l("Tickets must go on sale before the event starts."))
 
     @property
     def visible_lines(self) -> int:
@@ -167,6 +190,9 @@ def event_form_data(event: Event) -> dict:
         "venue": event.venue,
         "rows": event.rows,
         "columns": event.columns,
+        "sales_start_at": event.sales_start_at,
+        "waiting_room": event.waiting_room,
+        "waiting_room_rate": event.waiting_room_rate,
         "categories": category_lines_data(
             [
                 {

@@ -14,9 +14,10 @@ from decimal import Decimal, InvalidOperation
 
 import sqlalchemy as sa
 from flask import current_app
+from flask_babel import gettext as _
 
 from app.extensions import db
-from app.models import Event, EventStatus, PriceCategory, Seat, SeatStatus, row_label, utcnow
+from app.models import Event, EventStatus, PriceCategory, Seat, SeatStatus, WaitingRoomMode, row_label, utcnow
 from app.services import seat_changes
 from app.services.errors import DomainError, IllegalTransition, InvalidRequest, NotFound
 from app.services.querying import contains
@@ -60,6 +61,9 @@ class EventDetails:
     categories: list[CategorySpec]
     description: str = ""
     venue: str = ""
+    sales_start_at: datetime | None = None
+    waiting_room: str = WaitingRoomMode.ON_SALE
+    waiting_room_rate: int | None = None
 
 
 class EventNotPublishable(DomainError):
@@ -206,7 +210,18 @@ def check_details(details: EventDetails) -> str:
         raise InvalidRequest("The event needs a date and time.")
     check_dimensions(details.rows, details.columns)
     check_categories(details.categories, details.rows)
+    check_on_sale_settings(details)
     return name
+
+
+def check_on_sale_settings(details: EventDetails) -> None:
+    """The on-sale time comes before the event; the room's mode is known; a fixed rate is positive."""
+    if details.sales_start_at is not None and details.sales_start_at >= details.date:
+        raise InvalidRequest(_("Tickets must go on sale before the event starts."))
+    if details.waiting_room not in WaitingRoomMode.ALL:
+        raise InvalidRequest(_("Choose how the waiting room works."))
+    if details.waiting_room_rate is not None and not 1 <= details.waiting_room_rate <= 100_000:
+        raise InvalidRequest(_("The admission rate is 1 to 100,000 buyers per minute, or empty for automatic."))
 
 
 # --- creating --------------------------------------------------------------------------------
@@ -222,9 +237,14 @@ def create_event(
     description: str = "",
     venue: str = "",
     status: str = EventStatus.DRAFT,
+    sales_start_at: datetime | None = None,
+    waiting_room: str = WaitingRoomMode.ON_SALE,
+    waiting_room_rate: int | None = None,
 ) -> Event:
     """Create an event with its price categories and seat map, in one transaction (committed)."""
-    details = EventDetails(name, date, rows, columns, categories, description, venue)
+    details = EventDetails(
+        name, date, rows, columns, categories, description, venue, sales_start_at, waiting_room, waiting_room_rate
+    )
     event = Event(status=status)
     _apply_details(event, details)
     _replace_categories(event, categories)
@@ -242,6 +262,9 @@ def _apply_details(event: Event, details: EventDetails) -> None:
     event.venue = (details.venue or "").strip()
     event.rows = details.rows
     event.columns = details.columns
+    event.sales_start_at = details.sales_start_at
+    event.waiting_room = details.waiting_room
+    event.waiting_room_rate = details.waiting_room_rate
 
 
 def _replace_categories(event: Event, specs: list[CategorySpec]) -> None:

@@ -1,0 +1,126 @@
+"""The waiting room's pages: the room itself, its JSON status, its live stream, and the way in."""
+
+import json
+import time
+
+from flask import current_app, flash, jsonify, make_response, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_limiter.util import get_remote_address
+from flask_login import current_user, login_required
+
+from app.auth.decorators import redirect_admins
+from app.booking import bp
+from app.booking.api import visible_event
+from app.extensions import db
+from app.models import utcnow
+from app.services import waiting_room
+from app.services.errors import DomainError
+
+STREAM_CHECK_SECONDS = 1.0
+STREAM_MAX_SECONDS = 600  # the browser reconnects; a stream never outlives a deploy for long
+
+
+def _event_url(event_id: int) -> str:
+    return url_for("booking.event_detail", event_id=event_id)
+
+
+def _admit(response, event, place):
+    waiting_room.set_admission_cookie(response, current_user.id, event.id, place.deadline_ms)
+    return response
+
+
+@bp.route("/events/<int:event_id>/waiting-room", endpoint="waiting_room")
+@login_required
+@redirect_admins
+def waiting_room_page(event_id):
+    """Take a place in the event's waiting room and watch it move."""
+    event = visible_event(event_id)
+    now = utcnow()
+    try:
+        place = waiting_room.join(current_user, event, ip=get_remote_address(), now=now)
+    except DomainError as error:
+        flash(error.message, "error")
+        return redirect(url_for("booking.events"))
+    if place.state == "open":
+        return redirect(_event_url(event.id))
+    if place.state == "admitted":
+        return _admit(redirect(_event_url(event.id)), event, place)
+    return render_template("booking/waiting_room.html", event=event, place=place, status=place.to_json(now))
+
+
+@bp.get("/api/events/<int:event_id>/waiting-room")
+def waiting_room_status(event_id):
+    """Join (or keep) a place and say where the buyer stands; once admitted, the admission cookie."""
+    event = visible_event(event_id)
+    if not current_user.is_authenticated:
+        login_url = url_for("auth.login", next=url_for("booking.waiting_room", event_id=event.id))
+        return jsonify(error=_("Log in to join the waiting room."), code="login_required", login_url=login_url), 401
+    if current_user.is_admin:
+        return jsonify(error=_("Administrators cannot buy tickets; use a buyer account."), code="forbidden"), 403
+    now = utcnow()
+    place = waiting_room.join(current_user, event, ip=get_remote_address(), now=now)
+    response = jsonify(**place.to_json(now), seat_map_url=_event_url(event.id))
+    if place.state == "admitted":
+        _admit(response, event, place)
+    return response
+
+
+@bp.get("/events/<int:event_id>/waiting-room/enter")
+@login_required
+@redirect_admins
+def waiting_room_enter(event_id):
+    """The way from the room to the seat map: admitted buyers get their admission, others go back."""
+    event = visible_event(event_id)
+    place = waiting_room.place_of(current_user.id, event)
+    if place.state == "admitted":
+        return _admit(redirect(_event_url(event.id)), event, place)
+    if place.state == "open":
+        return redirect(_event_url(event.id))
+    return redirect(url_for("booking.waiting_room", event_id=event.id))
+
+
+@bp.get("/events/<int:event_id>/waiting-room/stream")
+@login_required
+def waiting_room_stream(event_id):
+    """The buyer's place, pushed whenever it changes (checked every second); `admitted` ends it."""
+    visible_event(event_id)
+    user_id = current_user.id
+    app = current_app._get_current_object()
+    db.session.remove()  # no database connection is held while the stream waits
+
+    def events():
+        yield "retry: 3000\n\n"
+        last = None
+        started = time.monotonic()
+        while time.monotonic() - started < STREAM_MAX_SECONDS:
+            with app.app_context():
+                try:
+                    event = visible_event(event_id)
+                    now = utcnow()
+                    status = waiting_room.place_of(user_id, event, now).to_json(now)
+                finally:
+                    db.session.remove()
+            if status["state"] in ("admitted", "open", "none"):
+                yield f"event: {status['state']}\ndata: {json.dumps(status)}\n\n"
+                return
+            data = json.dumps(status)
+            yield f"event: place\ndata: {data}\n\n" if data != last else ": still waiting\n\n"
+            last = data
+            time.sleep(STREAM_CHECK_SECONDS)
+
+    response = make_response(events())
+    response.mimetype = "text/event-stream"
+    response.headers["Cache-Control"] = "no-cache"
+    response.headers["X-Accel-Buffering"] = "no"
+    return response
+
+
+def admission_redirect(event):
+    """For pages: the way to the room when it is active and the buyer has no admission, else None."""
+    if request.method == "HEAD":
+        return None
+    try:
+        waiting_room.require_admission(current_user, event)
+    except waiting_room.QueueRequired:
+        return redirect(url_for("booking.waiting_room", event_id=event.id))
+    return None

@@ -32,6 +32,9 @@ PERIODIC_JOBS = {
     # fixed id: (function path, every N seconds)
     "stagepass-release-expired-holds": ("app.jobs.release_expired_holds", 60),
     "stagepass-close-past-events": ("app.jobs.close_past_events", 60),
+    # Requests step a busy room themselves; this draws the early arrivals at the on-sale moment
+    # and keeps admitting (and opens an emptied room) when nobody is asking.
+    "stagepass-advance-waiting-rooms": ("app.jobs.advance_waiting_rooms", SCHEDULER_POLL_SECONDS),
 }
 
 _process_app = {}
@@ -70,6 +73,16 @@ def close_past_events() -> int:
         closed = maintenance.close_past_events()
         log.info("closed sales of %d past event(s)", closed)
         return closed
+
+
+def advance_waiting_rooms() -> int:
+    """Job: one step of every active waiting room."""
+    from app.services import waiting_room
+
+    with job_app_context():
+        stepped = waiting_room.advance_active_rooms()
+        log.info("stepped %d waiting room(s)", stepped)
+        return stepped
 
 
 def queue(connection) -> Queue:

@@ -416,6 +416,8 @@ def admission_rate(event: Event) -> float | None:
 def _how_many_to_admit(client, event: Event, keys: Keys, now: datetime) -> int:
     now_ms = _now_ms(now)
     if client.exists(keys.paused):
+        client.set(keys.last_tick, now_ms)  # a pause saves up no admissions for later
+        client.set(keys.allowance, 0)
         return 0
     if event.waiting_room_rate:
         # A token bucket: rate per minute, at most one minute's worth saved up.
@@ -440,14 +442,23 @@ def advance(event: Event, *, now: datetime | None = None, force: bool = False) -
     if event.sells_later(now):
         return []
     keys = Keys(event.id)
-    now_ms = _now_ms(now)
-    admission_ms = _config("WAITING_ROOM_ADMISSION_SECONDS") * 1000
 
     def run(client):
-        if not force and not client.set(keys.step, now_ms, nx=True, px=TICK_MS):
+        if not force and not client.set(keys.step, _now_ms(now), nx=True, px=TICK_MS):
             return []
         shuffle_early_arrivals(event)
-        count = _how_many_to_admit(client, event, keys, now)
+        return admit(event, _how_many_to_admit(client, event, keys, now), now=now)
+
+    return redis_call(run, default=[]) or []
+
+
+def admit(event: Event, count: int, *, now: datetime | None = None) -> list[int]:
+    """Admit the next `count` buyers of the queue now (dropping lapsed admissions first): their ids."""
+    now = now or utcnow()
+    keys = Keys(event.id)
+    now_ms = _now_ms(now)
+
+    def run(client):
         admitted = client.eval(
             _ADMIT,
             9,
@@ -461,8 +472,8 @@ def advance(event: Event, *, now: datetime | None = None, force: bool = False) -
             keys.empty_since,
             keys.opened,
             now_ms,
-            count,
-            now_ms + admission_ms,
+            max(0, int(count)),
+            now_ms + _config("WAITING_ROOM_ADMISSION_SECONDS") * 1000,
             60,
             _config("WAITING_ROOM_OPEN_AFTER_EMPTY_SECONDS") * 1000,
             "1" if event.waiting_room == WaitingRoomMode.ON_SALE else "0",
@@ -470,6 +481,17 @@ def advance(event: Event, *, now: datetime | None = None, force: bool = False) -
         return [int(user) for user in admitted]
 
     return redis_call(run, default=[]) or []
+
+
+def forget(event_id: int) -> None:
+    """Drop every trace of an event's room from Redis (tests, and an on-sale moved to a new time)."""
+
+    def run(client):
+        names = list(client.scan_iter(match=f"{Keys(event_id).prefix}*", count=1000))
+        if names:
+            client.delete(*names)
+
+    redis_call(run)
 
 
 def advance_active_rooms(now: datetime | None = None) -> int:

@@ -17,6 +17,7 @@ from wtforms import (
     TextAreaField,
 )
 from wtforms.fields import ColorField, DateTimeLocalField
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Email, InputRequired, Length, NumberRange, Optional, ValidationError
 
 from app.auth.forms import MIN_PASSWORD_LENGTH
@@ -109,9 +110,9 @@ class EventForm(FlaskForm):
     waiting_room = SelectField(
         _l("Waiting room"),
         choices=[
-            (WaitingRoomMode.ON_SALE, _l("On for the on-sale (from the minutes before it until the queue empties)")),
-            (WaitingRoomMode.ALWAYS, _l("Always on")),
-            (WaitingRoomMode.OFF, _l("Off")),
+            SelectChoice(WaitingRoomMode.ON_SALE, _l("On for the on-sale (until its queue has emptied)")),
+            SelectChoice(WaitingRoomMode.ALWAYS, _l("Always on")),
+            SelectChoice(WaitingRoomMode.OFF, _l("Off")),
         ],
         default=WaitingRoomMode.ON_SALE,
     )

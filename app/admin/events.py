@@ -102,7 +102,8 @@ def event_detail(event_id):
     )
 
 
-@bp.route("/events/<int:event_id>/waiting-room/<any(pause, resume):action>", methods=["POST"])
+@bp.route("/events/<int:event_id>/waiting-room/pause", methods=["POST"], defaults={"action": "pause"})
+@bp.route("/events/<int:event_id>/waiting-room/resume", methods=["POST"], defaults={"action": "resume"})
 @admin_required
 def event_waiting_room(event_id, action):
     """Pause admissions from the waiting room (buyers keep their places) or resume them."""

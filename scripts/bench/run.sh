@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run the HTTP benchmarks against gunicorn on a throwaway MariaDB database, load from this process
 # on 127.0.0.1 only, bounded in time.
-# Usage: scripts/bench/run.sh [throughput|rush|streams|rush2|simulate|generation|profile|all]
+# Usage: scripts/bench/run.sh [throughput|rush|streams|rush2|simulate|generation|profile|queue|all]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 what=${1:-all}
@@ -15,6 +15,11 @@ export DB_POOL_SIZE=${DB_POOL_SIZE:-16} DB_MAX_OVERFLOW=${DB_MAX_OVERFLOW:-16}
 for limit in LOGIN_PER_IP LOGIN_PER_ACCOUNT REGISTER_PER_IP HOLD_PER_USER HOLD_PER_IP PAY_PER_USER PAY_PER_IP; do
   export "RATELIMIT_$limit=1000000 per minute"
 done
+if [[ $what == queue ]]; then
+  # Every bench buyer comes from 127.0.0.1: no cap on waiting-room places per IP; thousands of
+  # buyers keep a connection each, more than gevent's default 1,000 per worker.
+  export WAITING_ROOM_PLACES_PER_IP=0 GUNICORN_WORKER_CONNECTIONS=${GUNICORN_WORKER_CONNECTIONS:-4000}
+fi
 BIN=.venv/bin
 GUNICORN_ARGS=${GUNICORN_ARGS:-"-c gunicorn.conf.py"}
 export GUNICORN_ACCESS_LOG=/dev/null
@@ -81,6 +86,12 @@ case $what in
     if ((failed)); then echo "# simulate: $failed of ${ROUNDS:-5} rounds failed" >&2; status=1; fi ;;&
   generation|all) $BIN/python scripts/bench/generation.py --runs "${RUNS:-7}" ;;&
   profile) $BIN/python scripts/bench/profile_hold.py --holds "${HOLDS:-300}" ;;&
+  queue)
+    serve 8101
+    room_for_connections 200
+    $BIN/python scripts/bench/queue_bench.py --base-url http://127.0.0.1:8100 --base-url http://127.0.0.1:8101 \
+      --buyers "${BUYERS:-5000}" --arrival-seconds "${ARRIVAL_SECONDS:-10}" --seconds "${QUEUE_SECONDS:-180}" \
+      --modes "${MODES:-on,off}" || status=1 ;;
   rush2|all) serve 8101; $BIN/python scripts/bench/http_bench.py rush --base-url http://127.0.0.1:8100 --base-url http://127.0.0.1:8101 --buyers "${BUYERS:-1000}" --rounds "${ROUNDS:-3}" --seconds 120 || status=1 ;;
 esac
 exit $status

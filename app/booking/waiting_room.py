@@ -82,7 +82,8 @@ def waiting_room_enter(event_id):
 @bp.get("/events/<int:event_id>/waiting-room/stream")
 @login_required
 def waiting_room_stream(event_id):
-    """The buyer's place, pushed whenever it changes (checked every second); `admitted` ends it."""
+    """The buyer's place (`place`), pushed whenever it changes (checked every second); `done` when
+    the wait is over: admitted, the room opened, or the place was lost (the page joins again)."""
     visible_event(event_id)
     user_id = current_user.id
     app = current_app._get_current_object()
@@ -101,7 +102,7 @@ def waiting_room_stream(event_id):
                 finally:
                     db.session.remove()
             if status["state"] in ("admitted", "open", "none"):
-                yield f"event: {status['state']}\ndata: {json.dumps(status)}\n\n"
+                yield f"event: done\ndata: {json.dumps(status)}\n\n"  # the page acts on status.state
                 return
             data = json.dumps(status)
             yield f"event: place\ndata: {data}\n\n" if data != last else ": still waiting\n\n"

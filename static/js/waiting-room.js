@@ -33,10 +33,10 @@ document.addEventListener("alpine:init", () => {
       if (!window.EventSource) return;
       const source = new EventSource(this.streamUrl);
       source.addEventListener("place", (event) => { this.live = true; this.show(JSON.parse(event.data)); });
-      ["admitted", "open", "none"].forEach((name) => source.addEventListener(name, (event) => {
+      source.addEventListener("done", (event) => {
         source.close();
         this.show(JSON.parse(event.data));
-      }));
+      });
       source.onerror = () => { this.live = false; };
     },
 

@@ -57,7 +57,7 @@ def test_scheduled_cleanup_runs_on_a_worker(redis_client, factory, db_session):
     for job_id in jobs.PERIODIC_JOBS:
         redis_client.zadd(jobs.Scheduler.scheduled_jobs_key, {job_id: time.time() - 1})
     jobs.scheduler(redis_client).enqueue_jobs()
-    assert len(jobs.queue(redis_client)) == 2
+    assert len(jobs.queue(redis_client)) == len(jobs.PERIODIC_JOBS)
     SimpleWorker([jobs.queue(redis_client)], connection=redis_client).work(burst=True)
     db_session.expire_all()
     assert db_session.get(Order, stale.id).status == "expired"

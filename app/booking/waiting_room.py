@@ -2,8 +2,9 @@
 
 import json
 import time
+from types import SimpleNamespace
 
-from flask import current_app, flash, jsonify, make_response, redirect, render_template, request, url_for
+from flask import current_app, flash, jsonify, make_response, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 from flask_limiter.util import get_remote_address
 from flask_login import current_user, login_required
@@ -48,20 +49,50 @@ def waiting_room_page(event_id):
     return render_template("booking/waiting_room.html", event=event, place=place, status=place.to_json(now))
 
 
+# The event as the room needs it, per process for a second: thousands of buyers ask for their
+# place every few seconds, and neither that nor who they are needs a database connection.
+EVENT_CACHE_SECONDS = 1.0
+_events: dict[int, tuple[float, object]] = {}
+
+
+def room_event(event_id: int):
+    """The visible event (detached, read-only), from this process's cache while it is fresh."""
+    cached = _events.get(event_id)
+    if cached is not None and cached[0] > time.monotonic():
+        return cached[1]
+    event = visible_event(event_id)
+    db.session.expunge(event)
+    _events[event_id] = (time.monotonic() + EVENT_CACHE_SECONDS, event)
+    return event
+
+
+def forget_room_events() -> None:
+    """Drop this process's cached events (a test starts from fresh data)."""
+    _events.clear()
+
+
+def _signed_in_user_id() -> int | None:
+    """The account id Flask-Login keeps in the signed session, without loading the account."""
+    user_id = session.get("_user_id")
+    if user_id is not None:
+        return int(user_id)
+    return current_user.id if current_user.is_authenticated else None  # e.g. a remember-me cookie
+
+
 @bp.get("/api/events/<int:event_id>/waiting-room")
 def waiting_room_status(event_id):
     """Join (or keep) a place and say where the buyer stands; once admitted, the admission cookie."""
-    event = visible_event(event_id)
-    if not current_user.is_authenticated:
+    event = room_event(event_id)
+    user_id = _signed_in_user_id()
+    if user_id is None:
         login_url = url_for("auth.login", next=url_for("booking.waiting_room", event_id=event.id))
         return jsonify(error=_("Log in to join the waiting room."), code="login_required", login_url=login_url), 401
-    if current_user.is_admin:
-        return jsonify(error=_("Administrators cannot buy tickets; use a buyer account."), code="forbidden"), 403
     now = utcnow()
-    place = waiting_room.join(current_user, event, ip=get_remote_address(), now=now)
+    place = waiting_room.join(SimpleNamespace(id=user_id), event, ip=get_remote_address(), now=now)
+    db.session.remove()  # a room step may have counted free seats: give the connection back now
     response = jsonify(**place.to_json(now), seat_map_url=_event_url(event.id))
     if place.state == "admitted":
-        _admit(response, event, place)
+        waiting_room.set_admission_cookie(response, user_id, event.id, place.deadline_ms)
     return response
 
 
@@ -96,7 +127,7 @@ def waiting_room_stream(event_id):
         while time.monotonic() - started < STREAM_MAX_SECONDS:
             with app.app_context():
                 try:
-                    event = visible_event(event_id)
+                    event = room_event(event_id)
                     now = utcnow()
                     status = waiting_room.place_of(user_id, event, now).to_json(now)
                 finally:

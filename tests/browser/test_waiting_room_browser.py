@@ -14,6 +14,15 @@ from tests.browser.test_browser_flows import log_in
 pytestmark = pytest.mark.browser
 
 
+@pytest.fixture(autouse=True)
+def fresh_room_events():
+    from app.booking.waiting_room import forget_room_events
+
+    forget_room_events()
+    yield
+    forget_room_events()
+
+
 def test_two_buyers_in_the_room_one_admitted_the_other_moves_up(new_page, factory, app, redis_client):
     app.config["WAITING_ROOM_MIN_ACTIVE"] = 0  # nobody is let in but by the test
     event = factory.event(name="Rush Night", rows=2, columns=5)

@@ -11,9 +11,7 @@ from tests.support import PASSWORD, app_servers, csrf_token, log_in
 
 
 def first_seats(event, count):
-    return list(
-        db.session.scalars(sa.select(Seat.id).where(Seat.event_id == event.id).order_by(Seat.id).limit(count))
-    )
+    return list(db.session.scalars(sa.select(Seat.id).where(Seat.event_id == event.id).order_by(Seat.id).limit(count)))
 
 
 def always_on_event(factory):

@@ -17,7 +17,7 @@ from app.models import utcnow
 from app.services import waiting_room
 from app.services.errors import DomainError
 
-STREAM_CHECK_SECONDS = 1.0
+STREAM_CHECK_MAX_SECONDS = 5.0  # far back in the queue, the place is checked less often
 STREAM_MAX_SECONDS = 600  # the browser reconnects; a stream never outlives a deploy for long
 
 
@@ -113,7 +113,7 @@ def waiting_room_enter(event_id):
 @bp.get("/events/<int:event_id>/waiting-room/stream")
 @login_required
 def waiting_room_stream(event_id):
-    """The buyer's place (`place`), pushed whenever it changes (checked every second); `done` when
+    """The buyer's place (`place`), pushed whenever it changes (checked every 1-5 s); `done` when
     the wait is over: admitted, the room opened, or the place was lost (the page joins again)."""
     visible_event(event_id)
     user_id = current_user.id
@@ -138,7 +138,7 @@ def waiting_room_stream(event_id):
             data = json.dumps(status)
             yield f"event: place\ndata: {data}\n\n" if data != last else ": still waiting\n\n"
             last = data
-            time.sleep(STREAM_CHECK_SECONDS)
+            time.sleep(min(STREAM_CHECK_MAX_SECONDS, status["poll_after_ms"] / 1000))
 
     response = make_response(events())
     response.mimetype = "text/event-stream"

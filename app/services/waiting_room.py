@@ -42,7 +42,8 @@ LATE_OFFSET = 10**12  # larger than any early crowd, far below 2**53 (scores are
 TICK_MS = 500
 TOKEN_SALT = "stagepass-waiting-room-admission"
 THROUGHPUT_WINDOW_SECONDS = 10
-HOLD_GRACE_SECONDS = 60  # an admission outlives the hold a little, so checkout right at the end works
+HOLD_GRACE_SECONDS = 60
+POLL_MIN_MS, POLL_MAX_MS = 1000, 15000  # an admission outlives the hold a little, so checkout right at the end works
 
 
 class QueueRequired(DomainError):
@@ -290,11 +291,25 @@ class Place:
     estimated_wait_seconds: int | None = None
     sales_start_at: datetime | None = None
 
+    def poll_after_ms(self, starts_in_ms: int | None) -> int:
+        """When the page should ask again: soon near the head of the queue, rarely far back, so
+        thousands of waiting pages do not cost more than the sale itself."""
+        if self.state == "early" and starts_in_ms is not None:
+            return max(POLL_MIN_MS, min(starts_in_ms, POLL_MAX_MS))
+        if self.state != "queued" or not self.ahead:
+            return POLL_MIN_MS
+        if self.estimated_wait_seconds is not None:
+            guess = self.estimated_wait_seconds * 1000 // 3
+        else:
+            guess = self.ahead * 20
+        return max(POLL_MIN_MS, min(int(guess), POLL_MAX_MS))
+
     def to_json(self, now: datetime) -> dict:
         starts_in = None
         if self.sales_start_at is not None:
             starts_in = max(0, int((self.sales_start_at - now).total_seconds() * 1000))
         return {
+            "poll_after_ms": self.poll_after_ms(starts_in),
             "state": self.state,
             "position": self.position,
             "ahead": self.ahead,

@@ -17,6 +17,7 @@ document.addEventListener("alpine:init", () => {
     startsAt: null,
     clock: Date.now(),
     live: false,
+    pollAfter: null,
 
     init() {
       const data = this.$el.dataset;
@@ -26,7 +27,15 @@ document.addEventListener("alpine:init", () => {
       this.show(JSON.parse(data.status));
       setInterval(() => { this.clock = Date.now(); }, 1000);
       this.listen();
-      setInterval(() => { if (!this.live) this.poll(); }, ROOM_POLL_MS);
+      this.schedulePoll();
+    },
+
+    // Without push, ask again when the server says (soon near the head of the queue).
+    schedulePoll() {
+      setTimeout(async () => {
+        if (!this.live) await this.poll();
+        this.schedulePoll();
+      }, this.pollAfter || ROOM_POLL_MS);
     },
 
     listen() {
@@ -60,6 +69,7 @@ document.addEventListener("alpine:init", () => {
       this.ahead = status.ahead === null ? "" : String(status.ahead);
       this.waiting = status.waiting === null ? "" : String(status.waiting);
       this.wait = status.estimated_wait_seconds;
+      this.pollAfter = status.poll_after_ms;
       this.startsAt = status.sales_start_in_ms === null ? null : Date.now() + status.sales_start_in_ms;
     },
 

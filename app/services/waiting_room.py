@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+import redis
 import sqlalchemy as sa
 from flask import current_app, request, url_for
 from flask_babel import gettext as _
@@ -155,6 +156,21 @@ else
 end
 return admitted
 """
+
+
+_script_shas: dict[str, str] = {}
+
+
+def _script(client, source: str, key_count: int, *keys_and_args):
+    """Run a Lua script by its SHA (EVALSHA), loading it once per Redis (also after a restart)."""
+    sha = _script_shas.get(source)
+    if sha is not None:
+        try:
+            return client.evalsha(sha, key_count, *keys_and_args)
+        except redis.exceptions.NoScriptError:
+            pass
+    _script_shas[source] = client.script_load(source)
+    return client.evalsha(_script_shas[source], key_count, *keys_and_args)
 
 
 def _now_ms(now: datetime) -> int:
@@ -342,7 +358,8 @@ def join(user, event: Event, *, ip: str, now: datetime | None = None) -> Place:
     now_ms = _now_ms(now)
 
     def run(client):
-        return client.eval(
+        return _script(
+            client,
             _JOIN,
             7,
             keys.queue,
@@ -375,7 +392,7 @@ def place_of(user_id: int, event: Event, now: datetime | None = None) -> Place:
         return Place("open")
     advance(event, now=now)
     keys = Keys(event.id)
-    reply = redis_call(lambda c: c.eval(_STATUS, 3, keys.queue, keys.early, keys.shopping, user_id, _now_ms(now)))
+    reply = redis_call(lambda c: _script(c, _STATUS, 3, keys.queue, keys.early, keys.shopping, user_id, _now_ms(now)))
     if reply is None:
         return Place("open")
     return _place_from(reply, event, now, admission_rate(event))
@@ -393,7 +410,9 @@ def shuffle_early_arrivals(event: Event) -> int:
             return 0
         members = [int(member) for member in client.smembers(keys.early)]
         secrets.SystemRandom().shuffle(members)
-        return client.eval(_APPLY_SHUFFLE, 4, keys.queue, keys.early, keys.shuffled, keys.seq, LATE_OFFSET, *members)
+        return _script(
+            client, _APPLY_SHUFFLE, 4, keys.queue, keys.early, keys.shuffled, keys.seq, LATE_OFFSET, *members
+        )
 
     return redis_call(run, default=0)
 
@@ -474,7 +493,8 @@ def admit(event: Event, count: int, *, now: datetime | None = None) -> list[int]
     now_ms = _now_ms(now)
 
     def run(client):
-        admitted = client.eval(
+        admitted = _script(
+            client,
             _ADMIT,
             9,
             keys.queue,

@@ -57,8 +57,8 @@ class Config:
     WAITING_ROOM_OPEN_AFTER_EMPTY_SECONDS = _int("WAITING_ROOM_OPEN_AFTER_EMPTY_SECONDS", 60)
     # Automatic rate: admitted buyers choosing seats at once, at least MIN_ACTIVE, at most the free
     # seats, else as many as the measured holds per second serve in SHOPPING_SECONDS.
-    WAITING_ROOM_MIN_ACTIVE = _int("WAITING_ROOM_MIN_ACTIVE", 100)
-    WAITING_ROOM_SHOPPING_SECONDS = _int("WAITING_ROOM_SHOPPING_SECONDS", 20)
+    WAITING_ROOM_MIN_ACTIVE = _int("WAITING_ROOM_MIN_ACTIVE", 50)
+    WAITING_ROOM_SHOPPING_SECONDS = _int("WAITING_ROOM_SHOPPING_SECONDS", 10)
 
     # How many reverse proxies (nginx: 1) stand in front and append the client to X-Forwarded-For.
     # 0 trusts no forwarding header: per-IP limits then count the peer's own address.

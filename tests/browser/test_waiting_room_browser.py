@@ -59,14 +59,14 @@ def test_two_buyers_in_the_room_one_admitted_the_other_moves_up(new_page, factor
 def test_the_countdown_turns_into_selling_without_a_reload(page, factory, redis_client):
     event = factory.event(name="Soon On Sale", rows=2, columns=5)
     event.waiting_room = WaitingRoomMode.OFF
-    event.sales_start_at = utcnow().replace(microsecond=0) + timedelta(seconds=4)
+    event.sales_start_at = utcnow().replace(microsecond=0) + timedelta(seconds=6)
     db.session.commit()
     log_in(page, factory.user().email)
     page.goto(page.base + f"/events/{event.id}")
     expect(page.locator("#sale-notice")).to_contain_text("Tickets go on sale in")
     expect(page.locator("[data-seat='A1']")).to_be_disabled()
     expect(page.locator("#hold-button")).to_be_hidden()
-    expect(page.locator("[data-seat='A1']")).to_be_enabled(timeout=10_000)
+    expect(page.locator("[data-seat='A1']")).to_be_enabled(timeout=15_000)
     expect(page.locator("#sale-notice")).to_be_hidden()
     page.locator("[data-seat='A1']").click()
     with page.expect_navigation():

@@ -1,5 +1,6 @@
 """The on-sale time and the waiting room as buyers and admins meet them through the web."""
 
+import time
 from datetime import timedelta
 
 import sqlalchemy as sa
@@ -52,12 +53,10 @@ def test_before_the_on_sale_holds_are_refused_and_the_map_counts_down(client, fa
 
 
 def test_at_the_on_sale_moment_the_map_switches_to_selling(client, factory, redis_client):
-    event = room_event(factory, WaitingRoomMode.OFF, starts_in=timedelta(seconds=1))
+    event = room_event(factory, WaitingRoomMode.OFF, starts_in=timedelta(seconds=3))  # 2-3 s: whole seconds
     log_in(client, factory.user())
     assert client.get(f"/api/events/{event.id}/seats").get_json()["on_sale"] is False
-    import time
-
-    time.sleep(1.2)
+    time.sleep((event.sales_start_at - utcnow()).total_seconds() + 0.2)
     assert client.get(f"/api/events/{event.id}/seats").get_json()["on_sale"] is True
     assert hold(client, event, seat_ids(event)[:1]).status_code == 201
 

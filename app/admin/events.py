@@ -102,20 +102,29 @@ def event_detail(event_id):
     )
 
 
-@bp.route("/events/<int:event_id>/waiting-room/pause", methods=["POST"], defaults={"action": "pause"})
-@bp.route("/events/<int:event_id>/waiting-room/resume", methods=["POST"], defaults={"action": "resume"})
+@bp.route("/events/<int:event_id>/waiting-room/pause", methods=["POST"])
 @admin_required
-def event_waiting_room(event_id, action):
-    """Pause admissions from the waiting room (buyers keep their places) or resume them."""
+def event_waiting_room_pause(event_id):
+    """Pause admissions from the waiting room: buyers keep their places."""
+    return set_room_paused(event_id, paused=True)
+
+
+@bp.route("/events/<int:event_id>/waiting-room/resume", methods=["POST"])
+@admin_required
+def event_waiting_room_resume(event_id):
+    """Resume admissions from the waiting room."""
+    return set_room_paused(event_id, paused=False)
+
+
+def set_room_paused(event_id: int, *, paused: bool):
     event = event_or_404(event_id)
     if ConfirmForm().validate_on_submit():
         try:
-            waiting_room.set_paused(event, action == "pause")
+            waiting_room.set_paused(event, paused)
         except DomainError as error:
             flash(error.message, "error")
         else:
-            message = _("Admissions paused.") if action == "pause" else _("Admissions resumed.")
-            flash(message, "success")
+            flash(_("Admissions paused.") if paused else _("Admissions resumed."), "success")
     return redirect(url_for("admin.event_detail", event_id=event.id))
 
 

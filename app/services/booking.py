@@ -16,6 +16,7 @@ from decimal import Decimal
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 from flask import current_app
+from flask_babel import gettext as _
 from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
@@ -67,6 +68,10 @@ class EventNotOnSale(DomainError):
     """This event is not on sale."""
 
     code = "not_on_sale"
+
+
+class NotOnSaleYet(DomainError):
+    code = "not_on_sale_yet"
 
 
 class CheckoutAlreadyOpen(DomainError):
@@ -157,6 +162,11 @@ def _check_on_sale(event: Event | None, now: datetime) -> Event:
         raise EventNotOnSale("This event is not on sale yet.")
     if event.date <= now or event.sales_ended_at is not None:
         raise EventNotOnSale("Sales for this event have ended.")
+    if event.sells_later(now):
+        raise NotOnSaleYet(
+            _("Tickets go on sale at %(moment)s UTC.", moment=event.sales_start_at.strftime("%Y-%m-%d %H:%M:%S")),
+            sales_start_at=event.sales_start_at.isoformat() + "Z",
+        )
     return event
 
 

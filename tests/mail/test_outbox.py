@@ -217,9 +217,10 @@ def test_cancelling_a_pending_hold_sends_nothing(db_session, factory):
     assert outbox(db_session) == []
 
 
-def test_the_generic_notice_is_written_in_the_recipients_language(db_session, factory, smtp_server, monkeypatch):
+def test_the_generic_notice_is_written_in_the_recipients_language(db_session, factory, smtp_server):
     buyer = factory.user(name="Grete")
-    monkeypatch.setattr(type(buyer), "language", "de", raising=False)  # when users.language exists
+    buyer.language = "de"
+    db_session.commit()
     from flask_babel import lazy_gettext as _l
 
     mail.enqueue_notice(

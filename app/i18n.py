@@ -38,6 +38,8 @@ STATUS_LABELS = {
     "error": _l("error"),
     "sending": _l("sending"),
     "sent": _l("sent"),
+    "card": _l("card"),
+    "wallet": _l("wallet"),
 }
 
 

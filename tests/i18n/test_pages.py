@@ -154,3 +154,48 @@ def test_json_errors_of_the_seat_map_are_translated(client, factory):
     )
     assert response.status_code == 400
     assert response.get_json()["error"] == "Wählen Sie mindestens einen Platz."
+
+
+@pytest.mark.parametrize("language", ["de", "es"])
+def test_every_admin_and_buyer_page_renders_in_each_language(client, factory, admin, language):
+    """Each translated page renders (a broken translation would fail only in its language)."""
+    from tests.admin_support import paid_order, seat_ids
+
+    event = factory.event(name="Hamlet")
+    buyer = factory.user()
+    order = paid_order(buyer, event, seat_ids(event, 2))
+    headers = {"Accept-Language": language}
+    admin_pages = [
+        "/admin/",
+        "/admin/events",
+        "/admin/events/new",
+        f"/admin/events/{event.id}",
+        f"/admin/events/{event.id}/edit",
+        f"/admin/events/{event.id}/cancel",
+        f"/admin/events/{event.id}/delete",
+        "/admin/bookings",
+        f"/admin/orders/{order.reference}",
+        f"/admin/orders/{order.reference}/cancel",
+        "/admin/payments",
+        "/admin/users",
+        f"/admin/users/{buyer.id}/edit",
+        "/admin/audit",
+        "/auth/account",
+    ]
+    for path in admin_pages:
+        response = client.get(path, headers=headers)
+        assert response.status_code == 200, path
+        assert lang_of(response) == language, path
+    client.post("/auth/logout", data={"csrf_token": csrf_token(client, "/admin/")})
+    log_in(client, buyer)
+    for path in [
+        "/",
+        f"/events/{event.id}",
+        "/my/bookings",
+        f"/orders/{order.reference}",
+        f"/orders/{order.reference}/tickets",
+        "/no-such-page",
+    ]:
+        response = client.get(path, headers=headers)
+        assert response.status_code == (404 if path == "/no-such-page" else 200), path
+        assert lang_of(response) == language, path

@@ -29,7 +29,18 @@ def money(value, currency: str | None = None) -> str:
 
 
 def when(value, fmt="%a %d %b %Y, %H:%M") -> str:
-    return value.strftime(fmt) + " UTC" if value else ""
+    """A UTC time; `fmt` (strftime) in English, the same parts in the page's own words otherwise."""
+    if not value:
+        return ""
+    locale = page_locale()
+    if locale.startswith("en"):
+        return value.strftime(fmt) + " UTC"
+    date = format_skeleton("yMMMEd" if "%a" in fmt else "yMMMd", value, locale=locale)
+    if "%S" in fmt:
+        return f"{date}, {format_skeleton('Hms', value, locale=locale)} UTC"
+    if "%H" in fmt:
+        return f"{date}, {format_skeleton('Hm', value, locale=locale)} UTC"
+    return date
 
 
 def zone_abbreviation(moment: datetime, locale: str) -> str:

@@ -39,6 +39,7 @@ from flask_babel.speaklater import LazyString
 from flask_mailman import EmailMultiAlternatives
 
 from app.extensions import db, mailman, redis_call
+from app.i18n import status_label
 from app.models import (
     Booking,
     BookingStatus,
@@ -259,7 +260,10 @@ def resend_order_confirmation(order: Order, *, actor: User | None = None, now: d
             raise NotFound(_("No order with this reference."))
         if locked.status != OrderStatus.CONFIRMED:
             raise NothingToResend(
-                _("Only a confirmed order has a confirmation to send; this one is %(status)s.", status=locked.status)
+                _(
+                    "Only a confirmed order has a confirmation to send; this one is %(status)s.",
+                    status=status_label(locked.status),
+                )
             )
         email = enqueue_order_confirmation(locked, now=now, resend=True)
         audit.record("order.confirmation_resent", actor=actor, subject=locked, data={"to": email.recipient}, now=now)

@@ -6,6 +6,7 @@ anything, so a refused change never half-applies.
 
 from flask_babel import gettext as _
 
+from app.i18n import status_label
 from app.models import OrderStatus, PaymentStatus, SeatStatus
 from app.services.errors import IllegalTransition
 
@@ -47,7 +48,12 @@ def check(transitions: dict, current: str, new: str, what: str) -> None:
     """Raise IllegalTransition unless current -> new is allowed."""
     if new not in transitions.get(current, set()):
         raise IllegalTransition(
-            _("A %(what)s cannot go from %(current)s to %(new)s.", what=what, current=current, new=new),
+            _(
+                "A %(what)s cannot go from %(current)s to %(new)s.",
+                what=what,
+                current=status_label(current),
+                new=status_label(new),
+            ),
             what=what,
             current=current,
             new=new,

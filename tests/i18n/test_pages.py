@@ -199,3 +199,20 @@ def test_every_admin_and_buyer_page_renders_in_each_language(client, factory, ad
         response = client.get(path, headers=headers)
         assert response.status_code == (404 if path == "/no-such-page" else 200), path
         assert lang_of(response) == language, path
+
+
+def test_the_confirmation_email_is_written_in_the_accounts_language(factory):
+    """The outbox row is rendered in the buyer's language, whatever the page that paid was in."""
+    import sqlalchemy as sa
+
+    from app.models import OutboxEmail
+    from tests.admin_support import paid_order, seat_ids
+
+    event = factory.event(name="Hamlet")
+    buyer = factory.user()
+    buyer.language = "es"
+    db.session.commit()
+    order = paid_order(buyer, event, seat_ids(event, 1))
+    row = db.session.scalars(sa.select(OutboxEmail).where(OutboxEmail.order_id == order.id)).one()
+    assert row.language == "es"
+    assert row.subject == f"Sus entradas para Hamlet (pedido {order.reference})"

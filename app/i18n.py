@@ -7,7 +7,7 @@ app/translations/ can translate it.
 """
 
 from flask import current_app, request, session
-from flask_babel import get_locale
+from flask_babel import get_locale, gettext
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 
@@ -43,6 +43,16 @@ STATUS_LABELS = {
 }
 
 
+def N_(text: str) -> str:  # noqa: N802  (gettext's conventional name for a marker)
+    """Mark a message kept in English (stored reasons) for the catalogues; `|translated` shows it."""
+    return text
+
+
+def translated(text):
+    """A stored English message (a failure or cancellation reason) in the page's language, if known."""
+    return gettext(text) if text else text
+
+
 def known_language(code) -> str | None:
     """`code` if it is one of ours (en, de, es), else None: anything else falls back, never fails."""
     return code if isinstance(code, str) and code in LANGUAGES else None
@@ -76,3 +86,4 @@ def register(app):
     app.add_template_global(LANGUAGES, "languages")
     app.add_template_global(get_locale)
     app.add_template_filter(status_label)
+    app.add_template_filter(translated)

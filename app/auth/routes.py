@@ -45,7 +45,7 @@ def login():
     if form.validate_on_submit():
         user = accounts.authenticate(form.email.data, form.password.data)
         if user is None:
-            form.password.errors.append("Wrong email or password.")
+            form.password.errors.append(_("Wrong email or password."))
         else:
             login_user(user, remember=form.remember_me.data)
             flash(_("Logged in as %(email)s.", email=user.email), "success")

@@ -121,7 +121,7 @@ def wallet(reference):
     form = WalletForm()
     if form.is_submitted():
         if not form.validate():
-            abort(400, " ".join(form.form_errors) or "The form was incomplete; please try again.")
+            abort(400, " ".join(form.form_errors) or _("The form was incomplete; please try again."))
         try:
             payments.confirm_wallet(order, user=current_user, approve=form.approve.data)
         except DomainError as error:

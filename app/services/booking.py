@@ -21,7 +21,7 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
-from app.i18n import status_label
+from app.i18n import N_, status_label
 from app.models import (
     Booking,
     BookingStatus,
@@ -359,7 +359,7 @@ def release(order: Order, *, user: User, now: datetime | None = None) -> Order:
         if locked.hold_has_expired(moment):
             orders.close_expired(locked, moment)
         else:
-            orders.close_pending(locked, OrderStatus.CANCELLED, moment, reason="Released by the buyer.")
+            orders.close_pending(locked, OrderStatus.CANCELLED, moment, reason=N_("Released by the buyer."))
         return locked
 
     return run_unit_of_work(work)
@@ -438,7 +438,7 @@ def cancel_order(
     order: Order,
     *,
     now: datetime | None = None,
-    reason: str = "Cancelled by the organiser.",
+    reason: str = N_("Cancelled by the organiser."),
     actor=None,
     actor_label: str | None = None,
 ) -> Order:
@@ -464,7 +464,7 @@ def cancel_order(
 
 
 def cancel_booking(
-    booking: Booking, *, now: datetime | None = None, reason: str = "Cancelled by the organiser.", actor=None
+    booking: Booking, *, now: datetime | None = None, reason: str = N_("Cancelled by the organiser."), actor=None
 ) -> Booking:
     """Admin: cancel one seat of an order, refund that seat if it was paid, and free the seat."""
     booking_id, order_id, seat_id = booking.id, booking.order_id, booking.seat_id
@@ -544,7 +544,7 @@ def cancel_event(event: Event, *, now: datetime | None = None) -> CancelSummary:
         locking.lock_event_seats(event_id)
         summary = CancelSummary()
         for order in locking.lock_orders(Order.event_id == event_id, Order.status.in_(OrderStatus.LIVE)):
-            amount = _cancel_locked_order(order, moment, "The event was cancelled.")
+            amount = _cancel_locked_order(order, moment, N_("The event was cancelled."))
             summary.orders += 1
             if amount:
                 summary.refunded += 1

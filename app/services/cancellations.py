@@ -29,6 +29,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
 from app.extensions import db, get_redis, redis_call
+from app.i18n import N_
 from app.models import AuditEntry, Event, EventStatus, Order, OrderStatus, User, utcnow
 from app.services import audit, booking, locking, seat_changes
 from app.services.errors import DomainError, InvalidRequest, NotFound
@@ -41,7 +42,7 @@ EVENT_RUN_KEY = "stagepass:cancellation-run:event:{}"
 RUN_TTL_SECONDS = 30 * 24 * 3600
 RUN_ID = re.compile(r"^[0-9a-f]{16}$")
 JOB_LABEL = audit.job_label("cancel-orders")
-EVENT_REASON = "The event was cancelled."
+EVENT_REASON = N_("The event was cancelled.")
 MAX_SELECTED_ORDERS = 500
 
 
@@ -310,7 +311,7 @@ def _cancel_one(run: CancellationRun, order_id: int) -> None:
         run.skipped += 1
         return
     refunded_before, reference = order.refunded_amount, order.reference
-    reason = EVENT_REASON if run.event_id is not None else "Cancelled by the organiser."
+    reason = EVENT_REASON if run.event_id is not None else N_("Cancelled by the organiser.")
     try:
         cancelled = booking.cancel_order(order, reason=reason, actor_label=f"{JOB_LABEL} for {run.requested_by}")
     except booking.OrderNotPending:

@@ -13,6 +13,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from app.extensions import db
+from app.i18n import N_
 from app.models import (
     Booking,
     BookingStatus,
@@ -29,7 +30,7 @@ from app.models import (
 from app.services import mail, seat_changes, states, tickets
 from app.services.transactions import Conflict
 
-PAYMENT_NEVER_COMPLETED = "The payment was not completed before the hold expired."
+PAYMENT_NEVER_COMPLETED = N_("The payment was not completed before the hold expired.")
 
 
 def move_seats(seat_ids, new: str, now: datetime, *, only_unclaimed: bool = False) -> int:

@@ -27,7 +27,7 @@ from flask_babel import gettext as _
 from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
-from app.i18n import status_label
+from app.i18n import N_, status_label, translated
 from app.models import (
     Booking,
     Order,
@@ -376,7 +376,7 @@ def _report(order: Order, outcome: str, payment_id: int) -> None:
         payment = db.session.get(Payment, payment_id)
         error = PaymentDeclined if payment.result == PaymentResult.DECLINED else PaymentProviderError
         raise error(
-            _("%(reason)s The seats were released; nothing was charged.", reason=payment.failure_reason),
+            _("%(reason)s The seats were released; nothing was charged.", reason=translated(payment.failure_reason)),
             order_reference=order.reference,
         )
 
@@ -464,7 +464,7 @@ def confirm_wallet(order: Order, *, user: User, approve: bool, now: datetime | N
         # What the order costs now: a seat cancelled since the wallet page opened is not charged.
         payment.amount = locked.total_amount
         payment.result = PaymentResult.SUCCEEDED if approve else PaymentResult.DECLINED
-        payment.failure_reason = None if approve else "The payment was declined in the wallet."
+        payment.failure_reason = None if approve else N_("The payment was declined in the wallet.")
         payment.completed_at = moment
         return payment
 

@@ -17,6 +17,7 @@ from decimal import Decimal
 
 import redis
 
+from app.i18n import N_
 from app.models import PaymentResult
 from app.services.payments_provider import ProviderResult
 
@@ -117,11 +118,11 @@ class SandboxCardProvider:
         if card_number in CHARGED_CARDS:
             result, reason = PaymentResult.SUCCEEDED, None
         elif card_number == CARD_PROVIDER_ERROR:
-            result, reason = PaymentResult.ERROR, "The card provider had an internal error."
+            result, reason = PaymentResult.ERROR, N_("The card provider had an internal error.")
         elif card_number == CARD_DECLINED:
-            result, reason = PaymentResult.DECLINED, "The card was declined: insufficient funds."
+            result, reason = PaymentResult.DECLINED, N_("The card was declined: insufficient funds.")
         else:
-            result, reason = PaymentResult.DECLINED, "The card was declined: unknown test card."
+            result, reason = PaymentResult.DECLINED, N_("The card was declined: unknown test card.")
         return ProviderResult(result, provider_reference("ch"), reason, card_number[-4:], amount)
 
     def refund(self, charge_reference: str | None, amount: Decimal, *, idempotency_key: str) -> ProviderResult:
@@ -131,7 +132,10 @@ class SandboxCardProvider:
         )
         if refused:
             answer = ProviderResult(
-                PaymentResult.DECLINED, provider_reference("re"), "The card's bank refused the refund.", amount=amount
+                PaymentResult.DECLINED,
+                provider_reference("re"),
+                N_("The card's bank refused the refund."),
+                amount=amount,
             )
         else:
             answer = ProviderResult(PaymentResult.SUCCEEDED, provider_reference("re"), amount=amount)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
+from app.i18n import N_, translated
 from app.models import Order, OrderStatus, Payment, PaymentKind, PaymentMethod, PaymentResult, PaymentStatus
 from app.services import payments_sandbox as sandbox
 
@@ -19,8 +20,8 @@ SANDBOX_CARDS = {
 }
 
 # Stored on payment rows (and compared), so plain text; the pages translate what they show.
-PROVIDER_DID_NOT_ANSWER = "The payment provider did not answer."
-NEVER_REACHED_PROVIDER = "The payment never reached the provider; nothing was charged."
+PROVIDER_DID_NOT_ANSWER = N_("The payment provider did not answer.")
+NEVER_REACHED_PROVIDER = N_("The payment never reached the provider; nothing was charged.")
 
 
 def _charge(order: Order) -> Payment | None:
@@ -43,9 +44,9 @@ def payment_summary(order: Order) -> str:
     if charge.result == PaymentResult.PENDING:
         return _("Awaiting your approval in the StagePass Wallet.")
     if charge.result == PaymentResult.DECLINED:
-        return _("Payment declined: %(reason)s", reason=charge.failure_reason)
+        return _("Payment declined: %(reason)s", reason=translated(charge.failure_reason))
     if order.status == OrderStatus.FAILED:
-        return _("Payment failed: %(reason)s", reason=charge.failure_reason)
+        return _("Payment failed: %(reason)s", reason=translated(charge.failure_reason))
     return _("The payment was not completed; nothing was charged.")
 
 

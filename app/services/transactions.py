@@ -41,7 +41,7 @@ class SeatsBusy(DomainError):
 class CommitOutcomeUnknown(DomainError):
     code = "commit_outcome_unknown"
     status = 503
-    default_message = (
+    default_message = _l(
         "We lost contact with the database while saving, so we cannot tell whether your change was saved. "
         "Reload the page to check before trying again."
     )

@@ -32,6 +32,7 @@ PERIODIC_JOBS = {
     # fixed id: (function path, every N seconds)
     "stagepass-release-expired-holds": ("app.jobs.release_expired_holds", 60),
     "stagepass-close-past-events": ("app.jobs.close_past_events", 60),
+    "stagepass-tidy-waitlist-offers": ("app.jobs.tidy_waitlist_offers", 60),
 }
 
 _process_app = {}
@@ -60,6 +61,16 @@ def release_expired_holds() -> int:
         closed = booking.release_expired()
         log.info("released %d expired hold(s)", closed)
         return closed
+
+
+def tidy_waitlist_offers() -> int:
+    """Job: close waiting-list offers past their limit (seats go on to the next entry)."""
+    from app.services import waitlist
+
+    with job_app_context():
+        changed = waitlist.tidy_offers()
+        log.info("tidied %d waiting-list offer(s)", changed)
+        return changed
 
 
 def close_past_events() -> int:

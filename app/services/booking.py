@@ -36,7 +36,7 @@ from app.models import (
     User,
     utcnow,
 )
-from app.services import seat_changes, seatmap, states
+from app.services import seat_changes, seatmap, states, waitlist
 from app.services.errors import DomainError, InvalidRequest, NotFound
 from app.services.transactions import SeatsBusy, run_unit_of_work
 
@@ -268,6 +268,8 @@ def hold(user: User, event: Event, seat_ids, *, now: datetime | None = None) -> 
 
         if any(seat.status == SeatStatus.RESERVED for seat in seats):
             _expire_stale_bookings(ids)
+            if waitlist.offer_expired_seats(event_id, seats, moment):
+                return None, None  # committed: the waiting list had the first claim on those seats
         expires_at = moment + timedelta(seconds=current_app.config["HOLD_TTL_SECONDS"])
         _claim_seats(event_id, ids, moment, expires_at)
         prices = {seat_id: locked[seat_id][1] for seat_id in ids}
@@ -303,6 +305,8 @@ def hold(user: User, event: Event, seat_ids, *, now: datetime | None = None) -> 
         if "pending_event_id" in str(error.orig) or "one_pending" in str(error.orig):
             raise CheckoutAlreadyOpen() from None
         raise _unavailable(_seats_taken_now(ids)) from None
+    if order is None:
+        raise _unavailable(_seats_taken_now(ids))
     # The commit expired the order, but we wrote every value it has: keep them instead of a re-read.
     for name, value in written.items():
         if not name.startswith("_"):
@@ -457,6 +461,7 @@ def _close_pending(order: Order, status: str, now: datetime, reason: str | None 
         _end_open_charge(open_charge, now, reason or PAYMENT_NEVER_COMPLETED)
     _free_seats(holding, now)
     seat_changes.mark_changed(order.event_id, holding)
+    waitlist.seats_freed(order.event_id, holding, now, closed_order=order)
 
 
 def close_expired(order: Order, now: datetime) -> None:
@@ -564,6 +569,7 @@ def _cancel_locked_order(order: Order, now: datetime, reason: str) -> Decimal:
     seat_ids = [b.seat_id for b in live]
     _free_seats(seat_ids, now)
     seat_changes.mark_changed(order.event_id, seat_ids)
+    waitlist.seats_freed(order.event_id, seat_ids, now)
     return refunded
 
 
@@ -613,6 +619,7 @@ def cancel_booking(
             order.total_amount -= target.total_amount
         _free_seats([seat_id], moment)
         seat_changes.mark_changed(order.event_id, [seat_id])
+        waitlist.seats_freed(order.event_id, [seat_id], moment)
         return target
 
     return run_unit_of_work(work)
@@ -652,6 +659,7 @@ def cancel_event(event: Event, *, now: datetime | None = None) -> CancelSummary:
             if amount:
                 summary.refunded += 1
                 summary.amount_refunded += amount
+        waitlist.close_for_cancelled_event(event_id, moment)
         return summary
 
     return run_unit_of_work(work)

@@ -41,8 +41,9 @@ def waitlist_skip(event_id, entry_id):
     """Take a waiting entry off the list."""
     event = event_or_404(event_id)
     _confirmed()
+    entry = waitlist.find_entry(entry_id, event)
     try:
-        waitlist.skip(waitlist.find_entry(entry_id, event))
+        waitlist.skip(entry)
     except DomainError as error:
         flash(error.message, "error")
     else:
@@ -56,8 +57,9 @@ def waitlist_end_offer(event_id, entry_id):
     """End an open offer early: its seats go to the next entry, or back on sale."""
     event = event_or_404(event_id)
     _confirmed()
+    entry = waitlist.find_entry(entry_id, event)
     try:
-        waitlist.end_offer(waitlist.find_entry(entry_id, event))
+        waitlist.end_offer(entry)
     except DomainError as error:
         flash(error.message, "error")
     else:

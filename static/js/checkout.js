@@ -30,6 +30,11 @@ document.addEventListener("alpine:init", () => {
     get low() {
       return this.secondsLeft > 0 && this.secondsLeft < 60;
     },
+
+    // Shown (and so announced by the aria-live region around it) from 60 s left until the end.
+    get warning() {
+      return this.secondsLeft > 0 && this.secondsLeft <= 60;
+    },
   }));
 
   Alpine.data("paymentChoice", () => ({

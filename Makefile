@@ -43,10 +43,12 @@ run: seed
 	$(FLASK) run --host 127.0.0.1 --port 5000
 
 ## Production server (gunicorn + gevent, gunicorn.conf.py) against DATABASE_URL and REDIS_URL.
-## A SECRET_KEY is generated once into instance/secret_key unless you set one.
+## A SECRET_KEY is generated once into instance/secret_key unless you set one, and likewise a
+## ticket signing key into instance/ticket_signing_key unless TICKET_SIGNING_KEYS is set.
 serve: migrate
 	test -n "$$SECRET_KEY" || test -s instance/secret_key || $(BIN)/python -c "import secrets; print(secrets.token_hex(32))" > instance/secret_key
-	STAGEPASS_ENV=production SECRET_KEY="$${SECRET_KEY:-$$(cat instance/secret_key)}" $(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
+	test -n "$$TICKET_SIGNING_KEYS" || test -s instance/ticket_signing_key || $(BIN)/python -c "import base64, secrets; print('local:' + base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b'=').decode())" > instance/ticket_signing_key
+	STAGEPASS_ENV=production SECRET_KEY="$${SECRET_KEY:-$$(cat instance/secret_key)}" TICKET_SIGNING_KEYS="$${TICKET_SIGNING_KEYS:-$$(cat instance/ticket_signing_key)}" $(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
 
 services:
 	bash scripts/ensure-services.sh --browser

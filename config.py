@@ -73,6 +73,23 @@ class Config:
     RATELIMIT_PAY_PER_USER = os.environ.get("RATELIMIT_PAY_PER_USER", "20 per minute")
     RATELIMIT_PAY_PER_IP = os.environ.get("RATELIMIT_PAY_PER_IP", "300 per minute")
 
+    # Email (app/services/mail.py): MAIL_BACKEND is smtp, file (each message an .eml file in
+    # MAIL_FILE_PATH) or console. Sent by RQ jobs from the outbox, retried with doubling delays.
+    MAIL_BACKEND = os.environ.get("MAIL_BACKEND", "smtp")
+    MAIL_SERVER = os.environ.get("MAIL_SERVER", "localhost")
+    MAIL_PORT = _int("MAIL_PORT", 25)
+    MAIL_USE_TLS = os.environ.get("MAIL_USE_TLS", "0").lower() in ("1", "true", "yes")
+    MAIL_USERNAME = os.environ.get("MAIL_USERNAME")
+    MAIL_PASSWORD = os.environ.get("MAIL_PASSWORD")
+    MAIL_DEFAULT_SENDER = os.environ.get("MAIL_DEFAULT_SENDER", "StagePass <tickets@stagepass.invalid>")
+    MAIL_TIMEOUT = _int("MAIL_TIMEOUT", 10)
+    MAIL_FILE_PATH = os.environ.get("MAIL_FILE_PATH", str(INSTANCE_DIR / "outbox"))
+    MAIL_RETRY_SECONDS = _int("MAIL_RETRY_SECONDS", 60)
+    MAIL_RETRY_MAX_SECONDS = _int("MAIL_RETRY_MAX_SECONDS", 6 * 3600)
+    MAIL_MAX_ATTEMPTS = _int("MAIL_MAX_ATTEMPTS", 10)
+    # A sender that claimed an email and never said how it went (it died) loses it after this.
+    MAIL_CLAIM_SECONDS = _int("MAIL_CLAIM_SECONDS", 300)
+
     REMEMBER_COOKIE_DURATION = 60 * 60 * 24 * 30
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
@@ -84,9 +101,21 @@ class Config:
     BABEL_DEFAULT_TIMEZONE = "UTC"
     BABEL_TRANSLATION_DIRECTORIES = str(BASE_DIR / "app" / "translations")
 
+    # Ed25519 keys that sign ticket QR payloads, unrelated to SECRET_KEY: "kid1:<base64url 32-byte
+    # seed>,kid2:...". New tickets use TICKET_SIGNING_KID (default: the first key); the others still
+    # verify, so rotating keeps sold tickets valid. Unset outside production: a key is generated
+    # once into instance/ticket_signing_key (app/services/tickets.py).
+    TICKET_SIGNING_KEYS = os.environ.get("TICKET_SIGNING_KEYS", "")
+    TICKET_SIGNING_KID = os.environ.get("TICKET_SIGNING_KID", "")
+    TICKET_SIGNING_KEY_FILE = str(INSTANCE_DIR / "ticket_signing_key")
+    # A TrueType font for ticket PDFs (any script); without it they fall back to Helvetica (Latin-1).
+    TICKET_PDF_FONT = os.environ.get("TICKET_PDF_FONT", "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+
 
 class DevelopmentConfig(Config):
     DEBUG = True
+    # `make run` needs no mail server: messages land in instance/outbox/ as .eml files.
+    MAIL_BACKEND = os.environ.get("MAIL_BACKEND", "file")
 
 
 class ProductionConfig(Config):
@@ -105,6 +134,14 @@ class TestConfig(Config):
     RATELIMIT_STORAGE_URI = REDIS_URL
     RATELIMIT_ENABLED = True  # storage is set up; tests/conftest.py switches enforcement off
     WTF_CSRF_ENABLED = True
+    # A fixed key, so tests never write instance/ticket_signing_key.
+    TICKET_SIGNING_KEYS = "test:xBKcHgi9X8CnR7YxRBspZAifXRuCyp_AQd6EVJkAROA"
+    TICKET_SIGNING_KID = "test"
+    # Nothing listens here: a test that sends starts its own SMTP server and points MAIL_PORT at it.
+    MAIL_BACKEND = "smtp"
+    MAIL_SERVER = "127.0.0.1"
+    MAIL_PORT = 9
+    MAIL_TIMEOUT = 5
 
 
 CONFIGS = {

@@ -5,7 +5,7 @@ import logging
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app.extensions import configure_engines, csrf, db, limiter, login_manager, migrate
+from app.extensions import configure_engines, csrf, db, limiter, login_manager, mailman, migrate
 from config import BASE_DIR, config_from_env
 
 
@@ -23,6 +23,7 @@ def create_app(config_class=None):
 
     trust_reverse_proxies(app)
     register_extensions(app)
+    register_audit_trail(app)
     register_languages(app)
     register_url_converters(app)
     register_blueprints(app)
@@ -38,6 +39,10 @@ def create_app(config_class=None):
 def _refuse_insecure_production(app):
     if app.config.get("PRODUCTION") and not app.config.get("SECRET_KEY"):
         raise RuntimeError("SECRET_KEY must be set when STAGEPASS_ENV=production.")
+    if app.config.get("PRODUCTION"):
+        from app.services import tickets
+
+        tickets.check_configuration(app.config)
 
 
 def trust_reverse_proxies(app):
@@ -64,6 +69,25 @@ def register_extensions(app):
     login_manager.unauthorized_handler(send_guest_to_log_in)
     csrf.init_app(app)
     limiter.init_app(app)
+    register_mail(app)
+
+
+def register_mail(app):
+    """Flask-Mailman; MAIL_BACKEND must be one the app knows (smtp, file or console).
+
+    Importing app.services.mail also registers its after-commit hook, which queues the sending.
+    """
+    from app.services.mail import BACKENDS
+
+    if app.config["MAIL_BACKEND"] not in BACKENDS:
+        raise RuntimeError(f"MAIL_BACKEND must be one of {sorted(BACKENDS)}, not {app.config['MAIL_BACKEND']!r}")
+    mailman.init_app(app)
+
+
+def register_audit_trail(app):
+    from app.services import audit
+
+    audit.register(app)
 
 
 def register_languages(app):

@@ -11,6 +11,7 @@ from flask import current_app, has_app_context
 from flask_babel import Babel
 from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
+from flask_mailman import Mail
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
@@ -42,37 +43,55 @@ def redacted_url(url: str) -> str:
         return url.split(":", 1)[0] + "://..."
 
 
+class _StorageStateWatcher(logging.Handler):
+    """Follows Flask-Limiter's own reports, on its public `flask-limiter` logger, of falling back to
+    in-memory limits and of its storage recovering: the only public signal of either."""
+
+    FAILED = "falling back to in-memory storage"
+    RECOVERED = "storage recovered"
+
+    def __init__(self, limiter):
+        super().__init__(level=logging.INFO)
+        self.limiter = limiter
+
+    def emit(self, record):
+        message = record.getMessage()
+        if self.FAILED in message:
+            self.limiter._storage_state_changed(failing_open=True)
+        elif self.RECOVERED in message:
+            self.limiter._storage_state_changed(failing_open=False)
+
+
 class Limiter(flask_limiter.Limiter):
     """Flask-Limiter that says, once per outage, when its storage fails and when it is back."""
 
     def __init__(self, *args, **kwargs):
         self._failing_open = False
         self._state_lock = threading.Lock()
+        self._watcher = _StorageStateWatcher(self)
         super().__init__(*args, **kwargs)
 
-    # Flask-Limiter sets `_storage_dead` exactly when it falls back to in-memory limits and when its
-    # storage answers again, and reports it only to its own logger, which carries a NullHandler.
-    @property
-    def _storage_dead(self) -> bool:
-        return self._failing_open
-
-    @_storage_dead.setter
-    def _storage_dead(self, dead: bool) -> None:
+    def _storage_state_changed(self, *, failing_open: bool) -> None:
         with self._state_lock:
-            if dead != self._failing_open:
-                self._log_change(dead)
-            self._failing_open = dead
+            if failing_open != self._failing_open:
+                self._log_change(failing_open)
+            self._failing_open = failing_open
 
     @property
     def failing_open(self) -> bool:
         """Whether this process limits in memory because the shared storage stopped answering."""
-        return self._storage_dead
+        return self._failing_open
 
     def init_app(self, app):
         """Bind to the app's storage, which is taken to answer until it fails."""
         self._failing_open = False
         _wait_for_redis_connections(app)
         super().init_app(app)
+        limiter_log = self.logger
+        if self._watcher not in limiter_log.handlers:
+            limiter_log.addHandler(self._watcher)
+        if limiter_log.getEffectiveLevel() > logging.INFO:
+            limiter_log.setLevel(logging.INFO)
 
     @staticmethod
     def _log_change(dead: bool) -> None:
@@ -182,3 +201,5 @@ def redis_call(operation, default=None):
 
 
 babel = Babel()
+# Email (Flask-Mailman): app/services/mail.py picks the backend and its settings at each send.
+mailman = Mail()

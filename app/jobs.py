@@ -32,6 +32,7 @@ PERIODIC_JOBS = {
     # fixed id: (function path, every N seconds)
     "stagepass-release-expired-holds": ("app.jobs.release_expired_holds", 60),
     "stagepass-close-past-events": ("app.jobs.close_past_events", 60),
+    "stagepass-send-due-emails": ("app.jobs.send_due_emails", 60),
     "stagepass-tidy-waitlist-offers": ("app.jobs.tidy_waitlist_offers", 60),
 }
 
@@ -81,6 +82,24 @@ def close_past_events() -> int:
         closed = maintenance.close_past_events()
         log.info("closed sales of %d past event(s)", closed)
         return closed
+
+
+def send_emails(outbox_ids: list[int]) -> int:
+    """Job, queued after a commit that wrote outbox rows: send those rows (those nobody else sends)."""
+    from app.services import mail
+
+    with job_app_context():
+        return mail.send_due_emails(ids=outbox_ids)
+
+
+def send_due_emails() -> int:
+    """Job: send every due outbox row (retries after their backoff, rows whose first job was lost)."""
+    from app.services import mail
+
+    with job_app_context():
+        sent = mail.send_due_emails()
+        log.info("sent %d due email(s)", sent)
+        return sent
 
 
 def queue(connection) -> Queue:

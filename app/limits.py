@@ -91,6 +91,7 @@ def status() -> dict:
     if limiter.failing_open:
         return {
             "ok": False,
-            "detail": f"{where} answers again, but this process still limits in memory (failing open) until its next check",
+            "detail": f"{where} answers again, but this process still limits in memory (failing open) "
+            "until its next check",
         }
     return {"ok": True, "detail": f"enforced through {where}"}

@@ -425,6 +425,125 @@ class Payment(db.Model):
     )
 
 
+class AuditEntry(db.Model):
+    """One line of the append-only audit trail: who did what to which object, and when.
+
+    Rows are only ever added (app/services/audit.py refuses updates and deletes). The actor is a
+    user or, with no actor_id, the system (a job); actor_label keeps who it was after the account
+    is gone. subject_id and event_id are plain numbers, not foreign keys: the trail outlives purges.
+    """
+
+    __tablename__ = "audit_log"
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    created_at: so.Mapped[datetime] = so.mapped_column(default=utcnow, index=True)
+    actor_id: so.Mapped[int | None] = so.mapped_column(
+        sa.ForeignKey("users.id", ondelete="SET NULL"), index=True, default=None
+    )
+    actor_label: so.Mapped[str] = so.mapped_column(sa.String(255), default="system")
+    action: so.Mapped[str] = so.mapped_column(sa.String(64), index=True)
+    subject_type: so.Mapped[str | None] = so.mapped_column(sa.String(32), default=None)
+    subject_id: so.Mapped[int | None] = so.mapped_column(default=None)
+    event_id: so.Mapped[int | None] = so.mapped_column(default=None, index=True)
+    data: so.Mapped[dict] = so.mapped_column(sa.JSON, default=dict)
+
+    actor: so.Mapped[User | None] = so.relationship()
+
+    __table_args__ = (sa.Index("ix_audit_log_subject", "subject_type", "subject_id"),)
+
+    def __repr__(self):
+        return f"<AuditEntry {self.id} {self.action} {self.subject_type}:{self.subject_id}>"
+
+
+class Ticket(db.Model):
+    """The admission of one confirmed seat: an unguessable code and, from it, a signed QR payload.
+
+    Issued when the order is confirmed and never deleted: a refunded or cancelled seat's ticket is
+    revoked (void), so the door can tell a void ticket from a forged one.
+    """
+
+    __tablename__ = "tickets"
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    booking_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("bookings.id"), unique=True)
+    order_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("orders.id"), index=True)
+    event_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("events.id"), index=True)
+    seat_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("seats.id"), index=True)
+    # 16 Crockford base32 characters, stored upper-case; compared byte for byte on every database.
+    code: so.Mapped[str] = so.mapped_column(
+        sa.String(16).with_variant(mysql.VARCHAR(16, collation="utf8mb4_bin"), "mysql", "mariadb"),
+        unique=True,
+    )
+    # The id of the signing key its QR payload was signed with (see app/services/tickets.py).
+    kid: so.Mapped[str] = so.mapped_column(sa.String(16))
+    issued_at: so.Mapped[datetime] = so.mapped_column(default=utcnow)
+    revoked_at: so.Mapped[datetime | None] = so.mapped_column(default=None)
+    revoked_reason: so.Mapped[str | None] = so.mapped_column(sa.String(255), default=None)
+    checked_in_at: so.Mapped[datetime | None] = so.mapped_column(default=None)
+    checked_in_door: so.Mapped[str | None] = so.mapped_column(sa.String(64), default=None)
+    checked_in_by_id: so.Mapped[int | None] = so.mapped_column(sa.ForeignKey("users.id"), index=True, default=None)
+
+    booking: so.Mapped[Booking] = so.relationship()
+    order: so.Mapped[Order] = so.relationship()
+    event: so.Mapped[Event] = so.relationship()
+    seat: so.Mapped[Seat] = so.relationship()
+    checked_in_by: so.Mapped[User | None] = so.relationship()
+
+    @property
+    def is_void(self) -> bool:
+        """Revoked: its seat was refunded or cancelled, so it admits nobody."""
+        return self.revoked_at is not None
+
+    def __repr__(self):
+        return f"<Ticket {self.code} booking={self.booking_id}{' void' if self.is_void else ''}>"
+
+
+class OutboxStatus:
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    ALL = (PENDING, SENDING, SENT, FAILED)
+
+
+class OutboxEmail(TimestampMixin, db.Model):
+    """An email to send, written in the same transaction as the change it tells of.
+
+    The dedupe key names that change (unique), so one change never queues two emails. A sender
+    claims a row with a conditional UPDATE (pending or with a lapsed claim, and due), so two
+    workers, or one job run twice, never send it twice.
+    """
+
+    __tablename__ = "outbox_emails"
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    kind: so.Mapped[str] = so.mapped_column(sa.String(40))
+    recipient: so.Mapped[str] = so.mapped_column(sa.String(255))
+    # The language the email is written in (the recipient's), "en" when they have none.
+    language: so.Mapped[str] = so.mapped_column(sa.String(10), default="en")
+    subject: so.Mapped[str] = so.mapped_column(sa.String(255))
+    # What the kind's templates need to render, as it was when the change happened.
+    data: so.Mapped[dict] = so.mapped_column(sa.JSON, default=dict)
+    dedupe_key: so.Mapped[str] = so.mapped_column(sa.String(200), unique=True)
+    order_id: so.Mapped[int | None] = so.mapped_column(sa.ForeignKey("orders.id"), index=True, default=None)
+    status: so.Mapped[str] = so.mapped_column(sa.String(16), default=OutboxStatus.PENDING)
+    attempts: so.Mapped[int] = so.mapped_column(default=0)
+    # When it is due: the next try while pending, the end of the claim while sending.
+    next_attempt_at: so.Mapped[datetime] = so.mapped_column(default=utcnow)
+    last_error: so.Mapped[str | None] = so.mapped_column(sa.String(1000), default=None)
+    sent_at: so.Mapped[datetime | None] = so.mapped_column(default=None)
+
+    order: so.Mapped[Order | None] = so.relationship()
+
+    __table_args__ = (
+        sa.Index("ix_outbox_emails_status_next_attempt_at", "status", "next_attempt_at"),
+        sa.CheckConstraint("status IN ('pending', 'sending', 'sent', 'failed')", name="status"),
+    )
+
+    def __repr__(self):
+        return f"<OutboxEmail {self.id} {self.kind} {self.status}>"
+
+
 class WaitlistStatus:
     WAITING = "waiting"
     OFFERED = "offered"

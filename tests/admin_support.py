@@ -1,8 +1,9 @@
-"""Helpers shared by the admin tests: a logged-in admin, event form data, paid orders."""
+"""Helpers shared by the admin tests: event form data, paid orders, clients of their own.
+
+The `admin` fixture (a logged-in admin) is in tests/conftest.py."""
 
 from datetime import timedelta
 
-import pytest
 import sqlalchemy as sa
 
 from app.extensions import db
@@ -11,14 +12,6 @@ from app.services import booking, payments
 from tests.support import PASSWORD, csrf_token, log_in
 
 FUTURE = (utcnow() + timedelta(days=40)).replace(hour=20, minute=0, second=0, microsecond=0)
-
-
-@pytest.fixture
-def admin(factory, login):
-    """A logged-in admin."""
-    user = factory.admin()
-    login(user)
-    return user
 
 
 def category_lines(*lines):

@@ -251,6 +251,14 @@ def sandbox_provider(monkeypatch):
 
 
 @pytest.fixture
+def admin(factory, login):
+    """A logged-in admin."""
+    user = factory.admin()
+    login(user)
+    return user
+
+
+@pytest.fixture
 def login(client):
     """Log the test client in as a user: `login(user)`."""
     return lambda user, password=PASSWORD: log_in(client, user, password)

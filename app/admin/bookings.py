@@ -9,7 +9,7 @@ from app.admin.listing import page_of, status_filter
 from app.auth.decorators import admin_required
 from app.models import BookingStatus, OrderStatus, utcnow
 from app.services import booking as booking_service
-from app.services import reports
+from app.services import mail, reports
 from app.services.errors import DomainError
 from app.templating import money
 
@@ -55,7 +55,9 @@ def bookings_csv(event_id):
 def order_detail(reference):
     """One order: buyer, seats with their states, and the payment provider's ledger."""
     order = reports.find_order(reference)
-    return render_template("admin/order_detail.html", order=order, live=OrderStatus.LIVE, now=utcnow())
+    return render_template(
+        "admin/order_detail.html", order=order, live=OrderStatus.LIVE, now=utcnow(), emails=mail.emails_for_order(order)
+    )
 
 
 @bp.route("/orders/<reference>/cancel", methods=["GET", "POST"])
@@ -77,7 +79,8 @@ def order_cancel(reference):
         form=form,
         title=f"Cancel order {order.reference}?",
         lines=[
-            f"{order.user.email} loses all {len(order.bookings)} seat(s) of this order for “{order.event.name}”; the seats become free.",
+            f"{order.user.email} loses all {len(order.bookings)} seat(s) of this order for “{order.event.name}”; "
+            "the seats become free.",
             f"It is refunded in full ({money(order.total_amount - order.refunded_amount)})."
             if order.payment_status == "paid"
             else "Nothing was paid, so nothing is refunded.",

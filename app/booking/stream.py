@@ -90,7 +90,8 @@ class SeatStream:
     @staticmethod
     def _snapshot(rendered: seatmap.RenderedMap) -> str:
         next_change = json.dumps(seatmap.ms_until(rendered.next_change, utcnow()))
-        data = f'{{"counter":{json.dumps(rendered.counter)},"next_change_in_ms":{next_change},"map":{rendered.body.decode()}}}'
+        counter = json.dumps(rendered.counter)
+        data = f'{{"counter":{counter},"next_change_in_ms":{next_change},"map":{rendered.body.decode()}}}'
         return f"event: snapshot\nid: {rendered.counter or 0}\ndata: {data}\n\n"
 
     def _changes(self, rendered: seatmap.RenderedMap, generation: int):

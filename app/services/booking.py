@@ -36,7 +36,9 @@ from app.models import (
     User,
     utcnow,
 )
-from app.services import seat_changes, seatmap, states, waitlist
+
+
+from app.services import mail, seat_changes, seatmap, states, tickets, waitlist
 from app.services.errors import DomainError, InvalidRequest, NotFound
 from app.services.transactions import SeatsBusy, run_unit_of_work
 
@@ -564,11 +566,13 @@ def _cancel_locked_order(order: Order, now: datetime, reason: str) -> Decimal:
         refunded = payments.refund(order, now=now).amount
     for booking in live:
         booking.status = BookingStatus.CANCELLED
+    tickets.revoke_for_order(order, reason, now)
     states.move(order, "status", states.ORDER_TRANSITIONS, OrderStatus.CANCELLED, "order")
     order.failure_reason = reason[:255]
     seat_ids = [b.seat_id for b in live]
     _free_seats(seat_ids, now)
     seat_changes.mark_changed(order.event_id, seat_ids)
+    mail.enqueue_seats_cancelled(order, live, refunded=refunded, now=now)
     waitlist.seats_freed(order.event_id, seat_ids, now)
     return refunded
 
@@ -615,10 +619,12 @@ def cancel_booking(
             payments.refund(order, now=moment, booking=target)
         states.check(states.BOOKING_TRANSITIONS, target.status, BookingStatus.CANCELLED, "booking")
         target.status = BookingStatus.CANCELLED
+        tickets.revoke(target, reason, moment)
         if order.status == OrderStatus.PENDING:
             order.total_amount -= target.total_amount
         _free_seats([seat_id], moment)
         seat_changes.mark_changed(order.event_id, [seat_id])
+        mail.enqueue_seats_cancelled(order, [target], now=moment)
         waitlist.seats_freed(order.event_id, [seat_id], moment)
         return target
 

@@ -71,7 +71,8 @@ def check_redis_side() -> list[Check]:
             not missing,
             "all periodic jobs registered"
             if not missing
-            else f"missing {', '.join(missing)}: a running scheduler puts them back within a poll, or run `flask jobs schedule`",
+            else f"missing {', '.join(missing)}: a running scheduler puts them back within a poll, "
+            "or run `flask jobs schedule`",
         )
     )
     workers = [w for w in Worker.all(connection=client) if jobs.QUEUE_NAME in w.queue_names()]

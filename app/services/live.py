@@ -294,7 +294,7 @@ class Hub:
             changes = [change for change in changes if change.get("event_id") in self.listeners]
         if not changes:
             return
-        for change, item in zip(changes, self._read(changes)):
+        for change, item in zip(changes, self._read(changes), strict=True):
             with self.lock:
                 inboxes = list(self.listeners.get(change["event_id"], ()))
             for inbox in inboxes:

@@ -34,7 +34,9 @@ from app.models import (
     utcnow,
 )
 from app.services import booking as booking_service
-from app.services import seat_changes, states
+
+
+from app.services import mail, seat_changes, states, tickets
 from app.services.errors import DomainError, IllegalTransition, InvalidRequest
 from app.services.transactions import Conflict, run_unit_of_work
 
@@ -262,6 +264,8 @@ def _confirm(order: Order, payment: Payment, now: datetime) -> None:
     for booking in paying:
         booking.payment_method = payment.method
     seat_changes.mark_changed(order.event_id, seat_ids)
+    tickets.issue_for_order(order, now)
+    mail.enqueue_order_confirmation(order, now=now)
 
 
 def _fail(order: Order, payment: Payment) -> None:

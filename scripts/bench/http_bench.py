@@ -108,6 +108,19 @@ class Phase:
         }
 
 
+def _hold_queues(app, hold_events, workers, seats_per_worker):
+    """Each worker's (buyer, event, seat) holds: its own slice of every event's seats, shuffled."""
+    queues = []
+    for worker in range(workers):
+        queue = []
+        for event_id in hold_events:
+            ids = fixtures.seat_ids(app, event_id)[worker::workers]
+            random.shuffle(ids)
+            queue.extend((worker * seats_per_worker + n, event_id, seat_id) for n, seat_id in enumerate(ids))
+        queues.append(iter(queue))
+    return queues
+
+
 def throughput(args):
     """Trivial endpoint vs seat-map reads (full and 304) vs holds, on one server, in one run.
 
@@ -141,16 +154,9 @@ def throughput(args):
         hold_events = [
             fixtures.big_event(app, f"Throughput holds {time.time():.0f}", 20, 20) for _ in range(events_per_round)
         ]
-        queues = []
-        for worker in range(args.concurrency):
-            queue = []
-            for event_id in hold_events:
-                ids = fixtures.seat_ids(app, event_id)[worker :: args.concurrency]
-                random.shuffle(ids)
-                queue.extend((worker * seats_per_worker + n, event_id, seat_id) for n, seat_id in enumerate(ids))
-            queues.append(iter(queue))
+        queues = _hold_queues(app, hold_events, args.concurrency, seats_per_worker)
 
-        def hold(i):
+        def hold(i, queues=queues):
             try:
                 buyer, event_id, seat_id = next(queues[i])
             except StopIteration:

@@ -61,7 +61,8 @@ def main() -> None:
         assert response.status_code == 201, response.get_data(as_text=True)
     cpu_ms = (time.process_time() - cpu_started) * 1000 / len(took)
     print(
-        f"{len(took)} holds, median {statistics.median(took) * 1000:.2f} ms, p95 {percentile(took, 0.95) * 1000:.2f} ms,"
+        f"{len(took)} holds, median {statistics.median(took) * 1000:.2f} ms, "
+        f"p95 {percentile(took, 0.95) * 1000:.2f} ms,"
         f" app CPU {cpu_ms:.2f} ms per hold"
     )
     if args.no_profile:

@@ -9,6 +9,7 @@ DB=stagepass_bench_$$
 export DATABASE_URL="mysql+pymysql://root@127.0.0.1/${DB}?charset=utf8mb4"
 export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/9}
 export STAGEPASS_ENV=production SECRET_KEY=bench-only-secret FLASK_APP=wsgi
+export TICKET_SIGNING_KEYS=${TICKET_SIGNING_KEYS:-bench:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA}
 export DB_POOL_SIZE=${DB_POOL_SIZE:-16} DB_MAX_OVERFLOW=${DB_MAX_OVERFLOW:-16}
 # All load comes from one IP and a few accounts: the limits stay on (their Redis counting is part of
 # every request's cost) but high enough never to refuse the benchmark.

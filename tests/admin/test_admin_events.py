@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from app.models import Event, PriceCategory, Seat, utcnow
 from app.services import booking, events
 from app.services.events import CategorySpec, EventDetails
-from tests.admin_support import admin, event_form, live_seats, paid_order, post_form, seat_ids  # noqa: F401
+from tests.admin_support import event_form, live_seats, paid_order, post_form, seat_ids
 
 
 def count(db_session, model):

@@ -1,5 +1,6 @@
 """Admin sales: the dashboard, booking and payment lists, CSV export, cancellations with refunds."""
 
+import contextlib
 import csv
 import html
 import io
@@ -11,7 +12,7 @@ import sqlalchemy as sa
 from app.models import Order, Payment, Seat, utcnow
 from app.services import booking, events, payments, reports
 from app.services.events import CategorySpec
-from tests.admin_support import admin, paid_order, post_form, seat_ids  # noqa: F401
+from tests.admin_support import paid_order, post_form, seat_ids
 from tests.invariants import assert_invariants
 
 
@@ -314,10 +315,8 @@ def test_payments_list_filters_by_event_and_status(client, admin, factory, db_se
     refunded = paid_order(factory.user(), event, seat_ids(event)[1:2])
     booking.cancel_order(refunded)
     declined_order = booking.hold(factory.user(), other, seat_ids(other, 1))
-    try:
+    with contextlib.suppress(payments.PaymentDeclined):
         payments.pay_by_card(declined_order, user=declined_order.user, card_number=payments.CARD_DECLINED)
-    except payments.PaymentDeclined:
-        pass
     db_session.expire_all()
     declined = db_session.get(Order, declined_order.id)
 

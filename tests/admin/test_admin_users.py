@@ -7,7 +7,7 @@ import sqlalchemy as sa
 
 from app.models import User
 from app.services import accounts
-from tests.admin_support import admin, paid_order, post_form, seat_ids  # noqa: F401
+from tests.admin_support import paid_order, post_form, seat_ids
 from tests.support import PASSWORD, csrf_token
 
 

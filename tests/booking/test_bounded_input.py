@@ -6,7 +6,7 @@ import re
 import pytest
 
 from app.routing import MAX_ID
-from tests.admin_support import admin, paid_order, seat_ids  # noqa: F401
+from tests.admin_support import paid_order, seat_ids
 from tests.support import csrf_token
 
 HUGE = "9" * 20

@@ -10,8 +10,8 @@ from app.extensions import db
 from app.models import Booking, Event, Seat, User
 from app.services import booking, events
 from app.services.events import CategorySpec, EventDetails
-from tests.invariants import assert_invariants
 from tests.concurrency.test_concurrency import ids_of, run_together, users
+from tests.invariants import assert_invariants
 
 
 def live_bookings_on_retired_seats():
@@ -25,13 +25,13 @@ def live_bookings_on_retired_seats():
 
 def test_regenerating_while_buyers_hold_never_strands_a_hold(app, factory):
     """Either the map changes and no hold lands on an old seat, or a hold wins and the map stays."""
-    for round_number in range(8):
+    for _round_number in range(8):
         event = factory.event(rows=2, columns=3)
         event_id, seat_ids = event.id, ids_of(event)
         buyers = users(factory, 3)
         new_size = EventDetails(event.name, event.date, 3, 3, [CategorySpec("Standard", Decimal("25.00"))])
 
-        def act(index):
+        def act(index, event_id=event_id, new_size=new_size, buyers=buyers, seat_ids=seat_ids):
             if index == 0:
                 return events.update_event(db.session.get(Event, event_id), new_size).id
             buyer = db.session.get(User, buyers[index - 1])

@@ -75,7 +75,7 @@ def test_overlapping_multi_seat_holds_never_both(app, factory):
     for round_number in range(15):
         buyers = users(factory, 2)
 
-        def attempt(i):
+        def attempt(i, buyers=buyers):
             return booking.hold(db.session.get(User, buyers[i]), db.session.get(Event, event_id), wants[i]).id
 
         results = run_together(app, 2, attempt)

@@ -13,10 +13,11 @@ from app.extensions import db
 from app.models import Event, Order, Payment, Seat, User, utcnow
 from app.services import booking, payments
 from app.services.transactions import LOCK_WAIT_ATTEMPTS
-from tests.support import app_with
 from tests.invariants import assert_invariants, hold_rows
+from tests.support import ROOT as SUPPORT_ROOT
+from tests.support import app_with
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = str(SUPPORT_ROOT)
 
 
 def seat_ids(event, count):

@@ -18,8 +18,8 @@ from app.models import Booking, Event, Order, OrderStatus, PaymentResult, Seat, 
 from app.services import booking, payments
 from app.services.errors import DomainError, IllegalTransition
 from app.services.events import CategorySpec
-from tests.support import Factory, empty_tables
 from tests.invariants import assert_invariants
+from tests.support import Factory, empty_tables
 
 BUYERS = 3
 EVENTS = 2

@@ -18,8 +18,8 @@ from app.models import Booking, Order
 from app.services import payments
 from scripts.bench.client import Browser
 from tests.admin_support import seat_ids
-from tests.support import PASSWORD, app_servers
 from tests.invariants import assert_invariants
+from tests.support import PASSWORD, app_servers
 
 BUYERS = 40
 SEATS = 4

@@ -4,11 +4,10 @@ import os
 import shutil
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.support import ROOT
 
 FAKE_MAKE = """#!/bin/sh
 [ "$*" = test ] || exit 99

@@ -19,9 +19,7 @@ from rq import SimpleWorker
 from app import jobs
 from app.models import Booking, Event, Order, Payment, PriceCategory, Seat, utcnow
 from app.services import booking, events, maintenance, payments
-from tests.support import csrf_token
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.support import ROOT, csrf_token
 
 
 def first_seats(db_session, event, count=1):
@@ -57,7 +55,7 @@ def test_scheduled_cleanup_runs_on_a_worker(redis_client, factory, db_session):
     for job_id in jobs.PERIODIC_JOBS:
         redis_client.zadd(jobs.Scheduler.scheduled_jobs_key, {job_id: time.time() - 1})
     jobs.scheduler(redis_client).enqueue_jobs()
-    assert len(jobs.queue(redis_client)) == 2
+    assert len(jobs.queue(redis_client)) == len(jobs.PERIODIC_JOBS)
     SimpleWorker([jobs.queue(redis_client)], connection=redis_client).work(burst=True)
     db_session.expire_all()
     assert db_session.get(Order, stale.id).status == "expired"
@@ -432,7 +430,7 @@ def test_schedule_and_worker_heal_after_a_redis_restart(app, factory, db_session
     ]
     logs = [tmp_path / f"{number}.log" for number in range(len(commands))]
     processes = []
-    for command, log in zip(commands, logs):
+    for command, log in zip(commands, logs, strict=False):
         with log.open("wb") as output:
             processes.append(
                 subprocess.Popen(
@@ -507,6 +505,7 @@ def test_procfile_migrates_then_serves_production_on_port(tmp_path, redis_url):
         PORT=str(port),
         GUNICORN_WORKERS="1",
         SECRET_KEY="procfile-test-secret",
+        TICKET_SIGNING_KEYS="procfile:xBKcHgi9X8CnR7YxRBspZAifXRuCyp_AQd6EVJkAROA",
         DATABASE_URL=f"sqlite:///{tmp_path / 'release.sqlite'}",
         REDIS_URL=redis_url,
     )

@@ -15,8 +15,8 @@ import pytest
 
 from app.services import booking, health, live, payments, seatmap
 from tests.admin_support import FUTURE, category_lines, seat_ids
-from tests.support import PASSWORD, csrf_token, empty_tables, log_in
 from tests.invariants import changed_rows, snapshot_rows
+from tests.support import PASSWORD, csrf_token, empty_tables, log_in
 
 ROLES = ("guest", "buyer", "owner", "admin")
 

@@ -15,8 +15,8 @@ from app.extensions import db
 from app.models import Order, OrderStatus, Seat, User, utcnow
 from app.services import booking, events, payments
 from tests.admin_support import category_lines
-from tests.support import csrf_token, log_in
 from tests.invariants import changed_rows, snapshot_rows
+from tests.support import csrf_token, log_in
 
 FUZZ = settings(
     max_examples=60,
@@ -511,7 +511,8 @@ PAGES = [
     "/admin/bookings/{id}/cancel",
     "/admin/orders/{id}",
 ]
-# url_for() reads _method, _external, _anchor and _scheme itself: a page that passes its query on must not let them through.
+# url_for() reads _method, _external, _anchor and _scheme itself: a page that passes its query on
+# must not let them through.
 query_keys = st.sampled_from(
     ["page", "per_page", "status", "q", "event", "next", "_method", "_external", "_anchor", "_scheme"]
 ) | st.text(max_size=10)

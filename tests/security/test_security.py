@@ -4,7 +4,6 @@ import logging
 import re
 import time
 from decimal import Decimal
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -14,11 +13,9 @@ from app import limits
 from app.extensions import db, limiter
 from app.models import Payment, Seat, User
 from app.services import accounts, booking, payments
-from tests.support import PASSWORD, csrf_token, log_in
 from tests.invariants import assert_invariants
 from tests.redis_server import PrivateRedis
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.support import PASSWORD, ROOT, csrf_token, log_in
 
 
 def test_security_headers_on_pages_json_and_errors(client, factory):
@@ -35,8 +32,10 @@ def test_security_headers_on_pages_json_and_errors(client, factory):
 
 
 def test_no_inline_scripts_handlers_or_style_attributes():
+    # Emails are read by mail clients, not under our CSP, and many of those only honour inline styles.
+    pages = [path for path in (ROOT / "templates").rglob("*.html") if "email" not in path.parent.parts]
     offenders = []
-    for path in list((ROOT / "templates").rglob("*.html")) + list((ROOT / "static" / "js").rglob("*.js")):
+    for path in pages + list((ROOT / "static" / "js").rglob("*.js")):
         text = path.read_text()
         if path.suffix == ".html":
             for script in re.findall(r"<script\b[^>]*>", text):
@@ -44,7 +43,7 @@ def test_no_inline_scripts_handlers_or_style_attributes():
                     offenders.append(f"{path}: inline {script}")
             for handler in re.findall(r"\son[a-z]+\s*=", text):
                 offenders.append(f"{path}: handler {handler.strip()}")
-            for style in re.findall(r"\sstyle\s*=", text):
+            for _style in re.findall(r"\sstyle\s*=", text):
                 offenders.append(f"{path}: style attribute")
         if "eval(" in text or "new Function" in text:
             offenders.append(f"{path}: eval")
@@ -87,32 +86,6 @@ def test_category_colours_come_from_a_style_element_with_this_responses_nonce(cl
 
 
 @pytest.mark.browser
-def test_category_colours_show_in_chromium_without_inline_styles(page, factory):
-    """The events list, the live seat map and the admin's map, coloured, with no CSP violation."""
-    from playwright.sync_api import expect
-
-    from tests.test_admin_browser import log_in as log_in_browser
-
-    event = two_colour_event(factory)
-    front = event.price_categories[0]
-    brick, booked_grey = "rgb(170, 51, 0)", "rgb(156, 163, 175)"
-    page.goto(page.base + "/")
-    assert (
-        page.locator(f".chip[data-cat='{front.id}']").evaluate(
-            "chip => getComputedStyle(chip, '::before').backgroundColor"
-        )
-        == brick
-    )
-    page.goto(page.base + f"/events/{event.id}")
-    expect(page.locator("[data-seat='A1']")).to_have_css("border-top-color", brick)
-    expect(page.locator(".legend-swatch.seat-booked")).to_have_css("border-top-color", booked_grey)
-    log_in_browser(page, factory.admin())
-    page.goto(page.base + f"/admin/events/{event.id}")
-    expect(page.locator("[data-seat='A1']")).to_have_css("border-top-color", brick)
-    expect(page.locator(f".legend-swatch[data-cat='{front.id}']")).to_have_css("border-top-color", brick)
-    assert page.errors == []
-
-
 def test_pages_without_category_colours_allow_no_inline_style(client):
     assert style_src(client.get("/auth/login")) == ["'self'"]
 
@@ -221,7 +194,7 @@ def assert_limited(response, *, as_json=False):
     """Refused over a limit: 429, Retry-After in seconds, and a message saying to wait."""
     assert response.status_code == 429, response.get_data(as_text=True)[:300]
     assert 0 < int(response.headers["Retry-After"]) <= 3600  # until the broken limit's window ends
-    assert not any(name.startswith("X-RateLimit") for name in response.headers.keys())
+    assert not any(name.startswith("X-RateLimit") for name, _value in response.headers)
     if as_json:
         body = response.get_json()
         assert body["code"] == "rate_limited" and "Too many attempts" in body["error"], body
@@ -324,7 +297,7 @@ def test_login_limit_per_account_counts_the_account_whatever_the_spelling(client
     ]
     assert len(finding) >= 3
     statuses = [attempt_login(client, spelling).status_code for spelling in finding]
-    assert statuses == [400, 400] + [429] * (len(finding) - 2), list(zip(finding, statuses))
+    assert statuses == [400, 400] + [429] * (len(finding) - 2), list(zip(finding, statuses, strict=False))
     assert_limited(attempt_login(client, finding[-1], PASSWORD))
 
 
@@ -471,7 +444,7 @@ def test_limits_fail_open_when_their_redis_stops(app, client, factory, runner, l
 
     private_redis.stop()
     caplog.set_level(logging.INFO, logger="app.extensions")
-    for buyer, seat_id in zip(buyers[1:], seat_ids[1:]):
+    for buyer, seat_id in zip(buyers[1:], seat_ids[1:], strict=False):
         client.post("/auth/logout", data={"csrf_token": token})
         log_in(client, buyer)
         token = csrf_token(client, "/")
@@ -512,7 +485,8 @@ app = create_app()  # STAGEPASS_ENV=development: debug, as under `flask run`
 app.config["WTF_CSRF_ENABLED"] = False
 client = app.test_client()
 for _ in range(3):
-    assert client.post("/auth/login", data={"email": "nobody@example.com", "password": "wrong-password"}).status_code == 400
+    response = client.post("/auth/login", data={"email": "nobody@example.com", "password": "wrong-password"})
+    assert response.status_code == 400
 """
 
 

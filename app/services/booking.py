@@ -1,6 +1,6 @@
 """Holding seats, releasing them and closing orders: the rules that sell every seat at most once.
 
-Lock order, everywhere: the event row, then seats in ascending id, then orders, then bookings.
+Rows are locked only through app/services/locking.py, whose docstring is the lock order.
 Every function here is one short unit of work that commits (or changes nothing and raises).
 A seat is `reserved` exactly while one pending booking holds it and `booked` exactly while one
 confirmed booking does; the unique `bookings.live_seat_id` key makes the database refuse a second.
@@ -30,7 +30,6 @@ from app.models import (
     PaymentKind,
     PaymentResult,
     PaymentStatus,
-    PriceCategory,
     Seat,
     SeatStatus,
     User,
@@ -38,7 +37,7 @@ from app.models import (
 )
 
 
-from app.services import mail, seat_changes, seatmap, states, tickets, waitlist
+from app.services import locking, mail, seat_changes, seatmap, states, tickets, waitlist
 from app.services.errors import DomainError, InvalidRequest, NotFound
 from app.services.transactions import SeatsBusy, run_unit_of_work
 
@@ -139,51 +138,6 @@ def _pending_order(user_id: int, event_id: int) -> Order | None:
     )
 
 
-def _seats_query(seat_ids, event_id: int | None = None):
-    """The seats (of the event, if given) in ascending id order, fresh values, not the session's."""
-    query = sa.select(Seat).where(Seat.id.in_(sorted(set(seat_ids)))).order_by(Seat.id)
-    if event_id is not None:
-        query = query.where(Seat.event_id == event_id)
-    return query.execution_options(populate_existing=True)
-
-
-def _lock_seats(seat_ids, event_id=None) -> list[Seat]:
-    """SELECT ... FOR UPDATE the seats, in ascending id order (fresh values, not the session's)."""
-    return list(db.session.scalars(_seats_query(seat_ids, event_id).with_for_update()))
-
-
-def _lock_seats_with_prices(seat_ids) -> dict[int, tuple[Seat, Decimal]]:
-    """Lock the seats as _lock_seats does, reading each one's price in the same statement.
-
-    The price comes from a subquery, which locks no category row (holds of one category do not
-    queue on it). It cannot be stale: re-pricing locks the event exclusively, and a hold reads
-    seats only after its shared lock on the event was granted.
-    """
-    price = sa.select(PriceCategory.price).where(PriceCategory.id == Seat.price_category_id).scalar_subquery()
-    rows = db.session.execute(_seats_query(seat_ids).add_columns(price).with_for_update())
-    return {seat.id: (seat, price) for seat, price in rows}
-
-
-def _lock_order(order_id: int) -> Order:
-    return db.session.scalars(
-        sa.select(Order)
-        .where(Order.id == order_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-        .options(so.selectinload(Order.bookings))
-    ).one()
-
-
-def _order_seat_ids(order_id: int) -> list[int]:
-    return list(db.session.scalars(sa.select(Booking.seat_id).where(Booking.order_id == order_id)))
-
-
-def lock_order_with_seats(order_id: int) -> Order:
-    """Lock an order's seats (ascending) and then the order itself, and return it fresh."""
-    _lock_seats(_order_seat_ids(order_id))
-    return _lock_order(order_id)
-
-
 # --- holding ---------------------------------------------------------------------------------
 
 
@@ -240,22 +194,17 @@ def hold(user: User, event: Event, seat_ids, *, now: datetime | None = None) -> 
         moment = now or utcnow()
         # A shared lock on the event: holds do not block each other, but cancelling the event
         # (an exclusive lock) waits for them and they wait for it.
-        locked_event = db.session.scalar(
-            sa.select(Event)
-            .where(Event.id == event_id)
-            .with_for_update(read=True)
-            .execution_options(populate_existing=True)
-        )
+        locked_event = locking.lock_event(event_id, shared=True)
         _check_on_sale(locked_event, moment)
 
         stale = _pending_order(user_id, event_id)
         if stale is not None and not stale.hold_has_expired(moment):
             raise CheckoutAlreadyOpen(order_reference=stale.reference)
-        stale_seat_ids = _order_seat_ids(stale.id) if stale is not None else []
+        stale_seat_ids = locking.order_seat_ids(stale.id) if stale is not None else []
 
-        locked = _lock_seats_with_prices(ids + stale_seat_ids)
+        locked = locking.lock_seats_with_prices(ids + stale_seat_ids)
         if stale is not None:
-            stale = _lock_order(stale.id)
+            stale = locking.lock_order(stale.id)
             if stale.status == OrderStatus.PENDING:
                 if not stale.hold_has_expired(moment):
                     raise CheckoutAlreadyOpen(order_reference=stale.reference)
@@ -347,7 +296,7 @@ def _unavailable(seats) -> SeatUnavailable:
 
 
 def _seats_now(ids, event_id: int | None = None) -> list[Seat]:
-    return db.session.scalars(_seats_query(ids, event_id)).all()
+    return db.session.scalars(locking.seats_query(ids, event_id)).all()
 
 
 def _seats_taken_now(ids) -> list[Seat]:
@@ -479,7 +428,7 @@ def release(order: Order, *, user: User, now: datetime | None = None) -> Order:
 
     def work():
         moment = now or utcnow()
-        locked = lock_order_with_seats(order_id)
+        locked = locking.lock_order_with_seats(order_id)
         if locked.status != OrderStatus.PENDING:
             raise OrderNotPending(f"This booking is already {locked.status}.")
         if locked.hold_has_expired(moment):
@@ -499,7 +448,7 @@ def expire_if_due(order: Order, now: datetime | None = None) -> Order:
     order_id = order.id
 
     def work():
-        locked = lock_order_with_seats(order_id)
+        locked = locking.lock_order_with_seats(order_id)
         if locked.hold_has_expired(moment):
             close_expired(locked, moment)
         return locked
@@ -531,7 +480,7 @@ def release_expired(now: datetime | None = None, *, batch_size: int = 200) -> in
 
 def _close_expired_batch(order_ids, now: datetime) -> int:
     seat_ids = db.session.scalars(sa.select(Booking.seat_id).where(Booking.order_id.in_(order_ids))).all()
-    _lock_seats(seat_ids)
+    locking.lock_seats(seat_ids)
     orders = db.session.scalars(
         sa.select(Order)
         .where(Order.id.in_(order_ids))
@@ -582,7 +531,7 @@ def cancel_order(order: Order, *, now: datetime | None = None, reason: str = "Ca
     order_id = order.id
 
     def work():
-        locked = lock_order_with_seats(order_id)
+        locked = locking.lock_order_with_seats(order_id)
         _cancel_locked_order(locked, now or utcnow(), reason)
         return locked
 
@@ -599,8 +548,8 @@ def cancel_booking(
 
     def work():
         moment = now or utcnow()
-        _lock_seats([seat_id])
-        order = _lock_order(order_id)
+        locking.lock_seats([seat_id])
+        order = locking.lock_order(order_id)
         target = next(b for b in order.bookings if b.id == booking_id)
         if target.status not in OrderStatus.LIVE:
             raise OrderNotPending(f"This booking is already {target.status}.")
@@ -637,27 +586,14 @@ def cancel_event(event: Event, *, now: datetime | None = None) -> CancelSummary:
 
     def work():
         moment = now or utcnow()
-        locked_event = db.session.scalar(
-            sa.select(Event).where(Event.id == event_id).with_for_update().execution_options(populate_existing=True)
-        )
-        if locked_event is None:
-            raise NotFound("No such event.")
+        locked_event = locking.get_locked_event(event_id)
         if locked_event.status == EventStatus.CANCELLED:
             raise DomainError("This event is already cancelled.")
         locked_event.status = EventStatus.CANCELLED
         locked_event.cancelled_at = moment
         seat_changes.mark_changed(event_id, [])
-        db.session.scalars(
-            sa.select(Seat.id).where(Seat.event_id == event_id).order_by(Seat.id).with_for_update()
-        ).all()
-        orders = db.session.scalars(
-            sa.select(Order)
-            .where(Order.event_id == event_id, Order.status.in_(OrderStatus.LIVE))
-            .order_by(Order.id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-            .options(so.selectinload(Order.bookings), so.selectinload(Order.payments))
-        ).all()
+        locking.lock_event_seats(event_id)
+        orders = locking.lock_orders(Order.event_id == event_id, Order.status.in_(OrderStatus.LIVE))
         summary = CancelSummary()
         for order in orders:
             amount = _cancel_locked_order(order, moment, "The event was cancelled.")

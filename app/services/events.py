@@ -17,7 +17,7 @@ from flask import current_app
 
 from app.extensions import db
 from app.models import Event, EventStatus, PriceCategory, Seat, SeatStatus, row_label, utcnow
-from app.services import seat_changes
+from app.services import locking, seat_changes
 from app.services.errors import DomainError, IllegalTransition, InvalidRequest, NotFound
 from app.services.querying import contains
 from app.services.transactions import run_unit_of_work
@@ -328,30 +328,6 @@ def _labels_text(labels: list[str]) -> str:
     return shown + (f" and {more} more" if more > 0 else "")
 
 
-def _lock_event(event_id: int, *, include_deleted: bool = False) -> Event:
-    event = db.session.scalar(
-        sa.select(Event)
-        .where(Event.id == event_id)
-        .with_for_update()
-        .execution_options(populate_existing=True, include_deleted=include_deleted)
-    )
-    if event is None:
-        raise NotFound("No such event.")
-    return event
-
-
-def _lock_event_seats(event_id: int) -> list[Seat]:
-    return list(
-        db.session.scalars(
-            sa.select(Seat)
-            .where(Seat.event_id == event_id)
-            .order_by(Seat.id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-    )
-
-
 def _retire_seats(event: Event, now: datetime) -> None:
     """Soft-delete the event's live seats, then check (under the write lock) none was taken."""
     retired = list(db.session.scalars(sa.select(Seat.id).where(Seat.event_id == event.id)))
@@ -431,11 +407,11 @@ def update_event(event: Event, details: EventDetails, *, now: datetime | None = 
 
     def work():
         moment = now or utcnow()
-        locked = _lock_event(event_id)
+        locked = locking.get_locked_event(event_id)
         if locked.status == EventStatus.CANCELLED:
             raise EventNotEditable("A cancelled event can no longer be edited.")
         resized = (details.rows, details.columns) != (locked.rows, locked.columns)
-        seats = _lock_event_seats(event_id)
+        seats = locking.lock_event_seats(event_id)
         if not resized:
             _refuse_price_changes(locked, seats, details.categories, moment)
         if resized:
@@ -464,7 +440,7 @@ def publish_event(event: Event, now: datetime | None = None) -> None:
     def work():
         moment = now or utcnow()
         # Checked on the locked row: a cancel or delete that committed meanwhile is not undone.
-        locked = _lock_event(event_id, include_deleted=True)
+        locked = locking.get_locked_event(event_id, include_deleted=True)
         if locked.is_deleted:
             raise EventNotPublishable("This event was deleted.")
         if locked.status != EventStatus.DRAFT:
@@ -485,7 +461,7 @@ def delete_event(event: Event, *, now: datetime | None = None) -> None:
 
     def work():
         moment = now or utcnow()
-        locked = _lock_event(event_id)
+        locked = locking.get_locked_event(event_id)
         taken = db.session.scalar(sa.select(sa.func.count(Seat.id)).where(Seat.event_id == event_id, _taken(moment)))
         if taken:
             raise IllegalTransition(

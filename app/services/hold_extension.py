@@ -15,7 +15,7 @@ from flask_babel import gettext as _
 
 from app.extensions import db
 from app.models import BookingStatus, HoldExtension, Order, OrderStatus, Seat, User, WaitlistEntry, utcnow
-from app.services import seat_changes
+from app.services import locking, seat_changes
 from app.services.errors import DomainError
 from app.services.transactions import run_unit_of_work
 
@@ -59,7 +59,7 @@ def extend_hold(order: Order, *, user: User, now: datetime | None = None) -> Ord
 
     def work():
         moment = now or utcnow()
-        locked = booking.lock_order_with_seats(order_id)
+        locked = locking.lock_order_with_seats(order_id)
         if locked.status != OrderStatus.PENDING or locked.hold_has_expired(moment):
             raise ExtensionRefused(_("This hold has already ended, so it cannot be extended."))
         if _was_extended(order_id):

@@ -36,7 +36,7 @@ from app.models import (
 from app.services import booking as booking_service
 
 
-from app.services import mail, seat_changes, states, tickets
+from app.services import locking, mail, seat_changes, states, tickets
 from app.services.errors import DomainError, IllegalTransition, InvalidRequest
 from app.services.transactions import Conflict, run_unit_of_work
 
@@ -236,7 +236,7 @@ def _locked_payable(order_id: int, user: User, now: datetime | None):
     The moment is taken once the locks are granted: a payment that waited for them must not judge
     the hold by the clock from before it waited.
     """
-    order = booking_service.lock_order_with_seats(order_id)
+    order = locking.lock_order_with_seats(order_id)
     moment = now or utcnow()
     if order.user_id != user.id:
         raise booking_service.OrderNotFound()

@@ -40,7 +40,7 @@ from app.models import (
     WaitlistStatus,
     utcnow,
 )
-from app.services import seat_changes, seatmap
+from app.services import locking, seat_changes, seatmap
 from app.services.errors import DomainError, InvalidRequest, NotFound
 from app.services.transactions import Conflict, run_unit_of_work
 
@@ -283,15 +283,6 @@ def _lock_waitlist(event_id: int) -> Waitlist | None:
     )
 
 
-def _lock_event(event_id: int, *, shared: bool) -> Event | None:
-    return db.session.scalar(
-        sa.select(Event)
-        .where(Event.id == event_id)
-        .with_for_update(read=shared)
-        .execution_options(populate_existing=True)
-    )
-
-
 def join(
     user: User, event: Event, *, party_size, category=None, together: bool = False, now: datetime | None = None
 ) -> WaitlistEntry:
@@ -305,7 +296,7 @@ def join(
 
     def work():
         moment = now or utcnow()
-        booking._check_on_sale(_lock_event(event_id, shared=True), moment)
+        booking._check_on_sale(locking.lock_event(event_id, shared=True), moment)
         waitlist = _lock_waitlist(event_id)
         if not waitlist.is_open:
             raise WaitlistClosed(_("The waiting list for this event is closed."))
@@ -391,7 +382,7 @@ def accept(entry: WaitlistEntry, *, user: User, now: datetime | None = None) -> 
             raise OfferNotOpen(_("There is no offer for this entry yet."))
         from app.services import booking
 
-        order = booking.lock_order_with_seats(order_id)
+        order = locking.lock_order_with_seats(order_id)
         _lock_waitlist(order.event_id)
         locked = _lock_entry(entry_id)
         if locked.status == WaitlistStatus.ACCEPTED and order.status == OrderStatus.PENDING:
@@ -427,7 +418,7 @@ def _close_offer(entry: WaitlistEntry, status: str, reason: str, now: datetime |
         moment = now or utcnow()
         if order_id is None:
             raise OfferNotOpen(_("There is no offer for this entry."))
-        order = booking.lock_order_with_seats(order_id)
+        order = locking.lock_order_with_seats(order_id)
         _lock_waitlist(order.event_id)
         locked = _lock_entry(entry_id)
         _refuse_unless_offer_open(locked, order, moment)

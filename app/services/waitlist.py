@@ -21,8 +21,9 @@ from decimal import Decimal
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
-from flask import current_app
+from flask import current_app, has_request_context, url_for
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
@@ -40,7 +41,7 @@ from app.models import (
     WaitlistStatus,
     utcnow,
 )
-from app.services import locking, seat_changes, seatmap
+from app.services import locking, mail, seat_changes, seatmap
 from app.services.errors import DomainError, InvalidRequest, NotFound
 from app.services.transactions import Conflict, run_unit_of_work
 
@@ -380,7 +381,6 @@ def accept(entry: WaitlistEntry, *, user: User, now: datetime | None = None) -> 
         moment = now or utcnow()
         if order_id is None:
             raise OfferNotOpen(_("There is no offer for this entry yet."))
-        from app.services import booking
 
         order = locking.lock_order_with_seats(order_id)
         _lock_waitlist(order.event_id)
@@ -600,7 +600,41 @@ def _make_offer(entry: WaitlistEntry, seats, now: datetime) -> Order:
     entry.offer_expires_at = expires_at
     entry.updated_at = now
     seat_changes.mark_changed(entry.event_id, ids, state=seatmap.STATE_CODES[SeatStatus.RESERVED])
+    _email_offer(entry, order, [f"{seat[1]}{seat[2]}" for seat in seats], now)
     return order
+
+
+def _where_to_answer() -> str:
+    """A link to My bookings when a request tells the site's address; jobs name the page instead."""
+    if has_request_context():
+        return url_for("booking.my_bookings", _external=True)
+    return _l("My bookings")
+
+
+def _email_offer(entry: WaitlistEntry, order: Order, labels, now: datetime) -> None:
+    """Queue the offer's email in this unit of work (sent by a job after the commit)."""
+    user, event = db.session.get(User, entry.user_id), db.session.get(Event, entry.event_id)
+    mail.enqueue_notice(
+        user,
+        subject=_l("Seats for %(event)s are waiting for you", event=event.name),
+        paragraphs=[
+            _l(
+                "Seats %(seats)s of %(event)s freed up and are held for you (order %(reference)s, %(total)s).",
+                seats=", ".join(labels),
+                event=event.name,
+                reference=order.reference,
+                total=f"{order.total_amount:.2f}",
+            ),
+            _l(
+                "Accept and pay before %(time)s UTC, or decline, under %(where)s; then they go to the next person.",
+                time=order.hold_expires_at.strftime("%Y-%m-%d %H:%M"),
+                where=_where_to_answer(),
+            ),
+        ],
+        dedupe_key=f"waitlist.offer.{entry.id}.{order.id}",
+        order=order,
+        now=now,
+    )
 
 
 # --- admins and jobs -------------------------------------------------------------------------
@@ -635,9 +669,17 @@ def close_for_cancelled_event(event_id: int, now: datetime) -> list[WaitlistEntr
         .with_for_update()
         .execution_options(populate_existing=True)
     ).all()
+    event = db.session.get(Event, event_id)
     for entry in entries:
         entry.status = WaitlistStatus.CLOSED
         entry.ended_at = now
+        mail.enqueue_notice(
+            db.session.get(User, entry.user_id),
+            subject=_l("%(event)s is cancelled", event=event.name),
+            paragraphs=[_l("%(event)s was cancelled, so its waiting list is closed.", event=event.name)],
+            dedupe_key=f"waitlist.closed.{entry.id}",
+            now=now,
+        )
     return entries
 
 

@@ -276,3 +276,27 @@ def test_an_expired_hold_cannot_be_extended(sold_out):
     _, _, holder, order = sold_out
     with pytest.raises(hold_extension.ExtensionRefused):
         hold_extension.extend_hold(order, user=holder, now=utcnow() + timedelta(hours=1))
+
+
+def test_the_offer_and_the_cancellation_are_emailed(sold_out, factory, smtp_server):
+    from app.services import mail
+
+    event, _, holder, order = sold_out
+    buyer = factory.user()
+    waitlist.join(buyer, event, party_size=2)
+    booking.release(order, user=holder)
+    now = utcnow().replace(microsecond=0) + timedelta(seconds=1)  # MariaDB keeps whole seconds
+    assert mail.send_due_emails(now=now) == 1
+    [(recipients, message)] = smtp_server.messages
+    assert recipients == [buyer.email]
+    assert message["Subject"] == f"Seats for {event.name} are waiting for you"
+    body = message.get_body(("plain",)).get_content()
+    assert "A1, A2" in body and "My bookings" in body
+    other = factory.user()
+    second = factory.event(rows=1, columns=1)
+    booking.hold(factory.user(), second, seat_ids(second))
+    waitlist.join(other, second, party_size=1)
+    booking.cancel_event(second)
+    assert mail.send_due_emails(now=now + timedelta(seconds=1)) == 1
+    assert smtp_server.messages[-1][0] == [other.email]
+    assert "waiting list is closed" in smtp_server.messages[-1][1].get_body(("plain",)).get_content()

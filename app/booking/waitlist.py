@@ -20,6 +20,8 @@ def buyer_waitlist(event):
     entry = None
     if current_user.is_authenticated and not current_user.is_admin:
         entry = waitlist.open_entry_for(current_user, event)
+        if entry is not None and entry.status == "waiting" and waitlist.settle_lapsed_holds([event.id], now):
+            entry = waitlist.open_entry_for(current_user, event)  # the run-out holds may be offered to us now
     return {
         "entry": entry,
         "position": waitlist.position(entry) if entry is not None and entry.status == "waiting" else None,
@@ -34,6 +36,8 @@ def buyer_waitlist(event):
 def my_waitlist_entries():
     """The logged-in buyer's waiting list entries, for My bookings."""
     entries = waitlist.entries_of(current_user)
+    if waitlist.settle_lapsed_holds([e.event_id for e in entries if e.status == "waiting"]):
+        entries = waitlist.entries_of(current_user)  # run-out holds may have become offers
     return {
         "entries": entries,
         "positions": {e.id: waitlist.position(e) for e in entries if e.status == "waiting"},

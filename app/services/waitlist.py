@@ -683,6 +683,25 @@ def close_for_cancelled_event(event_id: int, now: datetime) -> list[WaitlistEntr
     return entries
 
 
+def settle_lapsed_holds(event_ids, now: datetime | None = None) -> int:
+    """Lazy expiry for the list: close the run-out holds of these events where entries wait, so
+    the seats are offered when a waiting buyer looks (no job needed); returns how many closed."""
+    from app.services import booking
+
+    moment = now or utcnow()
+    waiting = events_with_waiting(event_ids)
+    if not waiting:
+        return 0
+    lapsed = db.session.scalars(
+        sa.select(Order)
+        .where(Order.event_id.in_(waiting), Order.status == OrderStatus.PENDING, Order.hold_expires_at <= moment)
+        .order_by(Order.id)
+    ).all()
+    for order in lapsed:
+        booking.expire_if_due(order, moment)
+    return len(lapsed)
+
+
 def tidy_offers(now: datetime | None = None) -> int:
     """Job: close offers past their limit (their seats go on to the next entry) and mark offers
     paid for without a click on Accept as accepted; returns how many entries it changed."""

@@ -300,3 +300,12 @@ def test_the_offer_and_the_cancellation_are_emailed(sold_out, factory, smtp_serv
     assert mail.send_due_emails(now=now + timedelta(seconds=1)) == 1
     assert smtp_server.messages[-1][0] == [other.email]
     assert "waiting list is closed" in smtp_server.messages[-1][1].get_body(("plain",)).get_content()
+
+
+def test_a_waiting_buyer_looking_is_enough_to_get_the_offer(sold_out, factory):
+    event, _, _, order = sold_out
+    entry = waitlist.join(factory.user(), event, party_size=2)
+    later = order.hold_expires_at + timedelta(seconds=1)
+    assert waitlist.settle_lapsed_holds([event.id], later) == 1
+    assert entry_row(entry).status == "offered"
+    assert waitlist.settle_lapsed_holds([event.id], later) == 0

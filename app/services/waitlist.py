@@ -446,6 +446,8 @@ def offer_minutes() -> int:
 def seats_freed(event_id: int, seat_ids, now: datetime, *, closed_order: Order | None = None) -> list[WaitlistEntry]:
     """Hook of every freeing step (inside its unit of work, seats locked): end the offer the closed
     order was, then offer the freed seats to the list."""
+    if not _has_open_entries(event_id):
+        return []  # the common case: one indexed read and nothing more
     skip_user_id = None
     if closed_order is not None:
         skip_user_id = closed_order.user_id
@@ -463,6 +465,12 @@ def seats_freed(event_id: int, seat_ids, now: datetime, *, closed_order: Order |
             .execution_options(synchronize_session="fetch")
         )
     return offer_freed_seats(event_id, seat_ids, now, skip_user_id=skip_user_id)
+
+
+def _has_open_entries(event_id: int) -> bool:
+    return db.session.scalar(
+        sa.select(sa.exists().where(WaitlistEntry.event_id == event_id, WaitlistEntry.status.in_(WaitlistStatus.OPEN)))
+    )
 
 
 def offer_expired_seats(event_id: int, seats, now: datetime) -> bool:

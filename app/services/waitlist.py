@@ -506,12 +506,6 @@ def offer_freed_seats(event_id: int, seat_ids, now: datetime, *, skip_user_id: i
     if not any(seat[0] in seat_ids for seat in pool):
         return []
     pool.sort(key=lambda seat: (len(seat[1]), seat[1], seat[2]))
-    entries = db.session.scalars(
-        sa.select(WaitlistEntry)
-        .where(WaitlistEntry.event_id == event_id, WaitlistEntry.status == WaitlistStatus.WAITING)
-        .order_by(WaitlistEntry.id)
-        .execution_options(populate_existing=True)
-    ).all()
     # A buyer with a checkout open for the event cannot get a second pending order: passed over.
     busy = set(
         db.session.scalars(
@@ -520,19 +514,54 @@ def offer_freed_seats(event_id: int, seat_ids, now: datetime, *, skip_user_id: i
     )
     busy.add(skip_user_id)
     offered = []
-    for entry in entries:
+    for candidate in _waiting_in_line(event_id, pool):
         if not pool:
             break
-        if entry.user_id in busy:
+        if candidate.user_id in busy:
             continue
-        chosen = fitting_seats(entry, pool)
+        chosen = fitting_seats(candidate, pool)
         if chosen is None:
             continue
+        entry = db.session.get(WaitlistEntry, candidate.id, populate_existing=True)
         _make_offer(entry, chosen, now)
         taken = {seat[0] for seat in chosen}
         pool = [seat for seat in pool if seat[0] not in taken]
         offered.append(entry)
     return offered
+
+
+ENTRY_PAGE = 200
+
+
+def _waiting_in_line(event_id: int, pool):
+    """The event's waiting entries in queue order, as light rows read a page at a time (the offer
+    step usually stops at the first few), leaving out those the pool is too small or of the wrong
+    categories for."""
+    categories = {seat[3] for seat in pool}
+    after = 0
+    while True:
+        page = db.session.execute(
+            sa.select(
+                WaitlistEntry.id,
+                WaitlistEntry.user_id,
+                WaitlistEntry.party_size,
+                WaitlistEntry.price_category_id,
+                WaitlistEntry.together,
+            )
+            .where(
+                WaitlistEntry.event_id == event_id,
+                WaitlistEntry.status == WaitlistStatus.WAITING,
+                WaitlistEntry.id > after,
+                WaitlistEntry.party_size <= len(pool),
+                sa.or_(WaitlistEntry.price_category_id.is_(None), WaitlistEntry.price_category_id.in_(categories)),
+            )
+            .order_by(WaitlistEntry.id)
+            .limit(ENTRY_PAGE)
+        ).all()
+        yield from page
+        if len(page) < ENTRY_PAGE:
+            return
+        after = page[-1].id
 
 
 def _seat_pool(event_id: int) -> list[tuple]:

@@ -23,6 +23,7 @@ def create_app(config_class=None):
 
     trust_reverse_proxies(app)
     register_extensions(app)
+    register_live_updates(app)
     register_audit_trail(app)
     register_languages(app)
     register_url_converters(app)
@@ -57,9 +58,11 @@ def trust_reverse_proxies(app):
 
 
 def register_extensions(app):
+    from app import models
     from app.auth.safety import send_guest_to_log_in
 
     db.init_app(app)
+    models.hide_soft_deleted_rows()
     configure_engines(app)
     migrate.init_app(app, db, directory=str(BASE_DIR / "migrations"))
     login_manager.init_app(app)
@@ -94,6 +97,13 @@ def register_languages(app):
     from app import i18n
 
     i18n.register(app)
+
+
+def register_live_updates(app):
+    """Every committed seat change is published to Redis for the live seat maps."""
+    from app.services import live
+
+    live.init_app(app)
 
 
 def register_url_converters(app):
@@ -146,7 +156,3 @@ def configure_logging(app):
     """INFO and up to stderr under `flask run` too: a dead Redis or failing-open limits must show."""
     if not app.testing:  # pytest captures the logs itself
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-
-from app import models  # noqa: E402,F401  (models register with the metadata migrations read)
-from app.services import live  # noqa: E402,F401  (publishes seat changes after every commit)

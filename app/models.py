@@ -50,7 +50,12 @@ class SoftDeleteMixin:
         self.deleted_at = now or utcnow()
 
 
-@sa.event.listens_for(so.Session, "do_orm_execute")
+def hide_soft_deleted_rows() -> None:
+    """Every ORM select leaves out soft-deleted rows unless it asks for `include_deleted`."""
+    if not sa.event.contains(so.Session, "do_orm_execute", _hide_soft_deleted):
+        sa.event.listen(so.Session, "do_orm_execute", _hide_soft_deleted)
+
+
 def _hide_soft_deleted(execute_state):
     if (
         execute_state.is_select

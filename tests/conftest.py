@@ -162,8 +162,8 @@ def app_context(app):
 
     saved_config = dict(app.config)
     seatmap.forget_rendered_maps()
-    live.forget_unsent()  # a change an earlier test could not publish must not reach this one
     with app.app_context():
+        live.forget_unsent()  # a change an earlier test could not publish must not reach this one
         yield
     app.config.clear()
     app.config.update(saved_config)

@@ -35,8 +35,6 @@ from app.models import (
     User,
     utcnow,
 )
-
-
 from app.services import locking, mail, seat_changes, seatmap, states, tickets, waitlist
 from app.services.errors import DomainError, InvalidRequest, NotFound
 from app.services.transactions import SeatsBusy, run_unit_of_work

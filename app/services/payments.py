@@ -34,8 +34,6 @@ from app.models import (
     utcnow,
 )
 from app.services import booking as booking_service
-
-
 from app.services import locking, mail, seat_changes, states, tickets
 from app.services.errors import DomainError, IllegalTransition, InvalidRequest
 from app.services.transactions import Conflict, run_unit_of_work

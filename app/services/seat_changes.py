@@ -13,28 +13,41 @@ from collections import defaultdict
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
+from flask import current_app
 
 from app.extensions import db
 
 log = logging.getLogger(__name__)
-_listeners = []
-_describe = [None]
+_APP_KEY = "stagepass_seat_changes"
 _CHANGED = "stagepass_seat_changes"
 _EVENTS = "stagepass_changed_events"
 _KNOWN = "stagepass_seat_known_states"
 _STATES = "stagepass_seat_states"
 
 
-def on_seats_changed(listener):
+def init_app(app) -> None:
+    """Follow this app's sessions: describe changed seats before each commit, announce them after."""
+    app.extensions.setdefault(_APP_KEY, {"listeners": [], "describe": None})
+    for name, hook in (("before_commit", _describe_changes), ("after_commit", _announce), ("after_rollback", _forget)):
+        if not sa.event.contains(so.Session, name, hook):
+            sa.event.listen(so.Session, name, hook)
+
+
+def on_seats_changed(app, listener):
     """Register `listener(event_id, seat_states, event_changed)`, called after each commit that changed seats."""
-    if listener not in _listeners:
-        _listeners.append(listener)
+    listeners = app.extensions[_APP_KEY]["listeners"]
+    if listener not in listeners:
+        listeners.append(listener)
     return listener
 
 
-def describe_with(describe):
+def describe_with(app, describe):
     """Set `describe(connection, seat_ids) -> [[seat_id, code], ...]`, used just before commit."""
-    _describe[0] = describe
+    app.extensions[_APP_KEY]["describe"] = describe
+
+
+def _wiring() -> dict:
+    return current_app.extensions.get(_APP_KEY) or {"listeners": [], "describe": None}
 
 
 def mark_changed(event_id: int, seat_ids, session=None, state: str | None = None) -> None:
@@ -56,28 +69,27 @@ def mark_changed(event_id: int, seat_ids, session=None, state: str | None = None
             known[seat_id] = state
 
 
-@sa.event.listens_for(so.Session, "before_commit")
 def _describe_changes(session):
     changes = session.info.get(_CHANGED)
-    if not changes or _describe[0] is None:
+    describe = _wiring()["describe"] if changes else None
+    if describe is None:
         return
     known = session.info.get(_KNOWN, {})
     session.info[_STATES] = {
-        event_id: _describe_seats(session, sorted(seat_ids), known) for event_id, seat_ids in changes.items()
+        event_id: _describe_seats(session, describe, sorted(seat_ids), known) for event_id, seat_ids in changes.items()
     }
 
 
-def _describe_seats(session, seat_ids, known) -> list[list]:
+def _describe_seats(session, describe, seat_ids, known) -> list[list]:
     unknown = [seat_id for seat_id in seat_ids if seat_id not in known]
     read = {}
     if unknown:
         session.flush()
-        read = dict(_describe[0](session.connection(), unknown))
+        read = dict(describe(session.connection(), unknown))
     read.update((seat_id, known[seat_id]) for seat_id in seat_ids if seat_id in known)
     return [[seat_id, read[seat_id]] for seat_id in seat_ids if seat_id in read]
 
 
-@sa.event.listens_for(so.Session, "after_commit")
 def _announce(session):
     session.info.pop(_KNOWN, None)
     changes = session.info.pop(_CHANGED, None)
@@ -85,15 +97,15 @@ def _announce(session):
     changed_events = session.info.pop(_EVENTS, set())
     if not changes:
         return
+    listeners = list(_wiring()["listeners"])
     for event_id in changes:
-        for listener in list(_listeners):
+        for listener in listeners:
             try:
                 listener(event_id, described.get(event_id, []), event_id in changed_events)
             except Exception:  # an announcement must never undo or fail a committed sale
                 log.exception("seat change listener %s failed for event %s", listener, event_id)
 
 
-@sa.event.listens_for(so.Session, "after_rollback")
 def _forget(session):
     for key in (_CHANGED, _KNOWN, _STATES, _EVENTS):
         session.info.pop(key, None)

@@ -46,7 +46,7 @@ CODE_PATTERN = re.compile(r"[0-9A-HJKMNP-TV-Z]{16}")
 DEVELOPMENT_KID = "local"
 
 
-class InvalidTicket(DomainError):  # noqa: N818 (the name agreed with the door)
+class InvalidTicket(DomainError):
     code = "invalid"
     status = 404
 

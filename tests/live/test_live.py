@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from app import extensions
 from app.models import Order, Seat, User, utcnow
 from app.services import booking, events, live, seatmap
+from app.services.live import publisher
 
 
 def seat_ids(db_session, event, count=1):
@@ -217,7 +218,7 @@ def test_the_later_of_two_commits_wins_even_when_its_announcement_comes_first(
     buyer_id = factory.user().id
     stream = open_stream(event)
     held_up, go_on = threading.Event(), threading.Event()
-    original = live.redis_call
+    original = publisher.redis_call
 
     def slow_in_the_holding_thread(operation, default=None):
         if threading.current_thread().name == "holder":
@@ -225,7 +226,7 @@ def test_the_later_of_two_commits_wins_even_when_its_announcement_comes_first(
             go_on.wait(5)
         return original(operation, default)
 
-    monkeypatch.setattr(live, "redis_call", slow_in_the_holding_thread)
+    monkeypatch.setattr(publisher, "redis_call", slow_in_the_holding_thread)
 
     def hold():
         with app.app_context():

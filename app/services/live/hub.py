@@ -1,29 +1,12 @@
-"""Live seat changes: published once to Redis after each commit, fanned out to browsers by one
-subscription per app process.
+"""The live hub: one Redis subscription per app process, fanning seat changes out to the browser
+streams of that process, each change's seats read from the database after it arrived.
 
-Channel per event: stagepass:db<N>:event:<id>:seats, where N is the Redis database of REDIS_URL
-(pub/sub ignores databases, so without it a test run on db 15 would push into a server on db 0).
-A message is {"version": 42, "event_id": 7, "seats": [[seat_id, "a"|"r"|"b"], ...], "event": false}.
-version is the event's change counter (the one the seat-map cache is keyed on), bumped and
-published in one step, so a subscriber sees an event's versions in order; "event" says the event
-itself changed (cancelled, resized, re-priced, sales ended): pages load the whole map again.
-
-Order: two commits that change one seat follow each other (the row lock), but each announces
-itself after its commit, from its own process, so the announcements can arrive the other way
-round. A message is therefore taken only as "these seats changed": the hub reads their states
-from the database once the message has arrived (so after the commit it announces) and sends
-browsers what it read. One hub reads one batch after another, so the last state a browser gets
-for a seat is never older than the last change announced for it.
-
-Loss: a hub that loses its subscription wakes its streams at once (they say "down", the page
-polls the database) and, subscribed again, they send the whole map. A change this process could
-not publish (Redis down, or left alone after an error) is kept and published once Redis answers.
+(The design, including ordering and loss, is in app/services/live/__init__.py.)
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import logging
 import queue
@@ -35,122 +18,15 @@ import redis
 import sqlalchemy as sa
 from flask import current_app
 
-from app.extensions import db, redis_call
+from app.extensions import db
 from app.models import utcnow
-from app.services import seat_changes, seatmap
+from app.services import seatmap
+from app.services.live.publisher import STATE_KEY, channel_pattern
 
 log = logging.getLogger(__name__)
 
 RECONNECT_SECONDS = 1.0
 RECEIVE_BATCH = 500
-REPUBLISH_SECONDS = 0.5
-# Past this a real outage has cost every hub its subscription too, and their streams resynced.
-REPUBLISH_GIVE_UP_SECONDS = 60.0
-
-# INCR and PUBLISH in one step. ARGV[2] is the rest of the message's JSON, without its "{".
-_BUMP_AND_PUBLISH = """
-local version = redis.call('INCR', KEYS[1])
-redis.call('PUBLISH', ARGV[1], '{"version":' .. version .. ',' .. ARGV[2])
-return version
-"""
-
-
-@functools.lru_cache(maxsize=8)
-def _redis_db(redis_url: str) -> int:
-    return int(redis.connection.parse_url(redis_url).get("db", 0))
-
-
-def channel_pattern(redis_url: str) -> str:
-    return f"stagepass:db{_redis_db(redis_url)}:event:*:seats"
-
-
-def channel(event_id: int, redis_url: str | None = None) -> str:
-    redis_url = redis_url or current_app.config["REDIS_URL"]
-    return f"stagepass:db{_redis_db(redis_url)}:event:{event_id}:seats"
-
-
-def _send(client, redis_url: str, event_id: int, seat_states, event_changed: bool) -> int:
-    rest = json.dumps({"event_id": event_id, "seats": seat_states, "event": event_changed})[1:]
-    return client.eval(_BUMP_AND_PUBLISH, 1, seatmap.counter_key(event_id), channel(event_id, redis_url), rest)
-
-
-@seat_changes.on_seats_changed
-def publish_change(event_id: int, seat_states, event_changed: bool = False) -> None:
-    """After a commit: forget this process's cached map, bump the event's counter, publish the change."""
-    seatmap.forget_rendered_map(event_id)
-    redis_url = current_app.config["REDIS_URL"]
-    version = redis_call(lambda client: _send(client, redis_url, event_id, seat_states, event_changed))
-    if version is None:
-        _unsent.add(redis_url, event_id, seat_states, event_changed)
-
-
-seat_changes.describe_with(seatmap.seat_codes)
-
-
-class Unsent:
-    """Changes this process could not publish, merged per event and sent again until Redis takes them."""
-
-    def __init__(self):
-        self.changes: dict[tuple[str, int], dict] = {}
-        self.lock = threading.Lock()
-        self.thread: threading.Thread | None = None
-
-    def add(self, redis_url: str, event_id: int, seat_states, event_changed: bool) -> None:
-        with self.lock:
-            pending = self.changes.setdefault(
-                (redis_url, event_id), {"seats": {}, "event": False, "since": time.monotonic()}
-            )
-            pending["seats"].update(seat_states)
-            pending["event"] = pending["event"] or event_changed
-            if self.thread is None:
-                log.warning("could not publish seat changes; publishing them once Redis answers")
-                self.thread = threading.Thread(target=self._run, name="stagepass-live-republish", daemon=True)
-                self.thread.start()
-
-    def _put_back(self, key, older: dict) -> None:
-        """A change that failed again, under whatever was added for its event meanwhile."""
-        newer = self.changes.get(key)
-        if newer is not None:
-            older["seats"].update(newer["seats"])
-            older["event"] = older["event"] or newer["event"]
-        self.changes[key] = older
-
-    def _run(self) -> None:
-        clients = {}
-        while True:
-            time.sleep(REPUBLISH_SECONDS)
-            with self.lock:
-                pending, self.changes = self.changes, {}
-            for (redis_url, event_id), change in pending.items():
-                if redis_url not in clients:
-                    clients[redis_url] = redis.Redis.from_url(redis_url, socket_connect_timeout=1, socket_timeout=1)
-                try:
-                    _send(
-                        clients[redis_url],
-                        redis_url,
-                        event_id,
-                        sorted(map(list, change["seats"].items())),
-                        change["event"],
-                    )
-                except redis.RedisError:
-                    if time.monotonic() - change["since"] < REPUBLISH_GIVE_UP_SECONDS:
-                        with self.lock:
-                            self._put_back((redis_url, event_id), change)
-                    else:
-                        log.warning("gave up publishing a change of event %s", event_id)
-            with self.lock:
-                if not self.changes:
-                    self.thread = None
-                    return
-
-
-_unsent = Unsent()
-
-
-def forget_unsent() -> None:
-    """Drop the changes waiting to be published again (a test starts from a quiet process)."""
-    with _unsent.lock:
-        _unsent.changes.clear()
 
 
 class Lost:
@@ -334,22 +210,20 @@ def _as_read(change: dict, current: dict, now) -> dict:
     }
 
 
-_hubs: dict[str, Hub] = {}
-_hubs_lock = threading.Lock()
-
-
 def hub() -> Hub:
     """This process's hub for the app's Redis."""
     url = current_app.config["REDIS_URL"]
-    with _hubs_lock:
-        if url not in _hubs:
-            _hubs[url] = Hub(url, current_app._get_current_object())
-        return _hubs[url]
+    state = current_app.extensions[STATE_KEY]
+    with state.lock:
+        if url not in state.hubs:
+            state.hubs[url] = Hub(url, current_app._get_current_object())
+        return state.hubs[url]
 
 
 def forget_hub(redis_url: str) -> None:
     """Stop and drop this process's hub for that Redis (for an app moved to another Redis)."""
-    with _hubs_lock:
-        stopped = _hubs.pop(redis_url, None)
+    state = current_app.extensions[STATE_KEY]
+    with state.lock:
+        stopped = state.hubs.pop(redis_url, None)
     if stopped is not None:
         stopped.stop()

@@ -2,6 +2,7 @@
 
 from flask import Response, abort, flash, redirect, url_for
 from flask_babel import gettext as _
+from flask_login import current_user
 
 from app.admin import bp
 from app.admin.events import event_or_404
@@ -43,7 +44,7 @@ def waitlist_skip(event_id, entry_id):
     _confirmed()
     entry = waitlist.find_entry(entry_id, event)
     try:
-        waitlist.skip(entry)
+        waitlist.skip(entry, actor=current_user)
     except DomainError as error:
         flash(error.message, "error")
     else:
@@ -59,7 +60,7 @@ def waitlist_end_offer(event_id, entry_id):
     _confirmed()
     entry = waitlist.find_entry(entry_id, event)
     try:
-        waitlist.end_offer(entry)
+        waitlist.end_offer(entry, actor=current_user)
     except DomainError as error:
         flash(error.message, "error")
     else:
@@ -75,7 +76,7 @@ def waitlist_switch(event_id, state):
     if state not in ("open", "closed"):
         abort(404)
     _confirmed()
-    waitlist.set_open(event, state == "open")
+    waitlist.set_open(event, state == "open", actor=current_user)
     flash(_("The waiting list is open.") if state == "open" else _("The waiting list is closed."), "success")
     return _back(event_id)
 

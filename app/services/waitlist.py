@@ -41,7 +41,7 @@ from app.models import (
     WaitlistStatus,
     utcnow,
 )
-from app.services import locking, mail, seat_changes, seatmap
+from app.services import audit, locking, mail, seat_changes, seatmap
 from app.services.errors import DomainError, InvalidRequest, NotFound
 from app.services.transactions import Conflict, run_unit_of_work
 
@@ -338,12 +338,12 @@ def leave(entry: WaitlistEntry, *, user: User, now: datetime | None = None) -> W
     return _end_waiting(entry.id, WaitlistStatus.LEFT, now)
 
 
-def skip(entry: WaitlistEntry, *, now: datetime | None = None) -> WaitlistEntry:
+def skip(entry: WaitlistEntry, *, actor: User | None = None, now: datetime | None = None) -> WaitlistEntry:
     """Admin: take a waiting entry off the list (an entry with an offer: end the offer first)."""
-    return _end_waiting(entry.id, WaitlistStatus.SKIPPED, now)
+    return _end_waiting(entry.id, WaitlistStatus.SKIPPED, now, actor=actor)
 
 
-def _end_waiting(entry_id: int, status: str, now: datetime | None) -> WaitlistEntry:
+def _end_waiting(entry_id: int, status: str, now: datetime | None, *, actor: User | None = None) -> WaitlistEntry:
     event_id = db.session.get(WaitlistEntry, entry_id).event_id
 
     def work():
@@ -354,6 +354,8 @@ def _end_waiting(entry_id: int, status: str, now: datetime | None) -> WaitlistEn
             raise EntryNotOpen(_("This entry is no longer waiting (it is %(state)s).", state=entry.state_at(moment)))
         entry.status = status
         entry.ended_at = moment
+        if status == WaitlistStatus.SKIPPED:
+            audit.record("waitlist.entry_skipped", actor=actor, subject=entry, event_id=event_id, now=moment)
         return entry
 
     return run_unit_of_work(work)
@@ -404,12 +406,14 @@ def decline(entry: WaitlistEntry, *, user: User, now: datetime | None = None) ->
     return _close_offer(entry, WaitlistStatus.DECLINED, _("Offer declined by the buyer."), now)
 
 
-def end_offer(entry: WaitlistEntry, *, now: datetime | None = None) -> WaitlistEntry:
+def end_offer(entry: WaitlistEntry, *, actor: User | None = None, now: datetime | None = None) -> WaitlistEntry:
     """Admin: end an open offer early; the seats go to the next entry they fit, or back on sale."""
-    return _close_offer(entry, WaitlistStatus.EXPIRED, _("Offer ended by the organiser."), now)
+    return _close_offer(entry, WaitlistStatus.EXPIRED, _("Offer ended by the organiser."), now, actor=actor)
 
 
-def _close_offer(entry: WaitlistEntry, status: str, reason: str, now: datetime | None) -> WaitlistEntry:
+def _close_offer(
+    entry: WaitlistEntry, status: str, reason: str, now: datetime | None, *, actor: User | None = None
+) -> WaitlistEntry:
     from app.services import booking
 
     entry_id, order_id = entry.id, entry.offer_order_id
@@ -426,6 +430,10 @@ def _close_offer(entry: WaitlistEntry, status: str, reason: str, now: datetime |
         locked.status = status
         locked.ended_at = moment
         booking._close_pending(order, OrderStatus.CANCELLED, moment, reason=reason)
+        if actor is not None:
+            audit.record(
+                "waitlist.offer_ended", actor=actor, subject=locked, data={"order": order.reference}, now=moment
+            )
         return locked
 
     return run_unit_of_work(work)
@@ -677,7 +685,7 @@ def _email_offer(entry: WaitlistEntry, order: Order, labels, now: datetime) -> N
 # --- admins and jobs -------------------------------------------------------------------------
 
 
-def set_open(event: Event, is_open: bool, *, now: datetime | None = None) -> Waitlist:
+def set_open(event: Event, is_open: bool, *, actor: User | None = None, now: datetime | None = None) -> Waitlist:
     """Admin: let the list take entries, or not (entries and offers already made stay)."""
     event_id = event.id
     _ensure_waitlist(event_id)
@@ -687,6 +695,8 @@ def set_open(event: Event, is_open: bool, *, now: datetime | None = None) -> Wai
         waitlist = _lock_waitlist(event_id)
         waitlist.is_open = bool(is_open)
         waitlist.closed_at = None if is_open else moment
+        action = "waitlist.opened" if is_open else "waitlist.closed"
+        audit.record(action, actor=actor, subject=waitlist, event_id=event_id, now=moment)
         return waitlist
 
     return run_unit_of_work(work)

@@ -4,7 +4,7 @@ import pytest
 import sqlalchemy as sa
 
 from app.extensions import db
-from app.models import Seat, WaitlistEntry
+from app.models import AuditEntry, Seat, WaitlistEntry
 from app.services import booking, waitlist
 from tests.support import csrf_token, log_in
 
@@ -133,3 +133,9 @@ def test_admin_sees_the_list_and_acts_on_it(client, factory):
     assert len(lines) == 3 and "skipped" in lines[2] + lines[1] and "expired" in lines[1] + lines[2]
     missing = client.post(f"/admin/events/{event.id}/waitlist/999999/skip", data={"csrf_token": token})
     assert missing.status_code == 404
+    actions = db.session.scalars(sa.select(AuditEntry.action).order_by(AuditEntry.id)).all()
+    assert [a for a in actions if a.startswith("waitlist.")] == [
+        "waitlist.entry_skipped",
+        "waitlist.offer_ended",
+        "waitlist.closed",
+    ]

@@ -10,9 +10,8 @@ Create Date: 2026-12-07 02:22:52.513403
 
 """
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = "0010"

@@ -87,11 +87,7 @@ def upgrade():
 
 
 def downgrade():
-    with op.batch_alter_table("waitlist_entries", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_waitlist_entries_price_category_id"))
-        batch_op.drop_index(batch_op.f("ix_waitlist_entries_offer_order_id"))
-        batch_op.drop_index("ix_waitlist_entries_event_id_status")
-
+    # Dropping a table drops its indexes; dropping them first fails on MariaDB (foreign keys use them).
     op.drop_table("waitlist_entries")
     op.drop_table("hold_extensions")
     op.drop_table("waitlists")

@@ -24,6 +24,7 @@ def assert_invariants():
     for order in db.session.scalars(sa.select(Order)):
         _assert_order_adds_up(order)
     _assert_money_adds_up()
+    assert_ticket_invariants(bookings)
     _assert_waitlist_offers_are_exclusive()
 
 
@@ -108,6 +109,21 @@ def _assert_waitlist_offers_are_exclusive():
                     ).all()
                     assert seat.status == "reserved" and not others, (entry, seat, others)
     assert all(len(ids) == 1 for ids in offered_to.values()), offered_to
+
+
+def assert_ticket_invariants(bookings):
+    """A confirmed seat has exactly one valid ticket; every other seat's ticket, if it had one, is void."""
+    from app.models import Ticket
+
+    tickets = {t.booking_id: t for t in db.session.scalars(sa.select(Ticket))}
+    for b in bookings:
+        ticket = tickets.get(b.id)
+        if b.status == "confirmed" and b.deleted_at is None:
+            assert ticket is not None and not ticket.is_void, (b, ticket)
+            assert (ticket.order_id, ticket.event_id, ticket.seat_id) == (b.order_id, b.event_id, b.seat_id), ticket
+        elif ticket is not None:
+            assert ticket.is_void, (b, ticket)
+    assert set(tickets) <= {b.id for b in bookings}
 
 
 def snapshot_rows() -> dict[str, list[tuple]]:

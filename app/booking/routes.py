@@ -1,6 +1,7 @@
 """Buyer pages: events, the seat map, checkout, confirmation and 'My bookings'."""
 
-from flask import abort, flash, redirect, render_template, url_for
+from flask import abort, flash, make_response, redirect, render_template, url_for
+from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
 from app import limits
@@ -9,7 +10,7 @@ from app.booking import bp
 from app.booking.api import visible_event
 from app.booking.forms import PaymentForm, ReleaseForm, WalletForm
 from app.models import OrderStatus, utcnow
-from app.services import booking, catalog, payments
+from app.services import booking, catalog, payments, tickets
 from app.services.errors import DomainError
 
 
@@ -154,3 +155,38 @@ def my_bookings():
     return render_template(
         "booking/my_bookings.html", orders=catalog.orders_of(current_user), now=utcnow(), release_form=ReleaseForm()
     )
+
+
+@bp.route("/orders/<reference>/tickets")
+@login_required
+@redirect_admins
+def order_tickets(reference):
+    """The order's tickets, each with its QR code; void ones shown as void."""
+    order = booking.expire_if_due(own_order(reference))
+    shown = [
+        {
+            "ticket": ticket,
+            "code": tickets.grouped(ticket.code),
+            "seat": tickets.seat_text(ticket.seat),
+            "qr": None
+            if ticket.is_void
+            else tickets.qr_svg(tickets.payload_for(ticket), title=_("QR code of ticket %(code)s", code=ticket.code)),
+        }
+        for ticket in tickets.tickets_of(order)
+    ]
+    response = make_response(render_template("booking/tickets.html", order=order, tickets=shown))
+    response.headers["Cache-Control"] = "private, no-store"  # the QR codes admit their holder
+    return response
+
+
+@bp.route("/orders/<reference>/tickets.pdf")
+@login_required
+@redirect_admins
+def order_tickets_pdf(reference):
+    """The order's valid tickets as a printable PDF, one page each."""
+    order = own_order(reference)
+    response = make_response(tickets.pdf_for_order(order))
+    response.headers["Content-Type"] = "application/pdf"
+    response.headers["Content-Disposition"] = f'attachment; filename="stagepass-{order.reference}.pdf"'
+    response.headers["Cache-Control"] = "private, no-store"
+    return response

@@ -15,22 +15,27 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import os
 import re
 import secrets
 from datetime import datetime
 from pathlib import Path
 
+import segno
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from flask import current_app
+from flask_babel import gettext as _
+from fpdf import FPDF
+from markupsafe import Markup
 
 from app.extensions import db
 from app.models import Booking, BookingStatus, Order, OrderStatus, Seat, Ticket
-from app.services.errors import DomainError
+from app.services.errors import DomainError, NotFound
 
 PAYLOAD_VERSION = "SP1"
 MAX_PAYLOAD_LENGTH = 200
@@ -121,13 +126,18 @@ def generate_signing_key(kid: str = DEVELOPMENT_KID) -> str:
 
 
 def _development_keys_text(path: Path) -> str:
-    """The key in instance/ticket_signing_key, made once (O_EXCL: concurrent workers agree on one)."""
-    try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text().strip()
-    with os.fdopen(descriptor, "w") as file:
-        file.write(generate_signing_key() + "\n")
+    """The key in instance/ticket_signing_key, made once. Written aside and linked into place, so
+    concurrent workers agree on one key and none reads a half-written file."""
+    if not path.exists():
+        aside = path.with_name(f"{path.name}.{secrets.token_hex(8)}.tmp")
+        aside.write_text(generate_signing_key() + "\n")
+        aside.chmod(0o600)
+        try:
+            os.link(aside, path)
+        except FileExistsError:
+            pass  # another process made it first: use theirs
+        finally:
+            aside.unlink()
     return path.read_text().strip()
 
 
@@ -295,3 +305,156 @@ def find_by_code(text: str) -> Ticket | None:
     if not is_code(code):
         return None
     return db.session.scalar(sa.select(Ticket).where(Ticket.code == code))
+
+
+class NoTickets(NotFound):
+    code = "no_tickets"
+
+
+def valid_tickets_of(order: Order) -> list[Ticket]:
+    """The order's tickets that still admit someone (not void)."""
+    return [ticket for ticket in tickets_of(order) if not ticket.is_void]
+
+
+def seat_text(seat: Seat) -> str:
+    """'Row C, seat 5', in the reader's language."""
+    return _("Row %(row)s, seat %(seat)s", row=seat.row, seat=seat.column)
+
+
+# --- QR codes --------------------------------------------------------------------------------
+
+
+def qr_code(payload: str) -> segno.QRCode:
+    """The payload as a QR code: error correction M (15%), a full QR code, never a Micro QR."""
+    return segno.make(payload, error="m", micro=False)
+
+
+def qr_svg(payload: str, title: str = "") -> Markup:
+    """Inline SVG of the payload's QR code: sized by CSS (viewBox only), no style attributes (CSP)."""
+    svg = qr_code(payload).svg_inline(
+        scale=1, border=4, dark="#000", light="#fff", omitsize=True, svgclass="ticket-qr", lineclass=None, title=title
+    )
+    return Markup(svg)
+
+
+# --- the printable PDF -----------------------------------------------------------------------
+
+PDF_QR_SIZE_MM = 90  # ~2 mm modules for a version 7 code: scans from paper at arm's length
+# fontTools logs every subsetting step at INFO: a line per table of each font of each PDF.
+logging.getLogger("fontTools.subset").setLevel(logging.WARNING)
+# The PDF core fonts (Helvetica, Courier) cover Windows-1252: Western European text, "€", dashes
+# and curly quotes. A TrueType font doubles the cost of a PDF (parsed and subset each time), so
+# only text outside that set loads one.
+CORE_FONT_ENCODING = "windows-1252"
+
+
+def _core_fonts_cover(texts) -> bool:
+    try:
+        for text in texts:
+            text.encode(CORE_FONT_ENCODING)
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+class TicketPdf(FPDF):
+    """A4 portrait, one page per ticket: core fonts, or the TrueType TICKET_PDF_FONT for other scripts."""
+
+    def __init__(self, unicode_font: str | None):
+        super().__init__(orientation="P", unit="mm", format="A4")
+        self.set_auto_page_break(False)
+        self.set_creator("StagePass")
+        self.core_fonts_encoding = CORE_FONT_ENCODING
+        self.font_name = "Helvetica"
+        if unicode_font:
+            bold = Path(unicode_font).with_name(Path(unicode_font).stem + "-Bold.ttf")
+            self.add_font("TicketSans", "", unicode_font)
+            self.add_font("TicketSans", "B", str(bold) if bold.is_file() else unicode_font)
+            self.font_name = "TicketSans"
+
+    def text_fit(self, text: str) -> str:
+        """Without a TrueType font, what the core fonts lack shows as '?' rather than failing the PDF."""
+        if self.font_name == "Helvetica":
+            return text.encode(CORE_FONT_ENCODING, "replace").decode(CORE_FONT_ENCODING)
+        return text
+
+    def centred(self, text: str, size: float, *, bold: bool = False, height: float | None = None, mono=False):
+        """One centred paragraph (wrapped if long); mono for the code, which is always ASCII."""
+        if mono:
+            self.set_font("Courier", "B", size)
+        else:
+            self.set_font(self.font_name, "B" if bold else "", size)
+        self.multi_cell(0, height or size * 0.5, self.text_fit(text), align="C", new_x="LMARGIN", new_y="NEXT")
+
+    def qr(self, payload: str, size_mm: float) -> None:
+        """Draw the QR code as filled rectangles, one per run of dark modules: vector, sharp in print."""
+        matrix = qr_code(payload).matrix
+        border = 4
+        module = size_mm / (len(matrix) + 2 * border)
+        left = (self.w - size_mm) / 2
+        top = self.get_y()
+        self.set_fill_color(255, 255, 255)
+        self.rect(left, top, size_mm, size_mm, style="F")
+        self.set_fill_color(0, 0, 0)
+        for row_index, row in enumerate(matrix):
+            y = top + (row_index + border) * module
+            column = 0
+            while column < len(row):
+                if not row[column] & 1:
+                    column += 1
+                    continue
+                start = column
+                while column < len(row) and row[column] & 1:
+                    column += 1
+                # A hair taller than a module, so no seam shows between rows when rasterised.
+                self.rect(left + (start + border) * module, y, (column - start) * module, module + 0.01, style="F")
+        self.set_y(top + size_mm)
+
+
+def _page_texts(ticket: Ticket, order: Order) -> dict[str, str]:
+    from app.templating import when
+
+    return {
+        "event": ticket.event.name,
+        "venue": ticket.event.venue,
+        "date": when(ticket.event.date),
+        "seat": seat_text(ticket.seat),
+        "category": ticket.seat.price_category.name,
+        "holder": _("Ticket holder: %(name)s", name=order.user.name),
+        "order": _("Order %(reference)s", reference=order.reference),
+        "note": _("One admission. Show this page, printed or on your phone, at the door."),
+    }
+
+
+def pdf_for_order(order: Order) -> bytes:
+    """The order's valid tickets as one printable PDF, a page each; NoTickets if it has none."""
+    valid = valid_tickets_of(order)
+    if not valid:
+        raise NoTickets(_("This order has no valid tickets."))
+    pages = [(ticket, _page_texts(ticket, order)) for ticket in valid]
+    title = _("Tickets for order %(reference)s", reference=order.reference)
+    font = current_app.config.get("TICKET_PDF_FONT")
+    needs_font = not _core_fonts_cover([title, *(text for _ticket, texts in pages for text in texts.values())])
+    pdf = TicketPdf(font if needs_font and font and Path(font).is_file() else None)
+    pdf.set_title(pdf.text_fit(title))
+    for ticket, texts in pages:
+        pdf.add_page()
+        pdf.set_y(18)
+        pdf.centred("StagePass", 11, bold=True)
+        pdf.ln(4)
+        pdf.centred(texts["event"], 22, bold=True, height=10)
+        pdf.centred(texts["venue"], 13)
+        pdf.centred(texts["date"], 13)
+        pdf.ln(6)
+        pdf.centred(texts["seat"], 20, bold=True)
+        pdf.centred(texts["category"], 13)
+        pdf.ln(6)
+        pdf.qr(payload_for(ticket), PDF_QR_SIZE_MM)
+        pdf.ln(4)
+        pdf.centred(grouped(ticket.code), 18, mono=True)
+        pdf.ln(6)
+        pdf.centred(texts["holder"], 12)
+        pdf.centred(texts["order"], 11)
+        pdf.ln(6)
+        pdf.centred(texts["note"], 10)
+    return bytes(pdf.output())

@@ -52,10 +52,5 @@ def upgrade():
 
 
 def downgrade():
-    with op.batch_alter_table('tickets', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_tickets_seat_id'))
-        batch_op.drop_index(batch_op.f('ix_tickets_order_id'))
-        batch_op.drop_index(batch_op.f('ix_tickets_event_id'))
-        batch_op.drop_index(batch_op.f('ix_tickets_checked_in_by_id'))
-
+    # Dropping the table drops its indexes; MariaDB refuses to drop one a foreign key still needs.
     op.drop_table('tickets')

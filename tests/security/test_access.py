@@ -75,6 +75,8 @@ EXPECTED = {
     ("booking.wallet", "GET"): owners(OK),
     ("booking.wallet", "POST"): owners(redirect("/orders/{reference}", changes=True)),
     ("booking.release", "POST"): owners(redirect("/my/bookings", changes=True)),
+    ("booking.order_tickets", "GET"): owners(OK),
+    ("booking.order_tickets_pdf", "GET"): owners(NOT_FOUND),  # the order is pending: no tickets yet
     ("auth.login", "GET"): GUESTS_ONLY,
     ("auth.login", "POST"): {**GUESTS_ONLY, "guest": redirect("/", session=True)},
     ("auth.register", "GET"): GUESTS_ONLY,

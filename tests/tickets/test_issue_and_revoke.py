@@ -122,3 +122,14 @@ def test_typed_codes_find_their_ticket(db_session, factory):
     typed = tickets.grouped(ticket.code).lower().replace("-", " ")
     assert tickets.find_by_code(typed).id == ticket.id
     assert tickets.find_by_code("nonsense") is None
+
+
+def test_a_wallet_payment_issues_tickets_when_approved(db_session, factory):
+    event = factory.event()
+    buyer = factory.user()
+    seats = db_session.scalars(sa.text("SELECT id FROM seats WHERE event_id = :e ORDER BY id"), {"e": event.id}).all()
+    order = booking.hold(buyer, event, list(seats[:2]))
+    payments.start_wallet(order, user=buyer)
+    assert tickets_of(db_session, order) == []
+    payments.confirm_wallet(db_session.get(Order, order.id), user=buyer, approve=True)
+    assert len(tickets_of(db_session, order)) == 2

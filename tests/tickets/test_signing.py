@@ -147,3 +147,13 @@ def test_development_generates_one_key_file_and_keeps_it(app, tmp_path):
     assert list(first) == ["local"]
     assert (tmp_path / "instance" / "ticket_signing_key").stat().st_mode & 0o077 == 0
     assert tickets.public_keys() == first
+
+
+def test_workers_starting_together_agree_on_one_development_key(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    path = tmp_path / "ticket_signing_key"
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        keys = set(pool.map(lambda _: tickets._development_keys_text(path), range(32)))
+    assert len(keys) == 1 and tickets.parse_signing_keys(keys.pop()).keys() == {"local"}
+    assert [p.name for p in tmp_path.iterdir()] == ["ticket_signing_key"]

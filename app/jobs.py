@@ -16,7 +16,8 @@ from datetime import UTC, datetime, timedelta
 import redis
 from flask import current_app, has_app_context
 from rq import Queue, Worker, worker_registration
-from rq.job import Job
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
 from rq_scheduler import Scheduler
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ PERIODIC_JOBS = {
     # fixed id: (function path, every N seconds)
     "stagepass-release-expired-holds": ("app.jobs.release_expired_holds", 60),
     "stagepass-close-past-events": ("app.jobs.close_past_events", 60),
+    "stagepass-reconcile-payments": ("app.jobs.reconcile_payments", 60),
     "stagepass-send-due-emails": ("app.jobs.send_due_emails", 60),
     "stagepass-tidy-waitlist-offers": ("app.jobs.tidy_waitlist_offers", 60),
 }
@@ -84,6 +86,16 @@ def close_past_events() -> int:
         return closed
 
 
+def reconcile_payments() -> str:
+    """Job: ask the payment provider about attempts without an answer and settle them."""
+    from app.services import payments
+
+    with job_app_context():
+        summary = payments.reconcile()
+        log.info("payments reconciled: %s", summary)
+        return str(summary)
+
+
 def send_emails(outbox_ids: list[int]) -> int:
     """Job, queued after a commit that wrote outbox rows: send those rows (those nobody else sends)."""
     from app.services import mail
@@ -100,6 +112,50 @@ def send_due_emails() -> int:
         sent = mail.send_due_emails()
         log.info("sent %d due email(s)", sent)
         return sent
+
+
+def cancel_orders(run_id: str) -> dict:
+    """Job: cancel and refund the orders of a cancellation run, one unit of work each."""
+    from app.services import cancellations
+
+    with job_app_context():
+        run = cancellations.run_cancellation(run_id)
+        log.info(
+            "cancellation run %s: %d cancelled, %d skipped, %d failed",
+            run.id,
+            run.cancelled,
+            run.skipped,
+            len(run.failed),
+        )
+        return run.progress()
+
+
+# Each order takes a refund call: allow a slow provider a few seconds per order of a big event.
+CANCELLATION_TIMEOUT_SECONDS = 6 * 3600
+
+
+# A job in one of these states will never run (again) by itself.
+DEAD_JOB_STATES = (None, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED)
+
+
+def cancellation_job_status(connection, run_id: str) -> JobStatus | None:
+    """The RQ status of a cancellation run's job, None once Redis no longer has the job."""
+    try:
+        return Job.fetch(f"stagepass-cancellation-{run_id}", connection=connection).get_status()
+    except NoSuchJobError:
+        return None
+
+
+def enqueue_cancellation(connection, run_id: str) -> Job:
+    """Queue the job of a cancellation run (its id is the run's, so it is queued once)."""
+    return queue(connection).enqueue(
+        cancel_orders,
+        run_id,
+        job_id=f"stagepass-cancellation-{run_id}",
+        job_timeout=CANCELLATION_TIMEOUT_SECONDS,
+        result_ttl=24 * 3600,
+        failure_ttl=7 * 24 * 3600,
+    )
 
 
 def queue(connection) -> Queue:

@@ -1,6 +1,7 @@
 """Admin: bookings per event and overall, an order's detail, cancellations with refunds, CSV export."""
 
 from flask import Response, flash, redirect, render_template, url_for
+from flask_login import current_user
 
 from app.admin import bp
 from app.admin.events import event_or_404
@@ -68,7 +69,7 @@ def order_cancel(reference):
     form = CancelForm()
     if form.validate_on_submit():
         try:
-            cancelled = booking_service.cancel_order(order, **reason_of(form))
+            cancelled = booking_service.cancel_order(order, **reason_of(form), actor=current_user)
         except DomainError as error:
             flash(f"Not cancelled: {error.message}", "error")
         else:
@@ -100,7 +101,7 @@ def booking_cancel(booking_id):
     if form.validate_on_submit():
         label = booking.seat.label
         try:
-            cancelled = booking_service.cancel_booking(booking, **reason_of(form))
+            cancelled = booking_service.cancel_booking(booking, **reason_of(form), actor=current_user)
         except DomainError as error:
             flash(f"Not cancelled: {error.message}", "error")
         else:

@@ -1,14 +1,16 @@
 """Admin: events, their seat maps and life cycle (draft -> published -> cancelled)."""
 
+import redis
 from flask import flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+from flask_login import current_user
 
 from app.admin import bp
 from app.admin.forms import CATEGORY_LINES, ConfirmForm, EventForm, event_form_data, new_event_data
 from app.admin.listing import page_of, status_filter
 from app.auth.decorators import admin_required
-from app.extensions import db
 from app.models import EventStatus, utcnow
-from app.services import booking, events, reports
+from app.services import cancellations, events, reports
 from app.services.errors import DomainError
 from app.templating import money
 
@@ -46,9 +48,8 @@ def event_new():
     form = EventForm(data=new_event_data())
     if form.validate_on_submit():
         try:
-            event = events.create_event(**vars(form.details()))
+            event = events.create_event(**vars(form.details()), actor=current_user)
         except DomainError as error:
-            db.session.rollback()
             form.form_errors.append(error.message)
         else:
             flash(f"Created the draft '{event.name}' with {event.rows * event.columns} seats.", "success")
@@ -67,9 +68,8 @@ def event_edit(event_id):
     form = EventForm(data=event_form_data(event), original_date=event.date)
     if form.validate_on_submit():
         try:
-            events.update_event(event, form.details())
+            events.update_event(event, form.details(), actor=current_user)
         except DomainError as error:
-            db.session.rollback()
             form.form_errors.append(error.message)
         else:
             flash(f"Saved '{event.name}'.", "success")
@@ -97,6 +97,8 @@ def event_detail(event_id):
         sales=reports.sales_by_event([event], now)[0],
         latest_orders=reports.latest_orders(10, event_id=event.id),
         form=ConfirmForm(),
+        cancellation_run=cancellations.latest_run_of_event_or_none(event.id),
+        open_orders=cancellations.open_orders_of_cancelled_event(event),
     )
 
 
@@ -107,9 +109,8 @@ def event_publish(event_id):
     event = event_or_404(event_id)
     if ConfirmForm().validate_on_submit():
         try:
-            events.publish_event(event)
+            events.publish_event(event, actor=current_user)
         except DomainError as error:
-            db.session.rollback()
             flash(f"Not published: {error.message}", "error")
         else:
             flash(f"'{event.name}' is published: buyers can book it now.", "success")
@@ -127,13 +128,26 @@ def event_cancel(event_id):
         return redirect(url_for("admin.event_detail", event_id=event.id))
     if form.validate_on_submit():
         try:
-            summary = booking.cancel_event(event)
+            run = cancellations.start_event_cancellation(event, actor=current_user)
         except DomainError as error:
-            flash(f"Not cancelled: {error.message}", "error")
+            flash(_("Not cancelled: %(reason)s", reason=error.message), "error")
+        except redis.RedisError:
+            flash(
+                _(
+                    "'%(name)s' is cancelled and its holds are released, but the background queue (Redis) is "
+                    "unavailable: its orders are not cancelled yet. Retry from this page.",
+                    name=event.name,
+                ),
+                "error",
+            )
         else:
             flash(
-                f"'{event.name}' is cancelled. {summary.orders} order(s) cancelled, {summary.refunded} refunded "
-                f"({money(summary.amount_refunded)}).",
+                _(
+                    "'%(name)s' is cancelled and its holds are released; %(n)s order(s) are being cancelled and "
+                    "refunded in the background.",
+                    name=event.name,
+                    n=run.total,
+                ),
                 "success",
             )
         return redirect(url_for("admin.event_detail", event_id=event.id))
@@ -161,7 +175,7 @@ def event_delete(event_id):
     form = ConfirmForm()
     if form.validate_on_submit():
         try:
-            events.delete_event(event)
+            events.delete_event(event, actor=current_user)
         except DomainError as error:
             flash(f"Not deleted: {error.message}", "error")
             return redirect(url_for("admin.event_detail", event_id=event.id))

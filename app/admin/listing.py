@@ -9,7 +9,7 @@ from app.routing import bounded_int
 # Beyond any real list, and small enough that page x per_page stays a valid OFFSET everywhere.
 LAST_PAGE = 1_000_000
 # The query-string keys a list reads; anything else in the query string is dropped from its links.
-FILTER_KEYS = ("q", "status", "event")
+FILTER_KEYS = ("q", "status", "event", "action", "actor", "since", "until")
 
 
 def status_filter(allowed) -> str:

@@ -38,7 +38,9 @@ def user_new():
     form = UserForm()
     if form.validate_on_submit():
         try:
-            user = accounts.create_user(form.email.data, form.name.data, form.password.data, form.is_admin.data)
+            user = accounts.create_user(
+                form.email.data, form.name.data, form.password.data, form.is_admin.data, actor=current_user
+            )
         except DomainError as error:
             form.email.errors.append(error.message)
         else:
@@ -64,7 +66,6 @@ def user_edit(user_id):
                 password=form.password.data or None,
             )
         except DomainError as error:
-            db.session.rollback()
             form.form_errors.append(error.message)
         else:
             flash(f"Saved {user.email}.", "success")

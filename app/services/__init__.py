@@ -1,1 +1,1 @@
-"""Business rules: plain functions that views, CLI commands and jobs share (see README, Architecture)."""
+"""Business rules: plain functions that views, CLI commands and jobs share (see README, Layout)."""

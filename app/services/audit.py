@@ -14,17 +14,24 @@ connection carrying `APPEND_ONLY_BYPASS`, which only the tests' table emptying u
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 import uuid
-from datetime import date, datetime
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
+from flask_babel import gettext as _
 
 from app.extensions import db
 from app.models import AuditEntry, Event, utcnow
+from app.services.errors import InvalidRequest
+from app.services.querying import contains, starts_with
 
 SYSTEM_LABEL = "system"
 # Execution option that lets one connection rewrite audit_log: emptying the test database only.
@@ -73,7 +80,7 @@ def record(
         subject_type=subject_type_of(subject),
         subject_id=getattr(subject, "id", None),
         event_id=event_id if event_id is not None else _event_id_of(subject),
-        data=_jsonable(data or {}),
+        data=jsonable(data or {}),
     )
     db.session.add(entry)
     return entry
@@ -104,7 +111,7 @@ def _plain(value):
     raise TypeError(f"audit data cannot hold {type(value).__name__}")
 
 
-def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
+def jsonable(data):
     """The details as plain JSON (Decimal as a string, datetimes in ISO form), checked now."""
     return json.loads(json.dumps(data, default=_plain))
 
@@ -131,3 +138,103 @@ def register(_app=None) -> None:
             sa.event.listen(AuditEntry, event_name, _refuse_orm_change)
     if not sa.event.contains(sa.engine.Engine, "before_cursor_execute", _refuse_rewrite):
         sa.event.listen(sa.engine.Engine, "before_cursor_execute", _refuse_rewrite)
+
+
+# --- reading --------------------------------------------------------------------------------------
+
+
+@dataclass
+class AuditFilters:
+    """What the admin narrows the trail to; empty fields do not filter."""
+
+    action: str = ""  # a prefix: "order." or "order.refunded"
+    actor: str = ""  # part of the actor's label: an email, "job:", "system"
+    event_id: int | None = None
+    since: date | None = None  # from this day on (UTC)
+    until: date | None = None  # up to and including this day (UTC)
+
+
+def parse_day(text: str | None) -> date | None:
+    """A YYYY-MM-DD day, None when blank; InvalidRequest otherwise."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise InvalidRequest(_("%(text)s is not a date: use YYYY-MM-DD.", text=repr(text[:20]))) from None
+
+
+def entries_query(filters: AuditFilters) -> sa.Select:
+    """The trail's lines that match, newest first."""
+    query = sa.select(AuditEntry).order_by(AuditEntry.created_at.desc(), AuditEntry.id.desc())
+    if filters.action.strip():
+        query = query.where(starts_with(AuditEntry.action, filters.action.strip().lower()))
+    if filters.actor.strip():
+        query = query.where(contains(AuditEntry.actor_label, filters.actor.strip()))
+    if filters.event_id is not None:
+        query = query.where(AuditEntry.event_id == filters.event_id)
+    if filters.since is not None:
+        query = query.where(AuditEntry.created_at >= datetime.combine(filters.since, time.min))
+    if filters.until is not None:
+        query = query.where(AuditEntry.created_at < datetime.combine(filters.until + timedelta(days=1), time.min))
+    return query
+
+
+CSV_HEADER = [
+    "id",
+    "created_at_utc",
+    "actor_id",
+    "actor",
+    "action",
+    "subject_type",
+    "subject_id",
+    "event_id",
+    "data",
+]
+# A spreadsheet would run a cell starting with one of these as a formula (CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+CSV_BATCH = 500
+
+
+def _csv_cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    text = (
+        value
+        if isinstance(value, str)
+        else json.dumps(value, sort_keys=True)
+        if isinstance(value, dict)
+        else str(value)
+    )
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def entries_csv(filters: AuditFilters) -> Iterator[str]:
+    """The matching lines as CSV text, header first, read and written in batches (times in UTC)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(CSV_HEADER)
+    query = entries_query(filters).execution_options(yield_per=CSV_BATCH)
+    for count, entry in enumerate(db.session.scalars(query), start=1):
+        writer.writerow(
+            _csv_cell(value)
+            for value in (
+                entry.id,
+                entry.created_at,
+                entry.actor_id,
+                entry.actor_label,
+                entry.action,
+                entry.subject_type,
+                entry.subject_id,
+                entry.event_id,
+                entry.data,
+            )
+        )
+        if count % CSV_BATCH == 0:
+            yield out.getvalue()
+            out.seek(0)
+            out.truncate()
+    yield out.getvalue()

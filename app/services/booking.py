@@ -26,20 +26,19 @@ from app.models import (
     EventStatus,
     Order,
     OrderStatus,
-    Payment,
-    PaymentKind,
-    PaymentResult,
     PaymentStatus,
     Seat,
     SeatStatus,
     User,
     utcnow,
 )
-from app.services import locking, mail, seat_changes, seatmap, states, tickets, waitlist
-from app.services.errors import DomainError, InvalidRequest, NotFound
+from app.services import audit, locking, mail, orders, payments, seat_changes, seatmap, states, tickets, waitlist
+from app.services.errors import DomainError, HoldExpired, InvalidRequest, OrderNotFound, OrderNotPending
 from app.services.transactions import SeatsBusy, run_unit_of_work
 
-__all__ = ["SeatsBusy"]  # re-exported: callers catch booking.SeatsBusy
+__all__ = ["HoldExpired", "OrderNotPending", "SeatsBusy"]  # re-exported: callers catch booking.<Error>
+
+PAYMENT_NEVER_COMPLETED = orders.PAYMENT_NEVER_COMPLETED
 
 
 class SeatUnavailable(DomainError):
@@ -76,24 +75,6 @@ class CheckoutAlreadyOpen(DomainError):
     code = "checkout_open"
 
 
-class HoldExpired(DomainError):
-    """Your hold has expired and the seats were released. Nothing was charged."""
-
-    code = "hold_expired"
-
-
-class OrderNotFound(NotFound):
-    """No such booking."""
-
-    code = "order_not_found"
-
-
-class OrderNotPending(DomainError):
-    """This booking is no longer waiting for payment."""
-
-    code = "order_not_pending"
-
-
 class PaymentUnsettled(DomainError):
     """The buyer's card payment for this order is unanswered by the provider: cancel the whole order, or wait."""
 
@@ -105,9 +86,6 @@ class CancelSummary:
     orders: int = 0
     refunded: int = 0
     amount_refunded: Decimal = Decimal("0.00")
-
-
-PAYMENT_NEVER_COMPLETED = "The payment was not completed before the hold expired."
 
 
 # --- reading ---------------------------------------------------------------------------------
@@ -206,7 +184,7 @@ def hold(user: User, event: Event, seat_ids, *, now: datetime | None = None) -> 
             if stale.status == OrderStatus.PENDING:
                 if not stale.hold_has_expired(moment):
                     raise CheckoutAlreadyOpen(order_reference=stale.reference)
-                _close_pending(stale, OrderStatus.EXPIRED, moment)
+                orders.close_pending(stale, OrderStatus.EXPIRED, moment)
 
         seats = [locked[seat_id][0] for seat_id in ids if seat_id in locked]
         if len(seats) != len(ids) or any(seat.event_id != event_id for seat in seats):
@@ -320,10 +298,7 @@ def _claim_seats(event_id: int, ids, now: datetime, expires_at: datetime) -> Non
         sa.update(Seat)
         .where(
             Seat.id.in_(ids),
-            sa.or_(
-                Seat.status == SeatStatus.AVAILABLE,
-                sa.and_(Seat.status == SeatStatus.RESERVED, Seat.reservation_expires_at <= now),
-            ),
+            Seat.is_free(now),
             on_sale,
         )
         .values(status=SeatStatus.RESERVED, reservation_expires_at=expires_at, updated_at=now)
@@ -348,76 +323,6 @@ def _expire_stale_bookings(seat_ids) -> None:
 # --- closing orders --------------------------------------------------------------------------
 
 
-def move_seats(seat_ids, new: str, now: datetime, *, only_unclaimed: bool = False) -> int:
-    """Move seats to `new` with one conditional UPDATE that only matches legal source states.
-
-    With only_unclaimed, a seat that some live booking still holds is left alone: the caller has
-    already closed its own bookings, so such a booking is another buyer's (it took over an expired
-    hold). This guard holds even where rows cannot be locked (SQLite).
-    """
-    if not seat_ids:
-        return 0
-    conditions = [Seat.id.in_(list(seat_ids)), Seat.status.in_(states.sources(states.SEAT_TRANSITIONS, new))]
-    if only_unclaimed:
-        db.session.flush()
-        conditions.append(~sa.exists().where(Booking.live_seat_id == Seat.id))
-    values = {"status": new, "updated_at": now}
-    if new != SeatStatus.RESERVED:
-        values["reservation_expires_at"] = None
-    result = db.session.execute(
-        sa.update(Seat).where(*conditions).values(**values).execution_options(synchronize_session=False)
-    )
-    return result.rowcount
-
-
-def _free_seats(seat_ids, now: datetime) -> None:
-    move_seats(seat_ids, SeatStatus.AVAILABLE, now, only_unclaimed=True)
-
-
-def _open_charge(order: Order) -> Payment | None:
-    """The charge still waiting for the buyer (a wallet payment not yet approved), if any."""
-    return next((p for p in order.payments if p.kind == PaymentKind.CHARGE and p.result == PaymentResult.PENDING), None)
-
-
-def _end_open_charge(charge: Payment, now: datetime, reason: str) -> None:
-    """A payment the order closed under can no longer complete: record it as ended, and why."""
-    charge.result = PaymentResult.ERROR
-    charge.failure_reason = reason[:255]
-    charge.completed_at = now
-
-
-def _close_pending(order: Order, status: str, now: datetime, reason: str | None = None) -> None:
-    """Close a pending order as expired, failed or cancelled, freeing the seats it still holds and
-    ending the payment still waiting for the buyer, whichever way the order closes."""
-    open_charge = _open_charge(order)
-    if open_charge is not None and status == OrderStatus.EXPIRED:
-        # The buyer began paying and did not finish before the hold ran out: that payment failed.
-        status, reason = OrderStatus.FAILED, PAYMENT_NEVER_COMPLETED
-    holding = [b.seat_id for b in order.bookings if b.status == BookingStatus.PENDING]
-    payment_status = PaymentStatus.FAILED if status == OrderStatus.FAILED else None
-    states.check(states.ORDER_TRANSITIONS, order.status, status, "order")
-    for booking in order.bookings:
-        if booking.status == BookingStatus.PENDING:
-            booking.status = status
-            if payment_status:
-                booking.payment_status = payment_status
-    order.status = status
-    if payment_status:
-        states.move(order, "payment_status", states.PAYMENT_TRANSITIONS, payment_status, "payment")
-    if reason:
-        order.failure_reason = reason[:255]
-    if open_charge is not None:
-        _end_open_charge(open_charge, now, reason or PAYMENT_NEVER_COMPLETED)
-    _free_seats(holding, now)
-    seat_changes.mark_changed(order.event_id, holding)
-    waitlist.seats_freed(order.event_id, holding, now, closed_order=order)
-
-
-def close_expired(order: Order, now: datetime) -> None:
-    """Close a pending order whose hold ran out (inside the caller's unit of work, order locked)."""
-    _close_pending(order, OrderStatus.EXPIRED, now)
-
-
 def release(order: Order, *, user: User, now: datetime | None = None) -> Order:
     """The buyer gives up a hold before paying: the seats are free again at once."""
     if order.user_id != user.id:
@@ -430,9 +335,9 @@ def release(order: Order, *, user: User, now: datetime | None = None) -> Order:
         if locked.status != OrderStatus.PENDING:
             raise OrderNotPending(f"This booking is already {locked.status}.")
         if locked.hold_has_expired(moment):
-            close_expired(locked, moment)
+            orders.close_expired(locked, moment)
         else:
-            _close_pending(locked, OrderStatus.CANCELLED, moment, reason="Released by the buyer.")
+            orders.close_pending(locked, OrderStatus.CANCELLED, moment, reason="Released by the buyer.")
         return locked
 
     return run_unit_of_work(work)
@@ -448,7 +353,7 @@ def expire_if_due(order: Order, now: datetime | None = None) -> Order:
     def work():
         locked = locking.lock_order_with_seats(order_id)
         if locked.hold_has_expired(moment):
-            close_expired(locked, moment)
+            orders.close_expired(locked, moment)
         return locked
 
     return run_unit_of_work(work)
@@ -479,18 +384,10 @@ def release_expired(now: datetime | None = None, *, batch_size: int = 200) -> in
 def _close_expired_batch(order_ids, now: datetime) -> int:
     seat_ids = db.session.scalars(sa.select(Booking.seat_id).where(Booking.order_id.in_(order_ids))).all()
     locking.lock_seats(seat_ids)
-    orders = db.session.scalars(
-        sa.select(Order)
-        .where(Order.id.in_(order_ids))
-        .order_by(Order.id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-        .options(so.selectinload(Order.bookings), so.selectinload(Order.payments))
-    ).all()
     closed = 0
-    for order in orders:
+    for order in locking.lock_orders(Order.id.in_(order_ids)):
         if order.hold_has_expired(now):
-            close_expired(order, now)
+            orders.close_expired(order, now)
             closed += 1
     return closed
 
@@ -500,10 +397,8 @@ def _close_expired_batch(order_ids, now: datetime) -> int:
 
 def _cancel_locked_order(order: Order, now: datetime, reason: str) -> Decimal:
     """Cancel a locked live order, refunding what was paid; returns the amount refunded."""
-    from app.services import payments
-
     if order.status == OrderStatus.PENDING:
-        _close_pending(order, OrderStatus.CANCELLED, now, reason=reason)
+        orders.close_pending(order, OrderStatus.CANCELLED, now, reason=reason)
         return Decimal("0.00")
     if order.status != OrderStatus.CONFIRMED:
         raise OrderNotPending(f"This order is already {order.status}.")
@@ -511,37 +406,45 @@ def _cancel_locked_order(order: Order, now: datetime, reason: str) -> Decimal:
     refunded = Decimal("0.00")
     if order.payment_status == PaymentStatus.PAID:
         refunded = payments.refund(order, now=now).amount
-    for booking in live:
-        booking.status = BookingStatus.CANCELLED
     tickets.revoke_for_order(order, reason, now)
-    states.move(order, "status", states.ORDER_TRANSITIONS, OrderStatus.CANCELLED, "order")
-    order.failure_reason = reason[:255]
-    seat_ids = [b.seat_id for b in live]
-    _free_seats(seat_ids, now)
-    seat_changes.mark_changed(order.event_id, seat_ids)
+    orders.change_state(order, OrderStatus.CANCELLED, now, bookings=live, reason=reason)
     mail.enqueue_seats_cancelled(order, live, refunded=refunded, now=now)
-    waitlist.seats_freed(order.event_id, seat_ids, now)
     return refunded
 
 
-def cancel_order(order: Order, *, now: datetime | None = None, reason: str = "Cancelled by the organiser.") -> Order:
+def cancel_order(
+    order: Order,
+    *,
+    now: datetime | None = None,
+    reason: str = "Cancelled by the organiser.",
+    actor=None,
+    actor_label: str | None = None,
+) -> Order:
     """Admin: cancel a live order, refund it in full if paid, and free its seats."""
     order_id = order.id
 
     def work():
+        moment = now or utcnow()
         locked = locking.lock_order_with_seats(order_id)
-        _cancel_locked_order(locked, now or utcnow(), reason)
+        was = locked.status
+        refunded = _cancel_locked_order(locked, moment, reason)
+        audit.record(
+            "order.cancelled",
+            actor=actor,
+            actor_label=actor_label,
+            subject=locked,
+            data={"reference": locked.reference, "was": was, "reason": reason, "refunded": refunded},
+            now=moment,
+        )
         return locked
 
     return run_unit_of_work(work)
 
 
 def cancel_booking(
-    booking: Booking, *, now: datetime | None = None, reason: str = "Cancelled by the organiser."
+    booking: Booking, *, now: datetime | None = None, reason: str = "Cancelled by the organiser.", actor=None
 ) -> Booking:
     """Admin: cancel one seat of an order, refund that seat if it was paid, and free the seat."""
-    from app.services import payments
-
     booking_id, order_id, seat_id = booking.id, booking.order_id, booking.seat_id
 
     def work():
@@ -552,8 +455,22 @@ def cancel_booking(
         if target.status not in OrderStatus.LIVE:
             raise OrderNotPending(f"This booking is already {target.status}.")
         others_live = [b for b in order.bookings if b.id != booking_id and b.status in OrderStatus.LIVE]
+        audit.record(
+            "booking.cancelled",
+            actor=actor,
+            subject=target,
+            data={"reference": order.reference, "seat": target.seat.label, "was": target.status, "reason": reason},
+            now=moment,
+        )
         if not others_live:
-            _cancel_locked_order(order, moment, reason)
+            refunded = _cancel_locked_order(order, moment, reason)
+            audit.record(
+                "order.cancelled",
+                actor=actor,
+                subject=order,
+                data={"reference": order.reference, "reason": reason, "refunded": refunded, "last_seat": True},
+                now=moment,
+            )
             return target
         if order.status == OrderStatus.PENDING and any(payments.is_unanswered(p) for p in order.payments):
             raise PaymentUnsettled(
@@ -564,18 +481,28 @@ def cancel_booking(
             )
         if target.status == BookingStatus.CONFIRMED and target.payment_status == PaymentStatus.PAID:
             payments.refund(order, now=moment, booking=target)
-        states.check(states.BOOKING_TRANSITIONS, target.status, BookingStatus.CANCELLED, "booking")
-        target.status = BookingStatus.CANCELLED
         tickets.revoke(target, reason, moment)
+        orders.change_state(order, BookingStatus.CANCELLED, moment, bookings=[target], whole_order=False)
         if order.status == OrderStatus.PENDING:
             order.total_amount -= target.total_amount
-        _free_seats([seat_id], moment)
-        seat_changes.mark_changed(order.event_id, [seat_id])
         mail.enqueue_seats_cancelled(order, [target], now=moment)
-        waitlist.seats_freed(order.event_id, [seat_id], moment)
         return target
 
     return run_unit_of_work(work)
+
+
+def cancel_pending_orders_of_event(event_id: int, now: datetime, reason: str) -> list[Order]:
+    """Close every pending order of the event as cancelled, freeing its holds.
+
+    Inside the caller's unit of work, with the event row already locked (so no new hold starts):
+    locks the held seats in ascending id, then the orders, and re-checks each one under its lock.
+    """
+    held = sa.select(Booking.seat_id).join(Order, Order.id == Booking.order_id)
+    locking.lock_seats(db.session.scalars(held.where(Order.event_id == event_id, Order.status == OrderStatus.PENDING)))
+    pending = locking.lock_orders(Order.event_id == event_id, Order.status == OrderStatus.PENDING)
+    for order in pending:
+        orders.close_pending(order, OrderStatus.CANCELLED, now, reason=reason)
+    return pending
 
 
 def cancel_event(event: Event, *, now: datetime | None = None) -> CancelSummary:
@@ -591,9 +518,8 @@ def cancel_event(event: Event, *, now: datetime | None = None) -> CancelSummary:
         locked_event.cancelled_at = moment
         seat_changes.mark_changed(event_id, [])
         locking.lock_event_seats(event_id)
-        orders = locking.lock_orders(Order.event_id == event_id, Order.status.in_(OrderStatus.LIVE))
         summary = CancelSummary()
-        for order in orders:
+        for order in locking.lock_orders(Order.event_id == event_id, Order.status.in_(OrderStatus.LIVE)):
             amount = _cancel_locked_order(order, moment, "The event was cancelled.")
             summary.orders += 1
             if amount:

@@ -17,7 +17,7 @@ from flask import current_app
 
 from app.extensions import db
 from app.models import Event, EventStatus, PriceCategory, Seat, SeatStatus, row_label, utcnow
-from app.services import locking, seat_changes
+from app.services import audit, locking, seat_changes
 from app.services.errors import DomainError, IllegalTransition, InvalidRequest, NotFound
 from app.services.querying import contains
 from app.services.transactions import run_unit_of_work
@@ -222,17 +222,44 @@ def create_event(
     description: str = "",
     venue: str = "",
     status: str = EventStatus.DRAFT,
+    actor=None,
 ) -> Event:
     """Create an event with its price categories and seat map, in one transaction (committed)."""
     details = EventDetails(name, date, rows, columns, categories, description, venue)
-    event = Event(status=status)
-    _apply_details(event, details)
-    _replace_categories(event, categories)
-    db.session.add(event)
-    db.session.flush()
-    generate_seats(event)
-    db.session.commit()
-    return event
+
+    def work():
+        event = Event(status=status)
+        _apply_details(event, details)
+        _replace_categories(event, categories)
+        db.session.add(event)
+        db.session.flush()
+        generate_seats(event)
+        audit.record("event.created", actor=actor, subject=event, data=_audited_details(event))
+        return event
+
+    return run_unit_of_work(work)
+
+
+def _audited_details(event: Event) -> dict:
+    """What the audit trail keeps of an event's details (to compare before and after a change)."""
+    return {
+        "name": event.name,
+        "date": event.date,
+        "venue": event.venue,
+        "description": event.description,
+        "rows": event.rows,
+        "columns": event.columns,
+        "categories": [
+            [category.name, str(category.price), category.first_row, category.last_row]
+            for category in event.price_categories
+        ],
+    }
+
+
+def _changes(before: dict, after: dict) -> dict:
+    return {
+        key: [before[key], after[key]] for key in after if audit.jsonable(before[key]) != audit.jsonable(after[key])
+    }
 
 
 def _apply_details(event: Event, details: EventDetails) -> None:
@@ -316,10 +343,7 @@ def count_seats(event: Event) -> int:
 
 def _taken(now: datetime):
     """SQL condition: the seat is booked, or reserved by a hold that has not run out."""
-    return sa.or_(
-        Seat.status == SeatStatus.BOOKED,
-        sa.and_(Seat.status == SeatStatus.RESERVED, Seat.reservation_expires_at > now),
-    )
+    return sa.or_(Seat.status == SeatStatus.BOOKED, Seat.is_held(now))
 
 
 def _labels_text(labels: list[str]) -> str:
@@ -397,7 +421,7 @@ def _set_category(event: Event, category: PriceCategory, rows_condition) -> None
     )
 
 
-def update_event(event: Event, details: EventDetails, *, now: datetime | None = None) -> Event:
+def update_event(event: Event, details: EventDetails, *, now: datetime | None = None, actor=None) -> Event:
     """Save the admin's changes (committed): a new size regenerates the seat map, new categories re-price seats.
 
     Both are refused (SeatsTaken, nothing changed) when they would touch a seat that is held or booked.
@@ -416,9 +440,13 @@ def update_event(event: Event, details: EventDetails, *, now: datetime | None = 
             _refuse_price_changes(locked, seats, details.categories, moment)
         if resized:
             _retire_seats(locked, moment)
+        before = _audited_details(locked)
         _apply_details(locked, details)
         _replace_categories(locked, details.categories)
         db.session.flush()
+        audit.record(
+            "event.updated", actor=actor, subject=locked, data={"changes": _changes(before, _audited_details(locked))}
+        )
         if resized:
             generate_seats(locked)
         else:
@@ -433,7 +461,7 @@ def update_event(event: Event, details: EventDetails, *, now: datetime | None = 
 # --- life cycle ------------------------------------------------------------------------------
 
 
-def publish_event(event: Event, now: datetime | None = None) -> None:
+def publish_event(event: Event, now: datetime | None = None, *, actor=None) -> None:
     """Put a draft on sale: it needs a seat map and a date in the future (committed)."""
     event_id = event.id
 
@@ -450,12 +478,13 @@ def publish_event(event: Event, now: datetime | None = None) -> None:
         if count_seats(locked) == 0:
             raise EventNotPublishable("The event has no seat map yet.")
         locked.status = EventStatus.PUBLISHED
+        audit.record("event.published", actor=actor, subject=locked, now=moment)
         seat_changes.mark_changed(event_id, [])
 
     run_unit_of_work(work)
 
 
-def delete_event(event: Event, *, now: datetime | None = None) -> None:
+def delete_event(event: Event, *, now: datetime | None = None, actor=None) -> None:
     """Soft-delete an event nobody holds or has booked a seat of (committed); its history stays."""
     event_id = event.id
 
@@ -469,6 +498,7 @@ def delete_event(event: Event, *, now: datetime | None = None) -> None:
                 "(that refunds its buyers), then delete it."
             )
         locked.soft_delete(moment)
+        audit.record("event.deleted", actor=actor, subject=locked, data={"name": locked.name}, now=moment)
         seat_changes.mark_changed(event_id, [])
 
     run_unit_of_work(work)

@@ -6,6 +6,7 @@ Lock order, everywhere:
     2. seats               in ascending id
     3. orders              in ascending id
     4. bookings            (only through their order: no helper locks a booking row alone)
+    5. tickets             (tickets.revoke*, after the order and its bookings)
 
 A unit of work may skip a level but never go back up one: one that holds an order lock must not
 then lock a seat. Payment rows are written only with their order locked, so they need no lock of

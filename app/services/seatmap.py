@@ -12,7 +12,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from app.extensions import db, redis_call
-from app.models import Event, PriceCategory, Seat, SeatStatus, utcnow
+from app.models import Event, PriceCategory, Seat, SeatStatus, seat_state, utcnow
 
 STATE_CODES = {SeatStatus.AVAILABLE: "a", SeatStatus.RESERVED: "r", SeatStatus.BOOKED: "b"}
 
@@ -20,9 +20,9 @@ STATE_CODES = {SeatStatus.AVAILABLE: "a", SeatStatus.RESERVED: "r", SeatStatus.B
 def state_code(status: str, reservation_expires_at: datetime | None, now: datetime, list_waits: bool = False) -> str:
     """'a', 'r' or 'b'; a hold that has run out reads as available, unless the event's waiting
     list has the first claim on it (then it stays held until the list's offer step decides)."""
-    if status == SeatStatus.RESERVED and reservation_expires_at is not None and reservation_expires_at <= now:
-        return "r" if list_waits else "a"
-    return STATE_CODES[status]
+    if list_waits and _hold_ran_out(status, reservation_expires_at, now):
+        return STATE_CODES[SeatStatus.RESERVED]
+    return STATE_CODES[seat_state(status, reservation_expires_at, now)]
 
 
 def _hold_ran_out(status: str, expires: datetime | None, now: datetime) -> bool:

@@ -38,14 +38,10 @@ class SeatsBusy(DomainError):
 class CommitOutcomeUnknown(DomainError):
     code = "commit_outcome_unknown"
     status = 503
-
-    def __init__(self, message=None, **details):
-        super().__init__(
-            message
-            or "We lost contact with the database while saving, so we cannot tell whether your change was saved. "
-            "Reload the page to check before trying again.",
-            **details,
-        )
+    default_message = (
+        "We lost contact with the database while saving, so we cannot tell whether your change was saved. "
+        "Reload the page to check before trying again."
+    )
 
 
 MYSQL_CONNECTION_LOST = (2006, 2013, 1927)  # server gone away, lost during query, killed

@@ -414,7 +414,7 @@ def end_offer(entry: WaitlistEntry, *, actor: User | None = None, now: datetime 
 def _close_offer(
     entry: WaitlistEntry, status: str, reason: str, now: datetime | None, *, actor: User | None = None
 ) -> WaitlistEntry:
-    from app.services import booking
+    from app.services import orders  # orders calls this module on every freeing step
 
     entry_id, order_id = entry.id, entry.offer_order_id
 
@@ -429,7 +429,7 @@ def _close_offer(
         # Marked first, so that closing the order (which offers its seats on) ends no other state.
         locked.status = status
         locked.ended_at = moment
-        booking._close_pending(order, OrderStatus.CANCELLED, moment, reason=reason)
+        orders.close_pending(order, OrderStatus.CANCELLED, moment, reason=reason)
         if actor is not None:
             audit.record(
                 "waitlist.offer_ended", actor=actor, subject=locked, data={"order": order.reference}, now=moment
@@ -490,9 +490,9 @@ def offer_expired_seats(event_id: int, seats, now: datetime) -> bool:
     expired = [seat.id for seat in seats if seat.hold_has_expired(now)]
     if not expired or not events_with_waiting([event_id]):
         return False
-    from app.services import booking
+    from app.services import orders
 
-    booking.move_seats(expired, SeatStatus.AVAILABLE, now, only_unclaimed=True)
+    orders.move_seats(expired, SeatStatus.AVAILABLE, now, only_unclaimed=True)
     seat_changes.mark_changed(event_id, expired)
     return bool(offer_freed_seats(event_id, expired, now))
 

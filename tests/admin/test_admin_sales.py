@@ -8,7 +8,9 @@ from datetime import timedelta
 from decimal import Decimal
 
 import sqlalchemy as sa
+from rq import SimpleWorker
 
+from app import jobs
 from app.models import Order, Payment, Seat, utcnow
 from app.services import booking, events, payments, reports
 from app.services.events import CategorySpec
@@ -190,7 +192,7 @@ def test_cancel_event_asks_first(client, admin, factory, db_session):
     assert event.status == "published"
 
 
-def test_cancel_event_releases_holds_cancels_and_refunds_bookings(client, admin, factory, db_session):
+def test_cancel_event_releases_holds_cancels_and_refunds_bookings(client, admin, factory, db_session, redis_client):
     event = factory.event()
     ids = seat_ids(event)
     paid_a = paid_order(factory.user(), event, ids[:2])
@@ -200,7 +202,11 @@ def test_cancel_event_releases_holds_cancels_and_refunds_bookings(client, admin,
     response = post_form(client, f"/admin/events/{event.id}/cancel")
     assert response.status_code == 302
     page = text(client.get(response.headers["Location"]))
-    assert "3 order(s) cancelled, 2 refunded (€75.00)" in page
+    assert "2 order(s) are being cancelled and refunded in the background" in page
+    # The paid orders are cancelled by a job, one unit of work each (tests/audit/test_cancellation_jobs.py).
+    SimpleWorker([jobs.queue(redis_client)], connection=redis_client).work(burst=True)
+    page = text(client.get(response.headers["Location"]))
+    assert "Cancelling 2 order(s)" in page and "€75.00" in page and "Finished." in page
 
     db_session.expire_all()
     assert event.status == "cancelled" and event.cancelled_at is not None

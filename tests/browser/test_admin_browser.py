@@ -4,7 +4,9 @@ from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
+from rq import SimpleWorker
 
+from app import jobs
 from app.models import Event
 from tests.admin_support import paid_order, seat_ids
 from tests.support import PASSWORD
@@ -25,7 +27,7 @@ def visible_lines(page):
     return [index for index in range(lines.count()) if lines.nth(index).is_visible()]
 
 
-def test_admin_creates_publishes_and_cancels_an_event(page, factory, db_session):
+def test_admin_creates_publishes_and_cancels_an_event(page, factory, db_session, redis_client):
     from playwright.sync_api import expect
 
     log_in(page, factory.admin())
@@ -79,8 +81,14 @@ def test_admin_creates_publishes_and_cancels_an_event(page, factory, db_session)
     expect(page.locator("h1")).to_contain_text("Cancel “Browser Gala”?")
     with page.expect_navigation():
         page.click("button:has-text('Cancel the event and refund')")
-    expect(page.locator(".flash-success")).to_contain_text("1 order(s) cancelled, 1 refunded (€160.00)")
+    expect(page.locator(".flash-success")).to_contain_text("1 order(s) are being cancelled and refunded")
     expect(page.locator(".page-head .badge")).to_have_text("cancelled")
+    # The page polls the run while the job works, and shows the outcome once it has finished.
+    progress = page.locator("[x-data=cancellationProgress]")
+    expect(progress).to_contain_text("Waiting for a worker")
+    SimpleWorker([jobs.queue(redis_client)], connection=redis_client).work(burst=True)
+    expect(progress).to_contain_text("Finished.")
+    expect(progress).to_contain_text("1 of 1 orders done · €160.00 refunded")
     page.goto(page.base + "/admin/payments?status=refunded")
     expect(page.locator("main")).to_contain_text("Browser Gala")
     expect(page.locator("main")).to_contain_text("refunded")

@@ -301,13 +301,13 @@ def test_event_cancel_retried_after_a_refund_timeout_refunds_each_order_once(fac
 WORKER_THAT_DIES = """
 import os
 from app import create_app
-from app.services import booking
+from app.services import booking, orders
 app = create_app()
-original = booking.close_expired
+original = orders.close_expired
 def close_then_die(order, now):
     original(order, now)   # the first order is half-way closed inside the open transaction...
     os._exit(137)          # ...when the worker is killed
-booking.close_expired = close_then_die
+orders.close_expired = close_then_die
 with app.app_context():
     booking.release_expired()
 """

@@ -115,6 +115,16 @@ EXPECTED = {
     ("admin.user_edit", "POST"): admin_action(redirect("/admin/users", changes=True)),
     ("admin.user_delete", "GET"): ADMIN_PAGE,
     ("admin.user_delete", "POST"): admin_action(redirect("/admin/users/{user_id}/edit")),  # refused: the owner ordered
+    # refused: the order is not confirmed (mail's route, merged without a rule)
+    ("admin.order_resend_confirmation", "POST"): admin_action(redirect("/admin/orders/{reference}")),
+    ("admin.audit_log", "GET"): ADMIN_PAGE,
+    ("admin.audit_csv", "GET"): ADMIN_PAGE,
+    ("admin.cancellation", "GET"): admin_action(NOT_FOUND),  # no such run in this world
+    ("admin.cancellation_progress", "GET"): admin_action(NOT_FOUND),
+    ("admin.cancellation_retry", "POST"): admin_action(NOT_FOUND),
+    # refused: the event is not cancelled
+    ("admin.event_cancel_retry", "POST"): admin_action(redirect("/admin/events/{event_id}")),
+    ("admin.orders_cancel", "POST"): admin_action(redirect("/admin/bookings")),  # refused: nothing selected
 }
 
 
@@ -160,6 +170,7 @@ class World:
             "booking_id": order.bookings[0].id,
             "user_id": self.users["owner"].id,
             "filename": "css/app.css",
+            "run_id": "0123456789abcdef",
         }
         self.free_seat_id = ids[1]
         self.client = app.test_client()

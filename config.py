@@ -50,6 +50,10 @@ class Config:
     # ones (admin forms, a hold of MAX_SEATS_PER_ORDER ids) are a few kilobytes.
     MAX_CONTENT_LENGTH = _int("MAX_CONTENT_LENGTH", 1024 * 1024)
     SSE_HEARTBEAT_SECONDS = _int("SSE_HEARTBEAT_SECONDS", 15)
+    # A new event's venue time zone (IANA name) and currency (ISO 4217) until the admin picks
+    # others. UTC, because that is how events were entered and shown before events had a zone.
+    DEFAULT_TIMEZONE = os.environ.get("DEFAULT_TIMEZONE", "UTC")
+    DEFAULT_CURRENCY = os.environ.get("DEFAULT_CURRENCY", "EUR")
 
     # How many reverse proxies (nginx: 1) stand in front and append the client to X-Forwarded-For.
     # 0 trusts no forwarding header: per-IP limits then count the peer's own address.

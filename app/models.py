@@ -127,6 +127,10 @@ class Event(TimestampMixin, SoftDeleteMixin, db.Model):
     # Set by the scheduled job once the event's date has passed; selling also stops by the date alone.
     sales_ended_at: so.Mapped[datetime | None] = so.mapped_column(default=None)
     cancelled_at: so.Mapped[datetime | None] = so.mapped_column(default=None)
+    # Where the event happens: `date` stays UTC, the venue's zone is how admins enter it and
+    # buyers read it. Prices are in `currency` (ISO 4217), exact to its minor units.
+    timezone: so.Mapped[str] = so.mapped_column(sa.String(64), default="UTC", server_default="UTC")
+    currency: so.Mapped[str] = so.mapped_column(sa.String(3), default="EUR", server_default="EUR")
 
     price_categories: so.Mapped[list[PriceCategory]] = so.relationship(
         back_populates="event", order_by="PriceCategory.position", cascade="all, delete-orphan"

@@ -82,7 +82,7 @@ def order_cancel(reference):
         lines=[
             f"{order.user.email} loses all {len(order.bookings)} seat(s) of this order for “{order.event.name}”; "
             "the seats become free.",
-            f"It is refunded in full ({money(order.total_amount - order.refunded_amount)})."
+            f"It is refunded in full ({money(order.total_amount - order.refunded_amount, order.event.currency)})."
             if order.payment_status == "paid"
             else "Nothing was paid, so nothing is refunded.",
         ],
@@ -115,7 +115,7 @@ def booking_cancel(booking_id):
         title=f"Cancel seat {booking.seat.label} of {reference}?",
         lines=[
             f"{booking.user.email} loses seat {booking.seat.label} for “{booking.event.name}”; the seat becomes free.",
-            f"The seat's {money(booking.total_amount)} is refunded."
+            f"The seat's {money(booking.total_amount, booking.event.currency)} is refunded."
             if paid
             else "Nothing was paid for it, so nothing is refunded.",
         ],
@@ -129,4 +129,4 @@ def reason_of(form: CancelForm) -> dict:
 
 
 def refund_note(order) -> str:
-    return f" and {money(order.refunded_amount)} refunded" if order.refunded_amount else ""
+    return f" and {money(order.refunded_amount, order.event.currency)} refunded" if order.refunded_amount else ""

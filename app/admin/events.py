@@ -65,7 +65,7 @@ def event_edit(event_id):
     if event.status == EventStatus.CANCELLED:
         flash("A cancelled event can no longer be edited.", "error")
         return redirect(url_for("admin.event_detail", event_id=event.id))
-    form = EventForm(data=event_form_data(event), original_date=event.date)
+    form = EventForm(data=event_form_data(event), original_date=event.date, original_timezone=event.timezone)
     if form.validate_on_submit():
         try:
             events.update_event(event, form.details(), actor=current_user)
@@ -78,7 +78,8 @@ def event_edit(event_id):
 
 
 def render_event_form(form: EventForm, event):
-    status = 400 if form.errors or form.category_errors else 200
+    # A form shown again after a POST was refused (some errors sit in category lines or the date).
+    status = 400 if request.method == "POST" else 200
     return render_template("admin/event_form.html", form=form, event=event, category_lines=CATEGORY_LINES), status
 
 
@@ -94,6 +95,7 @@ def event_detail(event_id):
         now=now,
         status=events.display_status(event, now),
         seat_map=reports.seat_map(event, now),
+        categories={category.id: category for category in event.price_categories},
         sales=reports.sales_by_event([event], now)[0],
         latest_orders=reports.latest_orders(10, event_id=event.id),
         form=ConfirmForm(),
@@ -159,7 +161,7 @@ def event_cancel(event_id):
         lines=[
             "Buyers can no longer book it, every hold is released and every booking is cancelled.",
             f"{affected['orders']} live order(s) will be cancelled; {affected['paid']} paid order(s) will be "
-            f"refunded in full ({money(affected['amount'])}).",
+            f"refunded in full ({money(affected['amount'], event.currency)}).",
             "This cannot be undone.",
         ],
         submit_label="Cancel the event and refund",

@@ -1,5 +1,7 @@
 """Admin forms. The rules themselves live in the services; validators here ask them."""
 
+from flask import current_app
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
@@ -10,6 +12,7 @@ from wtforms import (
     FormField,
     IntegerField,
     PasswordField,
+    SelectField,
     StringField,
     SubmitField,
     TextAreaField,
@@ -19,7 +22,7 @@ from wtforms.validators import DataRequired, Email, InputRequired, Length, Optio
 
 from app.auth.forms import MIN_PASSWORD_LENGTH
 from app.models import Event, row_label
-from app.services import accounts, events
+from app.services import accounts, currencies, events, zones
 from app.services.errors import InvalidRequest
 
 # Category lines the form always has: enough for any real venue, and the page works without JS.
@@ -51,7 +54,7 @@ class CategoryLineForm(Form):
     """One price category line; a line left blank is ignored."""
 
     name = StringField("Category", filters=[strip], validators=[Length(max=60)])
-    price = DecimalField("Price (€)", places=None, validators=[Optional(), checked_by(events.check_price)])
+    price = DecimalField(_l("Price"), places=None, validators=[Optional(), checked_by(events.check_price)])
     color = ColorField("Colour", default=events.DEFAULT_COLOR, validators=[checked_by(events.check_color)])
     first_row = StringField("From row", filters=[strip], validators=[Length(max=3)])
     last_row = StringField("To row", filters=[strip], validators=[Length(max=3)])
@@ -94,8 +97,11 @@ class EventForm(FlaskForm):
     name = StringField("Name", filters=[strip], validators=[checked_by(events.check_name)])
     description = TextAreaField("Description", filters=[strip], validators=[Length(max=5000)])
     date = DateTimeLocalField(
-        "Date and time (UTC)", format=DATE_FORMATS, validators=[InputRequired("Enter the date and time.")]
+        _l("Date and time (at the venue)"), format=DATE_FORMATS, validators=[InputRequired("Enter the date and time.")]
     )
+    # Unknown names get the zone check's message instead of WTForms' "Not a valid choice".
+    timezone = SelectField(_l("Venue time zone"), validate_choice=False, validators=[checked_by(zones.check_timezone)])
+    currency = StringField(_l("Currency"), filters=[strip], validators=[checked_by(currencies.check_currency)])
     venue = StringField("Venue", filters=[strip], validators=[Length(max=200)])
     rows = IntegerField("Rows", validators=[InputRequired("Enter the number of rows."), checked_by(events.check_rows)])
     columns = IntegerField(
@@ -105,27 +111,72 @@ class EventForm(FlaskForm):
     categories = FieldList(FormField(CategoryLineForm), min_entries=CATEGORY_LINES, max_entries=CATEGORY_LINES)
     submit = SubmitField("Save event")
 
-    def __init__(self, *args, original_date=None, **kwargs):
+    def __init__(self, *args, original_date=None, original_timezone=None, **kwargs):
         super().__init__(*args, **kwargs)
         # Editing may keep a date that has since passed; a new or changed date must be in the future.
         self.original_date = original_date
+        self.original_timezone = original_timezone
         self.category_errors = []
-
-    def validate_date(self, field):
-        original = self.original_date
-        if original is not None and field.data == original.replace(second=0, microsecond=0):
-            field.data = original
-            return
-        checked_by(events.check_future_date)(self, field)
+        self.timezone.choices = [(name, name) for name in zones.timezone_names()]
+        if not self.timezone.data:
+            self.timezone.data = current_app.config["DEFAULT_TIMEZONE"]
+        if not self.currency.data:
+            self.currency.data = current_app.config["DEFAULT_CURRENCY"]
 
     def validate(self, extra_validators=None):
         valid = super().validate(extra_validators)
+        valid = self._date_in_utc() and valid
+        if not self.currency.errors:
+            self.currency.data = currencies.check_currency(self.currency.data)
+            valid = self._prices_in_currency() and valid
         if not self.categories.errors and not self.rows.errors:
             try:
                 events.check_categories(self.category_specs(), self.rows.data)
             except InvalidRequest as error:
                 self.category_errors.append(error.message)
                 valid = False
+        return valid
+
+    def _date_in_utc(self) -> bool:
+        """Turn the venue's wall-clock time into UTC; a kept date may have passed, a new one may not."""
+        if self.date.errors or self.timezone.errors or self.date.data is None:
+            return not (self.date.errors or self.timezone.errors)
+        if self._keeps_original_date():
+            self.date.data = self.original_date
+            return True
+        try:
+            moment = zones.to_utc(self.date.data, self.timezone.data)
+            events.check_future_date(moment)
+        except InvalidRequest as error:
+            self.date.errors.append(error.message)
+            return False
+        self.date.data = moment
+        return True
+
+    def _keeps_original_date(self) -> bool:
+        """The date as the edit form showed it, in the same zone: kept exactly, even when it has passed
+        or falls in an hour the clocks repeat (it was saved as one of the two)."""
+        original, zone = self.original_date, self.original_timezone
+        if original is None or (zone is not None and self.timezone.data != zone):
+            return False
+        shown = zones.to_local(original, zone or self.timezone.data).replace(tzinfo=None, second=0, microsecond=0)
+        return self.date.data == shown
+
+    def _prices_in_currency(self) -> bool:
+        """Each price exact to the currency's minor units (no cents for JPY)."""
+        valid = True
+        for line in self.categories:
+            price = line.form.price
+            if price.data is None or price.errors:
+                continue
+            try:
+                currencies.check_price_in(price.data, self.currency.data)
+            except InvalidRequest as error:
+                price.errors.append(error.message)
+                valid = False
+        if not valid:
+            # FieldList gathered its errors while validating; gather them again with these.
+            self.categories.errors = [line.errors for line in self.categories.entries]
         return valid
 
     def category_specs(self) -> list[events.CategorySpec]:
@@ -140,6 +191,8 @@ class EventForm(FlaskForm):
             categories=self.category_specs(),
             description=self.description.data or "",
             venue=self.venue.data or "",
+            timezone=self.timezone.data,
+            currency=self.currency.data,
         )
 
     @property
@@ -163,7 +216,9 @@ def event_form_data(event: Event) -> dict:
     return {
         "name": event.name,
         "description": event.description,
-        "date": event.date,
+        "date": zones.to_local(event.date, event.timezone).replace(tzinfo=None),
+        "timezone": event.timezone,
+        "currency": event.currency,
         "venue": event.venue,
         "rows": event.rows,
         "columns": event.columns,

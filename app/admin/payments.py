@@ -7,7 +7,7 @@ from app.admin import bp
 from app.admin.listing import id_filter, page_of, status_filter
 from app.auth.decorators import admin_required
 from app.extensions import db
-from app.models import Event, PaymentStatus
+from app.models import Event, OrderStatus, PaymentStatus
 from app.services import reports
 
 PAYMENTS_PER_PAGE = 50
@@ -23,5 +23,11 @@ def payments():
     page = page_of(query, PAYMENTS_PER_PAGE)
     events = db.session.scalars(sa.select(Event).order_by(Event.date.desc())).all()
     return render_template(
-        "admin/payments.html", page=page, status=status, statuses=PaymentStatus.ALL, event_id=event_id, events=events
+        "admin/payments.html",
+        page=page,
+        status=status,
+        statuses=PaymentStatus.ALL,
+        event_id=event_id,
+        events=events,
+        live=OrderStatus.LIVE,
     )

@@ -14,10 +14,11 @@ from decimal import Decimal, InvalidOperation
 
 import sqlalchemy as sa
 from flask import current_app
+from flask_babel import gettext as _
 
 from app.extensions import db
-from app.models import Event, EventStatus, PriceCategory, Seat, SeatStatus, row_label, utcnow
-from app.services import audit, locking, seat_changes
+from app.models import Event, EventStatus, Order, PriceCategory, Seat, SeatStatus, row_label, utcnow
+from app.services import audit, currencies, locking, seat_changes, zones
 from app.services.errors import DomainError, IllegalTransition, InvalidRequest, NotFound
 from app.services.querying import contains
 from app.services.transactions import run_unit_of_work
@@ -60,6 +61,9 @@ class EventDetails:
     categories: list[CategorySpec]
     description: str = ""
     venue: str = ""
+    # None: the event's own (or, for a new event, the configured default).
+    timezone: str | None = None
+    currency: str | None = None
 
 
 class EventNotPublishable(DomainError):
@@ -117,8 +121,8 @@ def check_dimensions(rows: int, columns: int) -> None:
     check_columns(columns)
 
 
-def check_price(price: Decimal | None) -> None:
-    """Prices are 0.00 to 10,000.00 with at most two decimals."""
+def check_price(price: Decimal | None, currency: str | None = None) -> None:
+    """Prices are 0.00 to 10,000.00 with at most two decimals (or fewer, as the currency has)."""
     if price is None or not isinstance(price, Decimal) or not price.is_finite():
         raise InvalidRequest("Enter a price such as 40 or 12.50.")
     if not Decimal("0") <= price <= MAX_PRICE:
@@ -129,6 +133,8 @@ def check_price(price: Decimal | None) -> None:
         exact = False
     if not exact:
         raise InvalidRequest("Prices have at most two decimals.")
+    if currency:
+        currencies.check_price_in(price, currency)
 
 
 def check_color(color: str | None) -> None:
@@ -155,7 +161,7 @@ def row_number(label: str | None) -> int:
     return number
 
 
-def check_categories(categories: list[CategorySpec], rows: int) -> None:
+def check_categories(categories: list[CategorySpec], rows: int, currency: str | None = None) -> None:
     """At least one price; ranges inside the map, not overlapping; every row has a price."""
     if not categories:
         raise InvalidRequest("An event needs at least one price.")
@@ -168,7 +174,7 @@ def check_categories(categories: list[CategorySpec], rows: int) -> None:
             raise InvalidRequest(f"Two price categories are called '{category.name.strip()}'.")
         names.add(key)
         try:
-            check_price(category.price)
+            check_price(category.price, currency)
         except InvalidRequest as error:
             raise InvalidRequest(f"'{category.name}': {error.message}") from None
         check_color(category.color)
@@ -199,14 +205,30 @@ def check_categories(categories: list[CategorySpec], rows: int) -> None:
         )
 
 
-def check_details(details: EventDetails) -> str:
+def check_details(details: EventDetails, event: Event | None = None) -> str:
     """Validate everything but the date (which only the admin forms require to be in the future)."""
     name = check_name(details.name)
     if details.date is None:
         raise InvalidRequest("The event needs a date and time.")
     check_dimensions(details.rows, details.columns)
-    check_categories(details.categories, details.rows)
+    zones.check_timezone(venue_timezone(details, event))
+    check_categories(details.categories, details.rows, currencies.check_currency(event_currency(details, event)))
     return name
+
+
+def venue_timezone(details: EventDetails, event: Event | None = None) -> str:
+    """The zone the details name, else the event's, else the configured default."""
+    return (
+        details.timezone
+        or (event.timezone if event is not None and event.timezone else None)
+        or (current_app.config["DEFAULT_TIMEZONE"])
+    )
+
+
+def event_currency(details: EventDetails, event: Event | None = None) -> str:
+    """The currency the details name, else the event's, else the configured default."""
+    chosen = details.currency or (event.currency if event is not None and event.currency else None)
+    return (chosen or current_app.config["DEFAULT_CURRENCY"]).strip().upper()
 
 
 # --- creating --------------------------------------------------------------------------------
@@ -222,10 +244,12 @@ def create_event(
     description: str = "",
     venue: str = "",
     status: str = EventStatus.DRAFT,
+    timezone: str | None = None,
+    currency: str | None = None,
     actor=None,
 ) -> Event:
     """Create an event with its price categories and seat map, in one transaction (committed)."""
-    details = EventDetails(name, date, rows, columns, categories, description, venue)
+    details = EventDetails(name, date, rows, columns, categories, description, venue, timezone, currency)
 
     def work():
         event = Event(status=status)
@@ -245,6 +269,8 @@ def _audited_details(event: Event) -> dict:
     return {
         "name": event.name,
         "date": event.date,
+        "timezone": event.timezone,
+        "currency": event.currency,
         "venue": event.venue,
         "description": event.description,
         "rows": event.rows,
@@ -263,7 +289,9 @@ def _changes(before: dict, after: dict) -> dict:
 
 
 def _apply_details(event: Event, details: EventDetails) -> None:
-    event.name = check_details(details)
+    event.name = check_details(details, event)
+    event.timezone = venue_timezone(details, event)
+    event.currency = event_currency(details, event)
     event.date = details.date
     event.description = (details.description or "").strip()
     event.venue = (details.venue or "").strip()
@@ -397,6 +425,20 @@ def _refuse_price_changes(event: Event, seats: list[Seat], specs: list[CategoryS
         )
 
 
+def _refuse_currency_change(event: Event, currency: str) -> None:
+    """An order's amounts are in its event's currency: once there is one, the currency stays."""
+    if currency == event.currency:
+        return
+    has_orders = db.session.scalar(sa.select(Order.id).where(Order.event_id == event.id).limit(1)) is not None
+    if has_orders:
+        raise EventNotEditable(
+            _(
+                "The currency cannot change once the event has orders: their amounts are in %(currency)s.",
+                currency=event.currency,
+            )
+        )
+
+
 def _assign_categories(event: Event) -> None:
     """Point every live seat at the category that prices its row: one UPDATE per category."""
     ranged_labels = []
@@ -426,7 +468,7 @@ def update_event(event: Event, details: EventDetails, *, now: datetime | None = 
 
     Both are refused (SeatsTaken, nothing changed) when they would touch a seat that is held or booked.
     """
-    check_details(details)
+    check_details(details, event)
     event_id = event.id
 
     def work():
@@ -434,6 +476,7 @@ def update_event(event: Event, details: EventDetails, *, now: datetime | None = 
         locked = locking.get_locked_event(event_id)
         if locked.status == EventStatus.CANCELLED:
             raise EventNotEditable("A cancelled event can no longer be edited.")
+        _refuse_currency_change(locked, event_currency(details, locked))
         resized = (details.rows, details.columns) != (locked.rows, locked.columns)
         seats = locking.lock_event_seats(event_id)
         if not resized:

@@ -149,6 +149,10 @@ def _order_data(order: Order) -> dict:
         "venue": event.venue,
         "date": event.date,
         "total": order.total_amount,
+        # The venue's clock and the event's money (rows queued before these existed show UTC and
+        # the default currency).
+        "timezone": event.timezone,
+        "currency": event.currency,
     }
 
 

@@ -28,6 +28,7 @@ from app.models import (
     seat_state,
     utcnow,
 )
+from app.services import currencies
 from app.services.errors import NotFound
 
 ZERO = Decimal("0.00")
@@ -132,11 +133,22 @@ def dashboard(now: datetime | None = None, latest: int = 10) -> dict:
         sa.select(Event).where(Event.deleted_at.is_not(None)).execution_options(include_deleted=True)
     ).all()
     sales = sales_by_event(events, now)
+    everything = sales + sales_by_event(deleted, now)
     return {
         "sales": sales,
-        "totals": totals(sales + sales_by_event(deleted, now)),
+        "totals": totals(everything),
+        "money_by_currency": money_by_currency(everything),
         "latest_orders": latest_orders(latest),
     }
+
+
+def money_by_currency(sales: list[EventSales]) -> list[dict]:
+    """Revenue and refunds summed per currency (amounts in different currencies never add up)."""
+    by_code: dict[str, EventSales] = {}
+    for row in sales:
+        if row.orders or row.revenue or row.refunded:
+            by_code.setdefault(row.event.currency, EventSales(None)).add(row)
+    return [dict(currency=code, revenue=row.revenue, refunded=row.refunded) for code, row in sorted(by_code.items())]
 
 
 def latest_orders(limit: int = 10, event_id: int | None = None) -> list[Order]:
@@ -335,6 +347,7 @@ CSV_HEADER = [
     "seat",
     "category",
     "amount",
+    "currency",
     "status",
     "payment_status",
     "payment_method",
@@ -355,7 +368,7 @@ def _cell(value) -> str:
 
 
 def bookings_csv(event: Event) -> str:
-    """The event's bookings, one seat per line, as CSV text (times in UTC)."""
+    """The event's bookings, one seat per line, as CSV text (times in UTC, amounts with their currency code)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(CSV_HEADER)
@@ -367,7 +380,8 @@ def bookings_csv(event: Event) -> str:
                 booking.user.email,
                 booking.seat.label,
                 booking.seat.price_category.name,
-                f"{booking.total_amount:.2f}",
+                currencies.plain_amount(booking.total_amount, event.currency),
+                event.currency,
                 booking.status,
                 booking.payment_status,
                 booking.payment_method,

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run the HTTP benchmarks against gunicorn on a throwaway MariaDB database, load from this process
 # on 127.0.0.1 only, bounded in time.
-# Usage: scripts/bench/run.sh [throughput|rush|streams|rush2|simulate|generation|pdf|profile|all]
+# Usage: scripts/bench/run.sh [throughput|rush|streams|rush2|simulate|generation|pdf|cancellation|profile|all]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 what=${1:-all}
@@ -82,6 +82,7 @@ case $what in
     if ((failed)); then echo "# simulate: $failed of ${ROUNDS:-5} rounds failed" >&2; status=1; fi ;;&
   generation|all) $BIN/python scripts/bench/generation.py --runs "${RUNS:-7}" ;;&
   pdf|all) $BIN/python scripts/bench/pdf.py --runs "${PDF_RUNS:-21}" ;;&
+  cancellation|all) $BIN/python scripts/bench/cancellation.py --orders "${ORDERS:-200}" || status=1 ;;&
   profile) $BIN/python scripts/bench/profile_hold.py --holds "${HOLDS:-300}" ;;&
   rush2|all) serve 8101; $BIN/python scripts/bench/http_bench.py rush --base-url http://127.0.0.1:8100 --base-url http://127.0.0.1:8101 --buyers "${BUYERS:-1000}" --rounds "${ROUNDS:-3}" --seconds 120 || status=1 ;;
 esac

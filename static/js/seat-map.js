@@ -15,15 +15,29 @@ const MIN_TIMED_REFRESH_MS = 500;
 const MAX_TIMER_MS = 3600 * 1000; // longer timeouts overflow in browsers; a refresh sets the next one
 // A polled map older than a change already pushed is asked for once more, this much later.
 const STALE_RETRY_MS = 300;
-const NOTICES = {
-  cancelled: "This event has been cancelled. Paid tickets were refunded.",
-  gone: "This event is no longer available.",
-  ended: "Sales for this event have ended.",
-};
+const STATE_WORDS = { available: "available", reserved: "reserved", booked: "booked" };
+// The words come from the page (#seat-map-text), already in its language; {name} are filled in.
+let TEXT = {};
+
+function words(key, values) {
+  return (TEXT[key] || key).replace(/\{(\w+)\}/g, (whole, name) => (name in (values || {}) ? values[name] : whole));
+}
+
+function loadText() {
+  const element = document.getElementById("seat-map-text");
+  try {
+    TEXT = element ? JSON.parse(element.textContent) : {};
+  } catch (error) {
+    TEXT = {};
+  }
+}
 
 document.addEventListener("alpine:init", () => {
+  loadText();
   Alpine.data("seatMap", () => ({
     rows: [],
+    activeId: null,
+    announcement: "",
     categories: [],
     selected: [],
     message: "",
@@ -43,6 +57,7 @@ document.addEventListener("alpine:init", () => {
       this.maxSeats = parseInt(data.maxSeats, 10);
       this.onSale = data.onSale === "1";
       this.status = data.status;
+      this.priceFormat = new Intl.NumberFormat(data.locale || "en", { style: "currency", currency: data.currency || "EUR" });
       this.version = null; // the ETag of the map as last loaded
       this.shape = null; // rows, columns, prices and seat ids of the map as built
       this.pushed = null; // the version of the last pushed change applied
@@ -157,15 +172,16 @@ document.addEventListener("alpine:init", () => {
           current = { label: row, seats: [] };
           rows.push(current);
         }
-        current.seats.push({ id, row, column, label: `${row}${column}`, state: STATE_NAMES[code], categoryId });
+        current.seats.push({ id, row, column, label: `${row}${column}`, state: STATE_NAMES[code], categoryId, rowIndex: rows.length - 1 });
       });
       this.rows = rows;
       // Index the reactive copies, so later state changes re-render.
       this.seatsById = {};
       this.rows.forEach((row) => row.seats.forEach((seat) => { this.seatsById[seat.id] = seat; }));
       const kept = this.selected.filter((id) => this.seatsById[id] && this.seatsById[id].state === "available");
-      if (kept.length !== this.selected.length) this.say("The seat map has changed; please choose your seats again.", "warning");
+      if (kept.length !== this.selected.length) this.say(words("map_changed"), "warning");
       this.selected = kept;
+      if (!this.seatsById[this.activeId]) this.activeId = this.firstSeatId();
       this.loaded = true;
     },
 
@@ -176,8 +192,8 @@ document.addEventListener("alpine:init", () => {
     },
 
     get notice() {
-      if (NOTICES[this.status]) return NOTICES[this.status];
-      return this.onSale ? "" : NOTICES.ended;
+      if (this.status === "cancelled" || this.status === "gone") return words(this.status);
+      return this.onSale ? "" : words("ended");
     },
 
     get noticeClass() {
@@ -198,7 +214,7 @@ document.addEventListener("alpine:init", () => {
       });
       if (lost.length) {
         this.selected = this.selected.filter((id) => this.seatsById[id].state === "available");
-        this.say(`${lost.join(", ")} ${lost.length === 1 ? "was" : "were"} just taken by someone else.`, "warning");
+        this.say(words(lost.length === 1 ? "taken_one" : "taken_many", { seats: lost.join(", ") }), "warning");
       }
     },
 
@@ -219,10 +235,80 @@ document.addEventListener("alpine:init", () => {
       return { "--cat": category ? category.color : "" };
     },
 
-    seatTitle(seat) {
+    // What a sighted buyer sees of the seat, as one sentence: "Row C, seat 5, Premium, €80.00, available".
+    seatName(seat) {
       const category = this.categoriesById[seat.categoryId];
-      const price = category ? ` · ${category.name} €${category.price}` : "";
-      return `${seat.label}${price} · ${this.isSelected(seat) ? "selected" : seat.state}`;
+      return words("seat_name", {
+        row: seat.row,
+        seat: seat.column,
+        category: category ? category.name : "",
+        price: category ? this.formatPrice(category.price) : "",
+        state: words(this.isSelected(seat) ? "selected" : STATE_WORDS[seat.state]),
+      });
+    },
+
+    formatPrice(amount) {
+      return this.priceFormat.format(Number(amount));
+    },
+
+    seatElementId(seat) {
+      return `seat-${seat.id}`;
+    },
+
+    // The map is one Tab stop: only the seat last moved to is in the tab order.
+    tabIndexOf(seat) {
+      return seat.id === this.activeId ? 0 : -1;
+    },
+
+    remember(seat) {
+      this.activeId = seat.id;
+    },
+
+    firstSeatId() {
+      const first = this.rows.length && this.rows[0].seats.length ? this.rows[0].seats[0] : null;
+      return first ? first.id : null;
+    },
+
+    // Arrow keys move between seats (a missing seat is skipped: rows list only the seats there
+    // are); up and down keep to the nearest seat number; Home and End go to the ends of the row,
+    // with Ctrl to the first and last seat of the map.
+    onKey(event) {
+      const seat = this.seatsById[this.activeId];
+      if (!seat || !event.target.closest("[role=gridcell]")) return;
+      const row = this.rows[seat.rowIndex];
+      const index = row.seats.indexOf(seat);
+      let target = null;
+      if (event.key === "ArrowRight") target = row.seats[index + 1];
+      else if (event.key === "ArrowLeft") target = row.seats[index - 1];
+      else if (event.key === "ArrowDown") target = this.nearestIn(seat.rowIndex + 1, seat.column);
+      else if (event.key === "ArrowUp") target = this.nearestIn(seat.rowIndex - 1, seat.column);
+      else if (event.key === "Home") target = event.ctrlKey ? this.rows[0].seats[0] : row.seats[0];
+      else if (event.key === "End") {
+        const last = this.rows[this.rows.length - 1];
+        target = event.ctrlKey ? last.seats[last.seats.length - 1] : row.seats[row.seats.length - 1];
+      } else return;
+      event.preventDefault();
+      if (target) this.focusSeat(target);
+    },
+
+    nearestIn(rowIndex, column) {
+      const row = this.rows[rowIndex];
+      if (!row || !row.seats.length) return null;
+      return row.seats.reduce((best, seat) => (Math.abs(seat.column - column) < Math.abs(best.column - column) ? seat : best));
+    },
+
+    // Focus moves at once (the seats are on the page already); a key pressed right after then
+    // starts from the seat focused, not from one still waiting for the next render.
+    focusSeat(seat) {
+      this.activeId = seat.id;
+      const element = document.getElementById(this.seatElementId(seat));
+      if (element) element.focus();
+    },
+
+    announce(text) {
+      // The same words twice in a row would not be read again: clear first, then say them.
+      this.announcement = "";
+      setTimeout(() => { this.announcement = text; }, 50);
     },
 
     categoryStyle(category) {
@@ -230,17 +316,23 @@ document.addEventListener("alpine:init", () => {
     },
 
     toggle(seat) {
+      this.activeId = seat.id;
       if (this.isSelected(seat)) {
         this.selected = this.selected.filter((id) => id !== seat.id);
+        this.announce(words("unchosen", { seat: seat.label, count: this.selected.length, total: this.totalText }));
         return;
       }
-      if (seat.state !== "available" || !this.onSale) return;
+      if (seat.state !== "available" || !this.onSale) {
+        this.announce(words("not_free", { seat: seat.label }));
+        return;
+      }
       if (this.selected.length >= this.maxSeats) {
-        this.say(`You can choose at most ${this.maxSeats} seats per order.`, "warning");
+        this.say(words("max_seats", { count: this.maxSeats }), "warning");
         return;
       }
       this.selected = [...this.selected, seat.id];
       this.message = "";
+      this.announce(words("chosen", { seat: seat.label, count: this.selected.length, max: this.maxSeats, total: this.totalText }));
     },
 
     get selectedSeats() {
@@ -253,8 +345,13 @@ document.addEventListener("alpine:init", () => {
     },
 
     get totalText() {
-      const cents = this.selectedSeats.reduce((sum, seat) => sum + Math.round(parseFloat(this.priceOf(seat)) * 100), 0);
-      return `€${(cents / 100).toFixed(2)}`;
+      // Prices arrive as exact decimal strings with at most two places: add them in hundredths.
+      const hundredths = this.selectedSeats.reduce((sum, seat) => sum + Math.round(parseFloat(this.priceOf(seat)) * 100), 0);
+      return this.formatPrice(hundredths / 100);
+    },
+
+    get hasSelection() {
+      return this.selected.length > 0;
     },
 
     get nothingSelected() {
@@ -262,9 +359,10 @@ document.addEventListener("alpine:init", () => {
     },
 
     get holdLabel() {
-      if (this.busy) return "Holding…";
+      if (this.busy) return words("holding");
       const count = this.selected.length;
-      return count ? `Hold ${count} seat${count === 1 ? "" : "s"}` : "Choose seats";
+      if (!count) return words("choose");
+      return count === 1 ? words("hold_one") : words("hold_many", { count });
     },
 
     say(text, kind) {
@@ -292,6 +390,7 @@ document.addEventListener("alpine:init", () => {
         });
         const body = await response.json().catch(() => ({}));
         if (response.status === 201) {
+          this.announce(words("held"));
           window.location.assign(body.checkout_url);
           return;
         }
@@ -304,9 +403,9 @@ document.addEventListener("alpine:init", () => {
           this.selected = this.selected.filter((id) => !body.seat_ids.includes(id));
           this.refresh();
         }
-        this.say(body.error || "Something went wrong; please try again.", "error");
+        this.say(body.error || words("failed"), "error");
       } catch (error) {
-        this.say("We could not reach StagePass. Check your connection and try again.", "error");
+        this.say(words("offline"), "error");
       } finally {
         this.busy = false;
       }

@@ -147,6 +147,7 @@ def test_csv_export_lists_every_booking_of_the_event(client, admin, factory):
         "seat",
         "category",
         "amount",
+        "currency",
         "status",
         "payment_status",
         "payment_method",
@@ -162,6 +163,7 @@ def test_csv_export_lists_every_booking_of_the_event(client, admin, factory):
         "Premium",
         "80.00",
     )
+    assert first["currency"] == "EUR"
     assert (first["status"], first["payment_status"], first["payment_method"]) == ("confirmed", "paid", "card")
     assert first["paid_at"] and first["created_at"]
     assert (second["seat"], second["category"], second["amount"]) == ("B1", "Standard", "40.00")

@@ -241,8 +241,9 @@ def test_bulk_cancel_of_selected_orders(client, admin, factory, redis_client, sa
     second = paid_order(factory.user(), other, seat_ids(other, 1))
     kept = paid_order(factory.user(), event, seat_ids(event)[2:3])
     refused = refused_refund_order(factory, other, seat_ids(other)[1:2])
-    listing = text(client.get("/admin/bookings"))
-    assert f'name="order_id" value="{first.id}"' in listing and 'form="bulk-cancel"' in listing
+    for listing in ("/admin/bookings", "/admin/payments"):  # seats, and orders
+        page = text(client.get(listing))
+        assert f'name="order_id" value="{first.id}"' in page and 'form="bulk-cancel"' in page
 
     chosen = {"order_id": [str(first.id), str(second.id), str(refused.id)], "back": "/admin/bookings?status=confirmed"}
     confirm = post_form(client, "/admin/bookings/cancel-orders", chosen)

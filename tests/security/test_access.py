@@ -107,6 +107,8 @@ EXPECTED = {
     ("admin.order_cancel", "POST"): admin_action(redirect("/admin/orders/{reference}", changes=True)),
     ("admin.booking_cancel", "GET"): ADMIN_PAGE,
     ("admin.booking_cancel", "POST"): admin_action(redirect("/admin/orders/{reference}", changes=True)),
+    # refused: the order is pending, so it has no confirmation to resend
+    ("admin.order_resend_confirmation", "POST"): admin_action(redirect("/admin/orders/{reference}")),
     ("admin.payments", "GET"): ADMIN_PAGE,
     ("admin.users", "GET"): ADMIN_PAGE,
     ("admin.user_new", "GET"): ADMIN_PAGE,
@@ -115,8 +117,6 @@ EXPECTED = {
     ("admin.user_edit", "POST"): admin_action(redirect("/admin/users", changes=True)),
     ("admin.user_delete", "GET"): ADMIN_PAGE,
     ("admin.user_delete", "POST"): admin_action(redirect("/admin/users/{user_id}/edit")),  # refused: the owner ordered
-    # refused: the order is not confirmed (mail's route, merged without a rule)
-    ("admin.order_resend_confirmation", "POST"): admin_action(redirect("/admin/orders/{reference}")),
     ("admin.audit_log", "GET"): ADMIN_PAGE,
     ("admin.audit_csv", "GET"): ADMIN_PAGE,
     ("admin.cancellation", "GET"): admin_action(NOT_FOUND),  # no such run in this world

@@ -4,6 +4,8 @@ import base64
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from app.services import tickets
 
@@ -157,3 +159,33 @@ def test_workers_starting_together_agree_on_one_development_key(tmp_path):
         keys = set(pool.map(lambda _: tickets._development_keys_text(path), range(32)))
     assert len(keys) == 1 and tickets.parse_signing_keys(keys.pop()).keys() == {"local"}
     assert [p.name for p in tmp_path.iterdir()] == ["ticket_signing_key"]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.one_of(st.text(max_size=260), st.from_regex(tickets.PAYLOAD_PATTERN, fullmatch=True)))
+def test_random_text_is_invalid_never_an_error(app, text):
+    with pytest.raises(tickets.InvalidTicket):
+        tickets.verify_payload(text)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(position=st.integers(min_value=0, max_value=200), replacement=st.characters(max_codepoint=0x7F))
+def test_any_one_character_changed_is_invalid(app, position, replacement):
+    genuine = tickets.sign_payload("test", 42, CODE)
+    position %= len(genuine)
+    edited = genuine[:position] + replacement + genuine[position + 1 :]
+    if edited == genuine:
+        return
+    with pytest.raises(tickets.InvalidTicket):
+        tickets.verify_payload(edited)
+
+
+def test_a_signature_spelt_differently_in_its_ignored_bits_is_invalid(app):
+    genuine = tickets.sign_payload("test", 42, CODE)
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    last = alphabet.index(genuine[-1])
+    # Same top 2 bits, other low 4 bits: decodes to the same 64 bytes.
+    twins = [alphabet[(last & 0b110000) | low] for low in range(16) if (last & 0b110000) | low != last]
+    for twin in twins:
+        with pytest.raises(tickets.InvalidTicket):
+            tickets.verify_payload(genuine[:-1] + twin)

@@ -101,7 +101,7 @@ def test_checkout_offers_one_extension(client, factory):
     order = booking.hold(buyer, event, [seat_id])
     log_in(client, buyer)
     page = client.get(f"/orders/{order.reference}/checkout").get_data(as_text=True)
-    assert 'id="extend-hold"' in page and 'aria-live="assertive"' in page
+    assert 'id="extend-hold"' in page and 'id="hold-warning"' in page and 'id="hold-announcer"' in page
     token = csrf_token(client, "/my/bookings")
     assert client.post(f"/orders/{order.reference}/extend", data={"csrf_token": token}).status_code == 302
     again = client.post(f"/orders/{order.reference}/extend", data={"csrf_token": token}, follow_redirects=True)

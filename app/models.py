@@ -242,7 +242,7 @@ class Seat(TimestampMixin, SoftDeleteMixin, db.Model):
         return seat_state(self.status, self.reservation_expires_at, now) == SeatStatus.AVAILABLE
 
     @is_free.expression
-    def is_free(cls, now: datetime):
+    def is_free(cls, now: datetime):  # noqa: N805  (a hybrid expression gets the class)
         return sa.or_(
             cls.status == SeatStatus.AVAILABLE,
             sa.and_(cls.status == SeatStatus.RESERVED, cls.reservation_expires_at <= now),
@@ -254,7 +254,7 @@ class Seat(TimestampMixin, SoftDeleteMixin, db.Model):
         return seat_state(self.status, self.reservation_expires_at, now) == SeatStatus.RESERVED
 
     @is_held.expression
-    def is_held(cls, now: datetime):
+    def is_held(cls, now: datetime):  # noqa: N805  (a hybrid expression gets the class)
         return sa.and_(cls.status == SeatStatus.RESERVED, cls.reservation_expires_at > now)
 
     def state_at(self, now: datetime) -> str:

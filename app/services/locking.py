@@ -12,7 +12,9 @@ Lock order, everywhere:
 
 A unit of work may skip a level but never go back up one: one that holds an order lock must not
 then lock a seat. Payment rows are written only with their order locked, so they need no lock of
-their own. The payment provider is never called with any of these locks held (see payments.py).
+their own. A charge never calls the payment provider with any of these locks held (payments.py);
+the refund of an admin's cancellation still does (payments.refund, inside the cancellation's unit
+of work, so a refused refund changes nothing), and automatic refunds do not.
 
 Each helper re-reads the rows (populate_existing) and refuses to run outside `run_unit_of_work`:
 a lock taken outside a transaction that commits or rolls back would be held by nobody in charge.

@@ -5,7 +5,7 @@ waitlist_entries: the queue (one open entry per buyer per event, a generated col
 hold_extensions: the one extension a checkout's hold may get.
 
 Revision ID: 0010
-Revises: 0007
+Revises: 0009
 Create Date: 2026-12-07 02:22:52.513403
 
 """
@@ -15,7 +15,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = "0010"
-down_revision = "0007"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 

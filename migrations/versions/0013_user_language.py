@@ -1,7 +1,7 @@
 """users.language: the language an account chose (en, de, es), or none to follow the browser
 
 Revision ID: 0013
-Revises: 0009
+Revises: 0010
 Create Date: 2026-12-07 03:30:00
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '0013'
-down_revision = '0009'
+down_revision = '0010'
 branch_labels = None
 depends_on = None
 

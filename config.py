@@ -75,6 +75,15 @@ class Config:
     RATELIMIT_PAY_PER_USER = os.environ.get("RATELIMIT_PAY_PER_USER", "20 per minute")
     RATELIMIT_PAY_PER_IP = os.environ.get("RATELIMIT_PAY_PER_IP", "300 per minute")
 
+    # Payments (README, "Payments"): which provider (sandbox: offline, its memory in Redis), and how
+    # old an attempt without an answer must be before reconciliation asks the provider about it
+    # (longer than any provider call takes, so it does not race a payment still in flight).
+    PAYMENT_PROVIDER = os.environ.get("PAYMENT_PROVIDER", "sandbox")
+    PAYMENT_RECONCILE_AFTER_SECONDS = _int("PAYMENT_RECONCILE_AFTER_SECONDS", 120)
+    PAYMENT_SANDBOX_REDIS_URL = os.environ.get("PAYMENT_SANDBOX_REDIS_URL")  # default: REDIS_URL
+    PAYMENT_SANDBOX_NAMESPACE = os.environ.get("PAYMENT_SANDBOX_NAMESPACE", "stagepass:sandbox-payments")
+    PAYMENT_SANDBOX_DELAY_SECONDS = float(os.environ.get("PAYMENT_SANDBOX_DELAY_SECONDS", "0"))
+
     # Email (app/services/mail.py): MAIL_BACKEND is smtp, file (each message an .eml file in
     # MAIL_FILE_PATH) or console. Sent by RQ jobs from the outbox, retried with doubling delays.
     MAIL_BACKEND = os.environ.get("MAIL_BACKEND", "smtp")

@@ -60,6 +60,7 @@ def trust_reverse_proxies(app):
 def register_extensions(app):
     from app import models
     from app.auth.safety import send_guest_to_log_in
+    from app.services import payments_provider
 
     db.init_app(app)
     models.hide_soft_deleted_rows()
@@ -72,6 +73,7 @@ def register_extensions(app):
     login_manager.unauthorized_handler(send_guest_to_log_in)
     csrf.init_app(app)
     limiter.init_app(app)
+    payments_provider.init_app(app)
     register_mail(app)
 
 

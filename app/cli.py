@@ -75,7 +75,7 @@ def on_sale_demo_event(name: str, now) -> tuple[Event | None, str]:
         try:
             events.publish_event(event, now)
         except DomainError:
-            db.session.rollback()
+            continue  # refused and rolled back by its unit of work: try the next candidate
         else:
             return event, "Published"
     return None, ""

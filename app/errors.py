@@ -6,7 +6,6 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from app import limits
-from app.extensions import db
 from app.services.errors import DomainError
 
 
@@ -57,7 +56,7 @@ def register(app):
 
     @app.errorhandler(DomainError)
     def domain_error(error):
-        db.session.rollback()
+        # Nothing to roll back: a refused unit of work has already (run_unit_of_work owns that).
         return error_response(error.status, error.message, error.code, **error.details)
 
     @app.errorhandler(HTTPException)
@@ -67,7 +66,8 @@ def register(app):
 
     @app.errorhandler(500)
     def internal_error(error):
-        db.session.rollback()
+        # A failed unit of work rolled back in run_unit_of_work; the request's session is removed
+        # (and so rolled back) at teardown.
         return error_response(
             500, "Something went wrong on our side. Nothing was charged; please try again.", "server_error"
         )

@@ -33,6 +33,7 @@ PERIODIC_JOBS = {
     # fixed id: (function path, every N seconds)
     "stagepass-release-expired-holds": ("app.jobs.release_expired_holds", 60),
     "stagepass-close-past-events": ("app.jobs.close_past_events", 60),
+    "stagepass-reconcile-payments": ("app.jobs.reconcile_payments", 60),
     "stagepass-send-due-emails": ("app.jobs.send_due_emails", 60),
 }
 
@@ -72,6 +73,16 @@ def close_past_events() -> int:
         closed = maintenance.close_past_events()
         log.info("closed sales of %d past event(s)", closed)
         return closed
+
+
+def reconcile_payments() -> str:
+    """Job: ask the payment provider about attempts without an answer and settle them."""
+    from app.services import payments
+
+    with job_app_context():
+        summary = payments.reconcile()
+        log.info("payments reconciled: %s", summary)
+        return str(summary)
 
 
 def send_emails(outbox_ids: list[int]) -> int:

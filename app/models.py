@@ -14,6 +14,7 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 from flask_login import UserMixin
 from sqlalchemy.dialects import mysql
+from sqlalchemy.ext.hybrid import hybrid_method
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from app.extensions import db, login_manager
@@ -184,6 +185,17 @@ class SeatStatus:
     ALL = (AVAILABLE, RESERVED, BOOKED)
 
 
+def seat_state(status: str, reservation_expires_at: datetime | None, now: datetime) -> str:
+    """A seat's state at `now` from its stored columns: a hold that has run out is available.
+
+    The one rule for "is this seat free at time T": Seat.is_free / Seat.is_held (in Python and, as
+    hybrid methods, in SQL), the seat maps and the reports all follow it.
+    """
+    if status == SeatStatus.RESERVED and reservation_expires_at is not None and reservation_expires_at <= now:
+        return SeatStatus.AVAILABLE
+    return status
+
+
 def row_label(row_number: int) -> str:
     """1 -> A, 26 -> Z, 27 -> AA: the spreadsheet scheme, so labels never run out."""
     label = ""
@@ -222,18 +234,31 @@ class Seat(TimestampMixin, SoftDeleteMixin, db.Model):
         return f"{self.row}{self.column}"
 
     def hold_has_expired(self, now: datetime) -> bool:
-        return (
-            self.status == SeatStatus.RESERVED
-            and self.reservation_expires_at is not None
-            and self.reservation_expires_at <= now
-        )
+        return self.status == SeatStatus.RESERVED and self.state_at(now) == SeatStatus.AVAILABLE
 
+    @hybrid_method
     def is_free(self, now: datetime) -> bool:
         """Available, or reserved by a hold that has run out (free even before any cleanup)."""
-        return self.status == SeatStatus.AVAILABLE or self.hold_has_expired(now)
+        return seat_state(self.status, self.reservation_expires_at, now) == SeatStatus.AVAILABLE
+
+    @is_free.expression
+    def is_free(cls, now: datetime):  # noqa: N805  (a hybrid expression gets the class)
+        return sa.or_(
+            cls.status == SeatStatus.AVAILABLE,
+            sa.and_(cls.status == SeatStatus.RESERVED, cls.reservation_expires_at <= now),
+        )
+
+    @hybrid_method
+    def is_held(self, now: datetime) -> bool:
+        """Reserved by a hold that has not run out."""
+        return seat_state(self.status, self.reservation_expires_at, now) == SeatStatus.RESERVED
+
+    @is_held.expression
+    def is_held(cls, now: datetime):  # noqa: N805  (a hybrid expression gets the class)
+        return sa.and_(cls.status == SeatStatus.RESERVED, cls.reservation_expires_at > now)
 
     def state_at(self, now: datetime) -> str:
-        return SeatStatus.AVAILABLE if self.is_free(now) else self.status
+        return seat_state(self.status, self.reservation_expires_at, now)
 
     def __repr__(self):
         return f"<Seat {self.id} {self.label} {self.status}>"
@@ -377,6 +402,11 @@ class Booking(TimestampMixin, SoftDeleteMixin, db.Model):
 class PaymentKind:
     CHARGE = "charge"
     REFUND = "refund"
+
+
+class PaymentMethod:
+    CARD = "card"  # charged by the payment provider: its answer may be slow or lost
+    WALLET = "wallet"  # approved by the buyer on the wallet's page: moves no money until then
 
 
 class PaymentResult:

@@ -241,12 +241,15 @@ def factory(app):
 
 
 @pytest.fixture
-def sandbox_provider(monkeypatch):
-    """A fresh sandbox card provider for this test, whose `charges` and `refunds` count the money it moved."""
-    from app.services import payments
+def sandbox_provider(app, monkeypatch):
+    """A fresh sandbox card provider for this test (its own Redis namespace), whose `charges` and
+    `refunds` count the money it moved."""
+    from app.services import payments_provider, payments_sandbox
 
-    provider = payments.SandboxCardProvider()
-    monkeypatch.setattr(payments, "card_provider", provider)
+    provider = payments_sandbox.SandboxCardProvider(
+        app.config["REDIS_URL"], namespace=f"stagepass:test-sandbox:{secrets.token_hex(6)}"
+    )
+    monkeypatch.setitem(app.extensions, payments_provider.EXTENSION_KEY, provider)
     return provider
 
 

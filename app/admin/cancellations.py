@@ -112,7 +112,6 @@ def _started(start, back: str, *, stay: bool = False):
     try:
         run = start()
     except DomainError as error:
-        db.session.rollback()
         flash(error.message, "error")
         return redirect(back)
     except redis.RedisError:

@@ -9,7 +9,6 @@ from app.admin import bp
 from app.admin.forms import CATEGORY_LINES, ConfirmForm, EventForm, event_form_data, new_event_data
 from app.admin.listing import page_of, status_filter
 from app.auth.decorators import admin_required
-from app.extensions import db
 from app.models import EventStatus, utcnow
 from app.services import cancellations, events, reports
 from app.services.errors import DomainError
@@ -51,7 +50,6 @@ def event_new():
         try:
             event = events.create_event(**vars(form.details()), actor=current_user)
         except DomainError as error:
-            db.session.rollback()
             form.form_errors.append(error.message)
         else:
             flash(f"Created the draft '{event.name}' with {event.rows * event.columns} seats.", "success")
@@ -72,7 +70,6 @@ def event_edit(event_id):
         try:
             events.update_event(event, form.details(), actor=current_user)
         except DomainError as error:
-            db.session.rollback()
             form.form_errors.append(error.message)
         else:
             flash(f"Saved '{event.name}'.", "success")
@@ -116,7 +113,6 @@ def event_publish(event_id):
         try:
             events.publish_event(event, actor=current_user)
         except DomainError as error:
-            db.session.rollback()
             flash(f"Not published: {error.message}", "error")
         else:
             flash(f"'{event.name}' is published: buyers can book it now.", "success")

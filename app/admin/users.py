@@ -66,7 +66,6 @@ def user_edit(user_id):
                 password=form.password.data or None,
             )
         except DomainError as error:
-            db.session.rollback()
             form.form_errors.append(error.message)
         else:
             flash(f"Saved {user.email}.", "success")

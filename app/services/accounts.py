@@ -8,6 +8,7 @@ from app.models import Order, User
 from app.services import audit
 from app.services.errors import DomainError, InvalidRequest
 from app.services.querying import any_contains
+from app.services.transactions import run_unit_of_work
 
 
 class EmailTaken(DomainError):
@@ -36,14 +37,13 @@ def check_password(password: str) -> None:
         raise InvalidRequest("The password must be at least 8 characters.")
 
 
-def _commit_user(user: User) -> User:
+def _save_user(change) -> User:
+    """Run `change()` (which returns the user it changed) as a unit of work and commit it."""
     try:
-        db.session.commit()
+        return run_unit_of_work(change)
     except IntegrityError:
         # The unique index decides races between two accounts taking the same address.
-        db.session.rollback()
         raise EmailTaken() from None
-    return user
 
 
 def create_user(
@@ -54,23 +54,23 @@ def create_user(
     check_password(password)
     user = User(email=email, name=(name or email.split("@")[0]).strip(), is_admin=is_admin)
     user.set_password(password)
-    db.session.add(user)
-    if actor is not None or actor_label is not None:  # an admin or a command, not a buyer signing up
-        data = {"email": email, "is_admin": is_admin}
-        _record_user_change("user.created", user, actor, actor_label, data, was_admin=False)
-    return _commit_user(user)
+
+    def change():
+        db.session.add(user)
+        if actor is not None or actor_label is not None:  # an admin or a command, not a buyer signing up
+            data = {"email": email, "is_admin": is_admin}
+            _record_user_change("user.created", user, actor, actor_label, data, was_admin=False)
+        return user
+
+    return _save_user(change)
 
 
 def _record_user_change(
     action: str, user: User, actor, actor_label: str | None, data: dict, *, was_admin: bool | None
 ) -> None:
     """The audit lines of a change to an account: the change, and a grant or revoke of admin rights."""
-    try:
-        audit.record(action, actor=actor, actor_label=actor_label, subject=user, data=data)
-    except IntegrityError:
-        # Flushing a new account for its id met the unique email: the address is taken.
-        db.session.rollback()
-        raise EmailTaken() from None
+    # Flushing a new account for its id may meet the unique email: _save_user turns that into EmailTaken.
+    audit.record(action, actor=actor, actor_label=actor_label, subject=user, data=data)
     if was_admin is not None and was_admin != user.is_admin:
         permission = "user.admin_granted" if user.is_admin else "user.admin_revoked"
         audit.record(permission, actor=actor, actor_label=actor_label, subject=user, data={"email": user.email})
@@ -82,16 +82,28 @@ def set_up_user(email: str, password: str, *, is_admin: bool, name: str | None =
     user = find_user_by_email(email)
     if user is None:
         return create_user(email, name, password, is_admin=is_admin, actor_label=SET_UP_LABEL), True
-    changes, was_admin = {"password": "changed"}, user.is_admin
-    if was_admin != is_admin:
-        changes["is_admin"] = [was_admin, is_admin]
-    user.is_admin = is_admin
-    user.set_password(password)
-    if name and name.strip() and name.strip() != user.name:
-        changes["name"] = [user.name, name.strip()]
-        user.name = name.strip()
-    _record_user_change("user.updated", user, None, SET_UP_LABEL, changes, was_admin=was_admin)
-    return _commit_user(user), False
+    password_hash = _hash_of(password)
+
+    def change():
+        changes, was_admin = {"password": "changed"}, user.is_admin
+        if was_admin != is_admin:
+            changes["is_admin"] = [was_admin, is_admin]
+        user.is_admin = is_admin
+        user.password_hash = password_hash
+        if name and name.strip() and name.strip() != user.name:
+            changes["name"] = [user.name, name.strip()]
+            user.name = name.strip()
+        _record_user_change("user.updated", user, None, SET_UP_LABEL, changes, was_admin=was_admin)
+        return user
+
+    return _save_user(change), False
+
+
+def _hash_of(password: str) -> str:
+    """The password's hash, computed before a unit of work (scrypt takes a tenth of a second)."""
+    probe = User()
+    probe.set_password(password)
+    return probe.password_hash
 
 
 # Accounts set up from the command line (flask create-admin, seed-demo) have no acting user.
@@ -138,26 +150,31 @@ def update_user(
     owner = find_user_by_email(email)
     if owner is not None and owner.id != user.id:
         raise EmailTaken()
-    was_admin = user.is_admin
-    changes = {
-        field: [old, new]
-        for field, old, new in (
-            ("name", user.name, name.strip()),
-            ("email", user.email, email),
-            ("is_admin", user.is_admin, is_admin),
-        )
-        if old != new
-    }
-    if password:
-        changes["password"] = "changed"
-    user.name = name.strip()
-    user.email = email
-    user.is_admin = is_admin
-    if password:
-        user.set_password(password)
-    if changes:
-        _record_user_change("user.updated", user, acting_admin, None, changes, was_admin=was_admin)
-    return _commit_user(user)
+    password_hash = _hash_of(password) if password else None
+
+    def change():
+        was_admin = user.is_admin
+        changes = {
+            field: [old, new]
+            for field, old, new in (
+                ("name", user.name, name.strip()),
+                ("email", user.email, email),
+                ("is_admin", user.is_admin, is_admin),
+            )
+            if old != new
+        }
+        if password_hash:
+            changes["password"] = "changed"
+        user.name = name.strip()
+        user.email = email
+        user.is_admin = is_admin
+        if password_hash:
+            user.password_hash = password_hash
+        if changes:
+            _record_user_change("user.updated", user, acting_admin, None, changes, was_admin=was_admin)
+        return user
+
+    return _save_user(change)
 
 
 def delete_user(user: User, *, acting_admin: User) -> None:
@@ -170,11 +187,16 @@ def delete_user(user: User, *, acting_admin: User) -> None:
             f"{user.email} has {orders} order{'s' if orders != 1 else ''}: accounts with bookings are kept "
             "so their tickets, payments and refunds stay on record."
         )
+    user_id, email = user.id, user.email
     gone = {"email": user.email, "name": user.name, "was_admin": user.is_admin}
-    # Conditional, so an order placed since the check keeps the account (on SQLite too).
-    result = db.session.execute(sa.delete(User).where(User.id == user.id, ~sa.exists().where(Order.user_id == User.id)))
-    if result.rowcount != 1:
-        db.session.rollback()
-        raise UserChangeRefused(f"{user.email} has just placed an order, so the account is kept.")
-    audit.record("user.deleted", actor=acting_admin, subject=user, data=gone)
-    db.session.commit()
+
+    def work():
+        # Conditional, so an order placed since the check keeps the account (on SQLite too).
+        result = db.session.execute(
+            sa.delete(User).where(User.id == user_id, ~sa.exists().where(Order.user_id == User.id))
+        )
+        if result.rowcount != 1:
+            raise UserChangeRefused(f"{email} has just placed an order, so the account is kept.")
+        audit.record("user.deleted", actor=acting_admin, subject=user, data=gone)
+
+    run_unit_of_work(work)

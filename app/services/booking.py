@@ -1,6 +1,6 @@
 """Holding seats, releasing them and closing orders: the rules that sell every seat at most once.
 
-Lock order, everywhere: the event row, then seats in ascending id, then orders, then bookings.
+Rows are locked only through app/services/locking.py, whose docstring is the lock order.
 Every function here is one short unit of work that commits (or changes nothing and raises).
 A seat is `reserved` exactly while one pending booking holds it and `booked` exactly while one
 confirmed booking does; the unique `bookings.live_seat_id` key makes the database refuse a second.
@@ -26,21 +26,19 @@ from app.models import (
     EventStatus,
     Order,
     OrderStatus,
-    Payment,
-    PaymentKind,
-    PaymentResult,
     PaymentStatus,
-    PriceCategory,
     Seat,
     SeatStatus,
     User,
     utcnow,
 )
-from app.services import audit, mail, seat_changes, seatmap, states, tickets
-from app.services.errors import DomainError, InvalidRequest, NotFound
+from app.services import audit, locking, mail, orders, payments, seat_changes, seatmap, states, tickets
+from app.services.errors import DomainError, HoldExpired, InvalidRequest, OrderNotFound, OrderNotPending
 from app.services.transactions import SeatsBusy, run_unit_of_work
 
-__all__ = ["SeatsBusy"]  # re-exported: callers catch booking.SeatsBusy
+__all__ = ["HoldExpired", "OrderNotPending", "SeatsBusy"]  # re-exported: callers catch booking.<Error>
+
+PAYMENT_NEVER_COMPLETED = orders.PAYMENT_NEVER_COMPLETED
 
 
 class SeatUnavailable(DomainError):
@@ -77,24 +75,6 @@ class CheckoutAlreadyOpen(DomainError):
     code = "checkout_open"
 
 
-class HoldExpired(DomainError):
-    """Your hold has expired and the seats were released. Nothing was charged."""
-
-    code = "hold_expired"
-
-
-class OrderNotFound(NotFound):
-    """No such booking."""
-
-    code = "order_not_found"
-
-
-class OrderNotPending(DomainError):
-    """This booking is no longer waiting for payment."""
-
-    code = "order_not_pending"
-
-
 class PaymentUnsettled(DomainError):
     """The buyer's card payment for this order is unanswered by the provider: cancel the whole order, or wait."""
 
@@ -106,9 +86,6 @@ class CancelSummary:
     orders: int = 0
     refunded: int = 0
     amount_refunded: Decimal = Decimal("0.00")
-
-
-PAYMENT_NEVER_COMPLETED = "The payment was not completed before the hold expired."
 
 
 # --- reading ---------------------------------------------------------------------------------
@@ -135,51 +112,6 @@ def _pending_order(user_id: int, event_id: int) -> Order | None:
             Order.user_id == user_id, Order.event_id == event_id, Order.status == OrderStatus.PENDING
         )
     )
-
-
-def _seats_query(seat_ids, event_id: int | None = None):
-    """The seats (of the event, if given) in ascending id order, fresh values, not the session's."""
-    query = sa.select(Seat).where(Seat.id.in_(sorted(set(seat_ids)))).order_by(Seat.id)
-    if event_id is not None:
-        query = query.where(Seat.event_id == event_id)
-    return query.execution_options(populate_existing=True)
-
-
-def _lock_seats(seat_ids, event_id=None) -> list[Seat]:
-    """SELECT ... FOR UPDATE the seats, in ascending id order (fresh values, not the session's)."""
-    return list(db.session.scalars(_seats_query(seat_ids, event_id).with_for_update()))
-
-
-def _lock_seats_with_prices(seat_ids) -> dict[int, tuple[Seat, Decimal]]:
-    """Lock the seats as _lock_seats does, reading each one's price in the same statement.
-
-    The price comes from a subquery, which locks no category row (holds of one category do not
-    queue on it). It cannot be stale: re-pricing locks the event exclusively, and a hold reads
-    seats only after its shared lock on the event was granted.
-    """
-    price = sa.select(PriceCategory.price).where(PriceCategory.id == Seat.price_category_id).scalar_subquery()
-    rows = db.session.execute(_seats_query(seat_ids).add_columns(price).with_for_update())
-    return {seat.id: (seat, price) for seat, price in rows}
-
-
-def _lock_order(order_id: int) -> Order:
-    return db.session.scalars(
-        sa.select(Order)
-        .where(Order.id == order_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-        .options(so.selectinload(Order.bookings))
-    ).one()
-
-
-def _order_seat_ids(order_id: int) -> list[int]:
-    return list(db.session.scalars(sa.select(Booking.seat_id).where(Booking.order_id == order_id)))
-
-
-def lock_order_with_seats(order_id: int) -> Order:
-    """Lock an order's seats (ascending) and then the order itself, and return it fresh."""
-    _lock_seats(_order_seat_ids(order_id))
-    return _lock_order(order_id)
 
 
 # --- holding ---------------------------------------------------------------------------------
@@ -238,26 +170,21 @@ def hold(user: User, event: Event, seat_ids, *, now: datetime | None = None) -> 
         moment = now or utcnow()
         # A shared lock on the event: holds do not block each other, but cancelling the event
         # (an exclusive lock) waits for them and they wait for it.
-        locked_event = db.session.scalar(
-            sa.select(Event)
-            .where(Event.id == event_id)
-            .with_for_update(read=True)
-            .execution_options(populate_existing=True)
-        )
+        locked_event = locking.lock_event(event_id, shared=True)
         _check_on_sale(locked_event, moment)
 
         stale = _pending_order(user_id, event_id)
         if stale is not None and not stale.hold_has_expired(moment):
             raise CheckoutAlreadyOpen(order_reference=stale.reference)
-        stale_seat_ids = _order_seat_ids(stale.id) if stale is not None else []
+        stale_seat_ids = locking.order_seat_ids(stale.id) if stale is not None else []
 
-        locked = _lock_seats_with_prices(ids + stale_seat_ids)
+        locked = locking.lock_seats_with_prices(ids + stale_seat_ids)
         if stale is not None:
-            stale = _lock_order(stale.id)
+            stale = locking.lock_order(stale.id)
             if stale.status == OrderStatus.PENDING:
                 if not stale.hold_has_expired(moment):
                     raise CheckoutAlreadyOpen(order_reference=stale.reference)
-                _close_pending(stale, OrderStatus.EXPIRED, moment)
+                orders.close_pending(stale, OrderStatus.EXPIRED, moment)
 
         seats = [locked[seat_id][0] for seat_id in ids if seat_id in locked]
         if len(seats) != len(ids) or any(seat.event_id != event_id for seat in seats):
@@ -341,7 +268,7 @@ def _unavailable(seats) -> SeatUnavailable:
 
 
 def _seats_now(ids, event_id: int | None = None) -> list[Seat]:
-    return db.session.scalars(_seats_query(ids, event_id)).all()
+    return db.session.scalars(locking.seats_query(ids, event_id)).all()
 
 
 def _seats_taken_now(ids) -> list[Seat]:
@@ -367,10 +294,7 @@ def _claim_seats(event_id: int, ids, now: datetime, expires_at: datetime) -> Non
         sa.update(Seat)
         .where(
             Seat.id.in_(ids),
-            sa.or_(
-                Seat.status == SeatStatus.AVAILABLE,
-                sa.and_(Seat.status == SeatStatus.RESERVED, Seat.reservation_expires_at <= now),
-            ),
+            Seat.is_free(now),
             on_sale,
         )
         .values(status=SeatStatus.RESERVED, reservation_expires_at=expires_at, updated_at=now)
@@ -395,75 +319,6 @@ def _expire_stale_bookings(seat_ids) -> None:
 # --- closing orders --------------------------------------------------------------------------
 
 
-def move_seats(seat_ids, new: str, now: datetime, *, only_unclaimed: bool = False) -> int:
-    """Move seats to `new` with one conditional UPDATE that only matches legal source states.
-
-    With only_unclaimed, a seat that some live booking still holds is left alone: the caller has
-    already closed its own bookings, so such a booking is another buyer's (it took over an expired
-    hold). This guard holds even where rows cannot be locked (SQLite).
-    """
-    if not seat_ids:
-        return 0
-    conditions = [Seat.id.in_(list(seat_ids)), Seat.status.in_(states.sources(states.SEAT_TRANSITIONS, new))]
-    if only_unclaimed:
-        db.session.flush()
-        conditions.append(~sa.exists().where(Booking.live_seat_id == Seat.id))
-    values = {"status": new, "updated_at": now}
-    if new != SeatStatus.RESERVED:
-        values["reservation_expires_at"] = None
-    result = db.session.execute(
-        sa.update(Seat).where(*conditions).values(**values).execution_options(synchronize_session=False)
-    )
-    return result.rowcount
-
-
-def _free_seats(seat_ids, now: datetime) -> None:
-    move_seats(seat_ids, SeatStatus.AVAILABLE, now, only_unclaimed=True)
-
-
-def _open_charge(order: Order) -> Payment | None:
-    """The charge still waiting for the buyer (a wallet payment not yet approved), if any."""
-    return next((p for p in order.payments if p.kind == PaymentKind.CHARGE and p.result == PaymentResult.PENDING), None)
-
-
-def _end_open_charge(charge: Payment, now: datetime, reason: str) -> None:
-    """A payment the order closed under can no longer complete: record it as ended, and why."""
-    charge.result = PaymentResult.ERROR
-    charge.failure_reason = reason[:255]
-    charge.completed_at = now
-
-
-def _close_pending(order: Order, status: str, now: datetime, reason: str | None = None) -> None:
-    """Close a pending order as expired, failed or cancelled, freeing the seats it still holds and
-    ending the payment still waiting for the buyer, whichever way the order closes."""
-    open_charge = _open_charge(order)
-    if open_charge is not None and status == OrderStatus.EXPIRED:
-        # The buyer began paying and did not finish before the hold ran out: that payment failed.
-        status, reason = OrderStatus.FAILED, PAYMENT_NEVER_COMPLETED
-    holding = [b.seat_id for b in order.bookings if b.status == BookingStatus.PENDING]
-    payment_status = PaymentStatus.FAILED if status == OrderStatus.FAILED else None
-    states.check(states.ORDER_TRANSITIONS, order.status, status, "order")
-    for booking in order.bookings:
-        if booking.status == BookingStatus.PENDING:
-            booking.status = status
-            if payment_status:
-                booking.payment_status = payment_status
-    order.status = status
-    if payment_status:
-        states.move(order, "payment_status", states.PAYMENT_TRANSITIONS, payment_status, "payment")
-    if reason:
-        order.failure_reason = reason[:255]
-    if open_charge is not None:
-        _end_open_charge(open_charge, now, reason or PAYMENT_NEVER_COMPLETED)
-    _free_seats(holding, now)
-    seat_changes.mark_changed(order.event_id, holding)
-
-
-def close_expired(order: Order, now: datetime) -> None:
-    """Close a pending order whose hold ran out (inside the caller's unit of work, order locked)."""
-    _close_pending(order, OrderStatus.EXPIRED, now)
-
-
 def release(order: Order, *, user: User, now: datetime | None = None) -> Order:
     """The buyer gives up a hold before paying: the seats are free again at once."""
     if order.user_id != user.id:
@@ -472,13 +327,13 @@ def release(order: Order, *, user: User, now: datetime | None = None) -> Order:
 
     def work():
         moment = now or utcnow()
-        locked = lock_order_with_seats(order_id)
+        locked = locking.lock_order_with_seats(order_id)
         if locked.status != OrderStatus.PENDING:
             raise OrderNotPending(f"This booking is already {locked.status}.")
         if locked.hold_has_expired(moment):
-            close_expired(locked, moment)
+            orders.close_expired(locked, moment)
         else:
-            _close_pending(locked, OrderStatus.CANCELLED, moment, reason="Released by the buyer.")
+            orders.close_pending(locked, OrderStatus.CANCELLED, moment, reason="Released by the buyer.")
         return locked
 
     return run_unit_of_work(work)
@@ -492,9 +347,9 @@ def expire_if_due(order: Order, now: datetime | None = None) -> Order:
     order_id = order.id
 
     def work():
-        locked = lock_order_with_seats(order_id)
+        locked = locking.lock_order_with_seats(order_id)
         if locked.hold_has_expired(moment):
-            close_expired(locked, moment)
+            orders.close_expired(locked, moment)
         return locked
 
     return run_unit_of_work(work)
@@ -524,19 +379,11 @@ def release_expired(now: datetime | None = None, *, batch_size: int = 200) -> in
 
 def _close_expired_batch(order_ids, now: datetime) -> int:
     seat_ids = db.session.scalars(sa.select(Booking.seat_id).where(Booking.order_id.in_(order_ids))).all()
-    _lock_seats(seat_ids)
-    orders = db.session.scalars(
-        sa.select(Order)
-        .where(Order.id.in_(order_ids))
-        .order_by(Order.id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-        .options(so.selectinload(Order.bookings), so.selectinload(Order.payments))
-    ).all()
+    locking.lock_seats(seat_ids)
     closed = 0
-    for order in orders:
+    for order in locking.lock_orders(Order.id.in_(order_ids)):
         if order.hold_has_expired(now):
-            close_expired(order, now)
+            orders.close_expired(order, now)
             closed += 1
     return closed
 
@@ -546,10 +393,8 @@ def _close_expired_batch(order_ids, now: datetime) -> int:
 
 def _cancel_locked_order(order: Order, now: datetime, reason: str) -> Decimal:
     """Cancel a locked live order, refunding what was paid; returns the amount refunded."""
-    from app.services import payments
-
     if order.status == OrderStatus.PENDING:
-        _close_pending(order, OrderStatus.CANCELLED, now, reason=reason)
+        orders.close_pending(order, OrderStatus.CANCELLED, now, reason=reason)
         return Decimal("0.00")
     if order.status != OrderStatus.CONFIRMED:
         raise OrderNotPending(f"This order is already {order.status}.")
@@ -557,14 +402,8 @@ def _cancel_locked_order(order: Order, now: datetime, reason: str) -> Decimal:
     refunded = Decimal("0.00")
     if order.payment_status == PaymentStatus.PAID:
         refunded = payments.refund(order, now=now).amount
-    for booking in live:
-        booking.status = BookingStatus.CANCELLED
     tickets.revoke_for_order(order, reason, now)
-    states.move(order, "status", states.ORDER_TRANSITIONS, OrderStatus.CANCELLED, "order")
-    order.failure_reason = reason[:255]
-    seat_ids = [b.seat_id for b in live]
-    _free_seats(seat_ids, now)
-    seat_changes.mark_changed(order.event_id, seat_ids)
+    orders.change_state(order, OrderStatus.CANCELLED, now, bookings=live, reason=reason)
     mail.enqueue_seats_cancelled(order, live, refunded=refunded, now=now)
     return refunded
 
@@ -582,7 +421,7 @@ def cancel_order(
 
     def work():
         moment = now or utcnow()
-        locked = lock_order_with_seats(order_id)
+        locked = locking.lock_order_with_seats(order_id)
         was = locked.status
         refunded = _cancel_locked_order(locked, moment, reason)
         audit.record(
@@ -602,14 +441,12 @@ def cancel_booking(
     booking: Booking, *, now: datetime | None = None, reason: str = "Cancelled by the organiser.", actor=None
 ) -> Booking:
     """Admin: cancel one seat of an order, refund that seat if it was paid, and free the seat."""
-    from app.services import payments
-
     booking_id, order_id, seat_id = booking.id, booking.order_id, booking.seat_id
 
     def work():
         moment = now or utcnow()
-        _lock_seats([seat_id])
-        order = _lock_order(order_id)
+        locking.lock_seats([seat_id])
+        order = locking.lock_order(order_id)
         target = next(b for b in order.bookings if b.id == booking_id)
         if target.status not in OrderStatus.LIVE:
             raise OrderNotPending(f"This booking is already {target.status}.")
@@ -640,13 +477,10 @@ def cancel_booking(
             )
         if target.status == BookingStatus.CONFIRMED and target.payment_status == PaymentStatus.PAID:
             payments.refund(order, now=moment, booking=target)
-        states.check(states.BOOKING_TRANSITIONS, target.status, BookingStatus.CANCELLED, "booking")
-        target.status = BookingStatus.CANCELLED
         tickets.revoke(target, reason, moment)
+        orders.change_state(order, BookingStatus.CANCELLED, moment, bookings=[target], whole_order=False)
         if order.status == OrderStatus.PENDING:
             order.total_amount -= target.total_amount
-        _free_seats([seat_id], moment)
-        seat_changes.mark_changed(order.event_id, [seat_id])
         mail.enqueue_seats_cancelled(order, [target], now=moment)
         return target
 
@@ -660,18 +494,11 @@ def cancel_pending_orders_of_event(event_id: int, now: datetime, reason: str) ->
     locks the held seats in ascending id, then the orders, and re-checks each one under its lock.
     """
     held = sa.select(Booking.seat_id).join(Order, Order.id == Booking.order_id)
-    _lock_seats(db.session.scalars(held.where(Order.event_id == event_id, Order.status == OrderStatus.PENDING)))
-    orders = db.session.scalars(
-        sa.select(Order)
-        .where(Order.event_id == event_id, Order.status == OrderStatus.PENDING)
-        .order_by(Order.id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-        .options(so.selectinload(Order.bookings), so.selectinload(Order.payments))
-    ).all()
-    for order in orders:
-        _close_pending(order, OrderStatus.CANCELLED, now, reason=reason)
-    return list(orders)
+    locking.lock_seats(db.session.scalars(held.where(Order.event_id == event_id, Order.status == OrderStatus.PENDING)))
+    pending = locking.lock_orders(Order.event_id == event_id, Order.status == OrderStatus.PENDING)
+    for order in pending:
+        orders.close_pending(order, OrderStatus.CANCELLED, now, reason=reason)
+    return pending
 
 
 def cancel_event(event: Event, *, now: datetime | None = None) -> CancelSummary:
@@ -680,29 +507,15 @@ def cancel_event(event: Event, *, now: datetime | None = None) -> CancelSummary:
 
     def work():
         moment = now or utcnow()
-        locked_event = db.session.scalar(
-            sa.select(Event).where(Event.id == event_id).with_for_update().execution_options(populate_existing=True)
-        )
-        if locked_event is None:
-            raise NotFound("No such event.")
+        locked_event = locking.get_locked_event(event_id)
         if locked_event.status == EventStatus.CANCELLED:
             raise DomainError("This event is already cancelled.")
         locked_event.status = EventStatus.CANCELLED
         locked_event.cancelled_at = moment
         seat_changes.mark_changed(event_id, [])
-        db.session.scalars(
-            sa.select(Seat.id).where(Seat.event_id == event_id).order_by(Seat.id).with_for_update()
-        ).all()
-        orders = db.session.scalars(
-            sa.select(Order)
-            .where(Order.event_id == event_id, Order.status.in_(OrderStatus.LIVE))
-            .order_by(Order.id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-            .options(so.selectinload(Order.bookings), so.selectinload(Order.payments))
-        ).all()
+        locking.lock_event_seats(event_id)
         summary = CancelSummary()
-        for order in orders:
+        for order in locking.lock_orders(Order.event_id == event_id, Order.status.in_(OrderStatus.LIVE)):
             amount = _cancel_locked_order(order, moment, "The event was cancelled.")
             summary.orders += 1
             if amount:

@@ -29,7 +29,7 @@ from flask_babel import gettext as _
 
 from app.extensions import db, get_redis, redis_call
 from app.models import AuditEntry, Event, EventStatus, Order, OrderStatus, User, utcnow
-from app.services import audit, booking, seat_changes
+from app.services import audit, booking, locking, seat_changes
 from app.services.errors import DomainError, InvalidRequest, NotFound
 from app.services.transactions import run_unit_of_work
 
@@ -205,9 +205,7 @@ def mark_event_cancelled(event: Event, *, actor=None, now: datetime | None = Non
 
     def work():
         moment = now or utcnow()
-        locked = db.session.scalar(
-            sa.select(Event).where(Event.id == event_id).with_for_update().execution_options(populate_existing=True)
-        )
+        locked = locking.lock_event(event_id)
         if locked is None:
             raise NotFound(_("No such event."))
         if locked.status == EventStatus.CANCELLED:

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from app.extensions import db
-from app.models import Booking, Event, EventStatus, Order, Seat, SeatStatus, User, utcnow
+from app.models import Booking, Event, EventStatus, Order, Seat, User, utcnow
 
 
 def upcoming_events(now: datetime | None = None) -> list[Event]:
@@ -27,10 +27,7 @@ def upcoming_events(now: datetime | None = None) -> list[Event]:
 def seats_left(event_ids, now: datetime | None = None) -> dict[int, int]:
     """Free seats per event (an expired hold counts as free), in one query."""
     now = now or utcnow()
-    free = sa.or_(
-        Seat.status == SeatStatus.AVAILABLE,
-        sa.and_(Seat.status == SeatStatus.RESERVED, Seat.reservation_expires_at <= now),
-    )
+    free = Seat.is_free(now)
     rows = db.session.execute(
         sa.select(Seat.event_id, sa.func.count(Seat.id))
         .where(Seat.event_id.in_(list(event_ids)), free)

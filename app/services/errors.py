@@ -6,10 +6,13 @@ class DomainError(Exception):
 
     code = "refused"
     status = 409
+    # What the user reads when the raiser gives no message (docstrings are stripped by python -OO).
+    default_message = None
 
     def __init__(self, message=None, **details):
-        super().__init__(message or self.__doc__)
-        self.message = message or self.__doc__
+        message = message or self.default_message or self.__doc__
+        super().__init__(message)
+        self.message = message
         self.details = details
 
     def to_json(self):
@@ -35,3 +38,18 @@ class IllegalTransition(DomainError):
 
     code = "illegal_transition"
     status = 409
+
+
+class HoldExpired(DomainError):
+    code = "hold_expired"
+    default_message = "Your hold has expired and the seats were released. Nothing was charged."
+
+
+class OrderNotFound(NotFound):
+    code = "order_not_found"
+    default_message = "No such booking."
+
+
+class OrderNotPending(DomainError):
+    code = "order_not_pending"
+    default_message = "This booking is no longer waiting for payment."

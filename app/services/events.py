@@ -18,7 +18,7 @@ from flask_babel import gettext as _
 
 from app.extensions import db
 from app.models import Event, EventStatus, Order, PriceCategory, Seat, SeatStatus, row_label, utcnow
-from app.services import audit, currencies, seat_changes, zones
+from app.services import audit, currencies, locking, seat_changes, zones
 from app.services.errors import DomainError, IllegalTransition, InvalidRequest, NotFound
 from app.services.querying import contains
 from app.services.transactions import run_unit_of_work
@@ -250,15 +250,18 @@ def create_event(
 ) -> Event:
     """Create an event with its price categories and seat map, in one transaction (committed)."""
     details = EventDetails(name, date, rows, columns, categories, description, venue, timezone, currency)
-    event = Event(status=status)
-    _apply_details(event, details)
-    _replace_categories(event, categories)
-    db.session.add(event)
-    db.session.flush()
-    generate_seats(event)
-    audit.record("event.created", actor=actor, subject=event, data=_audited_details(event))
-    db.session.commit()
-    return event
+
+    def work():
+        event = Event(status=status)
+        _apply_details(event, details)
+        _replace_categories(event, categories)
+        db.session.add(event)
+        db.session.flush()
+        generate_seats(event)
+        audit.record("event.created", actor=actor, subject=event, data=_audited_details(event))
+        return event
+
+    return run_unit_of_work(work)
 
 
 def _audited_details(event: Event) -> dict:
@@ -368,40 +371,13 @@ def count_seats(event: Event) -> int:
 
 def _taken(now: datetime):
     """SQL condition: the seat is booked, or reserved by a hold that has not run out."""
-    return sa.or_(
-        Seat.status == SeatStatus.BOOKED,
-        sa.and_(Seat.status == SeatStatus.RESERVED, Seat.reservation_expires_at > now),
-    )
+    return sa.or_(Seat.status == SeatStatus.BOOKED, Seat.is_held(now))
 
 
 def _labels_text(labels: list[str]) -> str:
     shown = ", ".join(labels[:LABELS_SHOWN])
     more = len(labels) - LABELS_SHOWN
     return shown + (f" and {more} more" if more > 0 else "")
-
-
-def _lock_event(event_id: int, *, include_deleted: bool = False) -> Event:
-    event = db.session.scalar(
-        sa.select(Event)
-        .where(Event.id == event_id)
-        .with_for_update()
-        .execution_options(populate_existing=True, include_deleted=include_deleted)
-    )
-    if event is None:
-        raise NotFound("No such event.")
-    return event
-
-
-def _lock_event_seats(event_id: int) -> list[Seat]:
-    return list(
-        db.session.scalars(
-            sa.select(Seat)
-            .where(Seat.event_id == event_id)
-            .order_by(Seat.id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-    )
 
 
 def _retire_seats(event: Event, now: datetime) -> None:
@@ -497,12 +473,12 @@ def update_event(event: Event, details: EventDetails, *, now: datetime | None = 
 
     def work():
         moment = now or utcnow()
-        locked = _lock_event(event_id)
+        locked = locking.get_locked_event(event_id)
         if locked.status == EventStatus.CANCELLED:
             raise EventNotEditable("A cancelled event can no longer be edited.")
         _refuse_currency_change(locked, event_currency(details, locked))
         resized = (details.rows, details.columns) != (locked.rows, locked.columns)
-        seats = _lock_event_seats(event_id)
+        seats = locking.lock_event_seats(event_id)
         if not resized:
             _refuse_price_changes(locked, seats, details.categories, moment)
         if resized:
@@ -535,7 +511,7 @@ def publish_event(event: Event, now: datetime | None = None, *, actor=None) -> N
     def work():
         moment = now or utcnow()
         # Checked on the locked row: a cancel or delete that committed meanwhile is not undone.
-        locked = _lock_event(event_id, include_deleted=True)
+        locked = locking.get_locked_event(event_id, include_deleted=True)
         if locked.is_deleted:
             raise EventNotPublishable("This event was deleted.")
         if locked.status != EventStatus.DRAFT:
@@ -557,7 +533,7 @@ def delete_event(event: Event, *, now: datetime | None = None, actor=None) -> No
 
     def work():
         moment = now or utcnow()
-        locked = _lock_event(event_id)
+        locked = locking.get_locked_event(event_id)
         taken = db.session.scalar(sa.select(sa.func.count(Seat.id)).where(Seat.event_id == event_id, _taken(moment)))
         if taken:
             raise IllegalTransition(

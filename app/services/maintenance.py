@@ -22,6 +22,7 @@ from app.models import (
 )
 from app.services import seat_changes
 from app.services.errors import InvalidRequest
+from app.services.transactions import run_unit_of_work
 
 CLEANUP_BATCH = 500
 
@@ -29,22 +30,25 @@ CLEANUP_BATCH = 500
 def close_past_events(now: datetime | None = None) -> int:
     """Mark published events whose date has passed as no longer selling; returns how many."""
     now = now or utcnow()
-    ids = db.session.scalars(
-        sa.select(Event.id).where(
-            Event.status == EventStatus.PUBLISHED, Event.date <= now, Event.sales_ended_at.is_(None)
-        )
-    ).all()
-    if ids:
-        db.session.execute(
-            sa.update(Event)
-            .where(Event.id.in_(ids))
-            .values(sales_ended_at=now)
-            .execution_options(synchronize_session=False)
-        )
-        for event_id in ids:
-            seat_changes.mark_changed(event_id, [])
-    db.session.commit()
-    return len(ids)
+
+    def work():
+        ids = db.session.scalars(
+            sa.select(Event.id).where(
+                Event.status == EventStatus.PUBLISHED, Event.date <= now, Event.sales_ended_at.is_(None)
+            )
+        ).all()
+        if ids:
+            db.session.execute(
+                sa.update(Event)
+                .where(Event.id.in_(ids))
+                .values(sales_ended_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            for event_id in ids:
+                seat_changes.mark_changed(event_id, [])
+        return len(ids)
+
+    return run_unit_of_work(work)
 
 
 @dataclass
@@ -142,8 +146,11 @@ def db_cleanup(
             continue
         report.deleted[table] = 0
         while ids := _ids(statement, batch_size):
-            db.session.execute(sa.delete(model).where(model.id.in_(ids)).execution_options(synchronize_session=False))
-            db.session.commit()
+            run_unit_of_work(
+                lambda model=model, ids=ids: db.session.execute(
+                    sa.delete(model).where(model.id.in_(ids)).execution_options(synchronize_session=False)
+                )
+            )
             report.deleted[table] += len(ids)
     db.session.rollback()
     return report

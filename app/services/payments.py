@@ -1,194 +1,122 @@
-"""Paying for held seats, and refunds, through offline sandbox providers.
+"""Paying for held seats, and refunds: the flow around the payment provider (payments_provider.py).
 
-Two methods: a card, charged at once by the sandbox card provider, and the StagePass Wallet, a
-redirect-and-confirm flow. Card numbers are never stored: an order keeps the method, the last four
-digits and the provider's reference. An order has at most one charge (a unique key on the provider
-ledger), and every call to the provider carries an idempotency key made from the order, so a
-double submit, a unit of work run again or a buyer paying again after the provider fell silent
-never charges twice.
+A card payment is three steps, so no row lock is ever held while the provider is asked:
+
+    1. record the attempt      (one short unit of work: order and seats locked, checked, committed)
+    2. ask the provider        (no transaction, no locks; it may take seconds, or never answer)
+    3. apply the answer        (one short unit of work under the usual lock order)
+
+Every call carries an idempotency key made from the order and the attempt, so a double submit, a
+buyer paying again after the provider fell silent, or reconciliation asking again never charges
+twice. An answer that arrives when the seats are no longer the buyer's (the hold ran out and
+someone else took them, or the order was cancelled meanwhile) is refunded automatically. An
+attempt without an answer (lost, or the process died between steps) is settled by `reconcile`.
+Card numbers are never stored: an order keeps the method, the last four digits and the reference.
+The wallet moves no money until the buyer approves it, so it needs no second step.
 """
 
 from __future__ import annotations
 
-import secrets
-import threading
-from collections import OrderedDict, deque
+import logging
 from dataclasses import dataclass
-from datetime import datetime
-from decimal import Decimal
+from datetime import datetime, timedelta
 
+import sqlalchemy as sa
+from flask import current_app
 from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
 from app.models import (
     Booking,
-    BookingStatus,
     Order,
     OrderStatus,
     Payment,
     PaymentKind,
+    PaymentMethod,
     PaymentResult,
     PaymentStatus,
-    SeatStatus,
     User,
     utcnow,
 )
-from app.services import booking as booking_service
-from app.services import mail, seat_changes, states, tickets
-from app.services.errors import DomainError, IllegalTransition, InvalidRequest
-from app.services.transactions import Conflict, run_unit_of_work
+from app.services import audit, locking, mail, orders, states
+from app.services.errors import (
+    DomainError,
+    HoldExpired,
+    IllegalTransition,
+    InvalidRequest,
+    OrderNotFound,
+    OrderNotPending,
+)
+from app.services.payments_provider import ProviderResult, get_provider
+from app.services.payments_sandbox import (
+    CARD_DECLINED,
+    CARD_PROVIDER_ERROR,
+    CARD_PROVIDER_TIMEOUT,
+    CARD_REFUND_FAILS,
+    CARD_SUCCEEDS,
+    provider_reference,
+)
+from app.services.payments_wording import (
+    METHODS,
+    NEVER_REACHED_PROVIDER,
+    PROVIDER_DID_NOT_ANSWER,
+    SANDBOX_CARDS,
+    automatic_refund_email,
+    payment_summary,
+)
+from app.services.transactions import SeatsBusy, run_unit_of_work
 
-CARD = "card"
-WALLET = "wallet"
-METHODS = {CARD: "Card", WALLET: "StagePass Wallet"}
+__all__ = [  # what views, forms and tests use from here
+    "DomainError",
+    "CARD_DECLINED",
+    "CARD_PROVIDER_ERROR",
+    "CARD_PROVIDER_TIMEOUT",
+    "CARD_REFUND_FAILS",
+    "CARD_SUCCEEDS",
+    "METHODS",
+    "SANDBOX_CARDS",
+    "payment_summary",
+]
 
-# The sandbox card provider's documented test numbers.
-CARD_SUCCEEDS = "4242424242424242"
-CARD_DECLINED = "4000000000000002"
-CARD_PROVIDER_ERROR = "4000000000000119"
-CARD_PROVIDER_TIMEOUT = "4000000000000259"
-CARD_REFUND_FAILS = "4000000000005126"
-SANDBOX_CARDS = {
-    CARD_SUCCEEDS: "succeeds",
-    CARD_DECLINED: "is declined (insufficient funds)",
-    CARD_PROVIDER_ERROR: "fails with a provider error",
-    CARD_PROVIDER_TIMEOUT: "is charged, but the provider's answer is lost (pay again: charged once)",
-    CARD_REFUND_FAILS: "succeeds, but its refunds are refused",
-}
+log = logging.getLogger(__name__)
 
-PROVIDER_DID_NOT_ANSWER = "The payment provider did not answer."
+CARD = PaymentMethod.CARD
+WALLET = PaymentMethod.WALLET
 
 
 class PaymentDeclined(DomainError):
-    """Your payment was declined. The seats were released; nothing was charged."""
-
     code = "declined"
     status = 402
 
 
 class PaymentProviderError(DomainError):
-    """The payment provider failed. The seats were released; nothing was charged."""
-
     code = "provider_error"
     status = 502
 
 
 class PaymentNotAnswered(DomainError):
-    """The payment provider did not answer: your seats are still held, so pay again (you will be charged at most once)."""
-
     code = "provider_timeout"
     status = 504
 
 
 class CardPaymentUnsettled(DomainError):
-    """Your card payment got no answer from the provider yet: pay by card again (charged at most once) to settle it."""
-
     code = "card_payment_unsettled"
+    default_message = (
+        "Your card payment got no answer from the provider yet: pay by card again (charged at most once) to settle it."
+    )
+
+
+class ChargeRefunded(DomainError):
+    code = "charge_refunded"
 
 
 class RefundFailed(DomainError):
-    """The payment provider refused the refund. Nothing was changed."""
-
     code = "refund_failed"
     status = 502
 
 
 class InvalidCard(InvalidRequest):
-    """That card number is not valid."""
-
     code = "invalid_card"
-
-
-@dataclass(frozen=True)
-class ProviderResult:
-    result: str
-    reference: str | None
-    failure_reason: str | None = None
-    card_last4: str | None = None
-    amount: Decimal | None = None
-
-
-NO_ANSWER = ProviderResult(PaymentResult.ERROR, None, PROVIDER_DID_NOT_ANSWER)
-
-
-def provider_reference(prefix: str) -> str:
-    return f"{prefix}_{secrets.token_hex(10)}"
-
-
-class SandboxCardProvider:
-    """Answers like a card acquirer would, offline, from the documented test numbers.
-
-    Like a real provider it remembers its answer to each idempotency key: asked again with a key it
-    has seen, it gives the same answer and moves no money. That memory lives in this object (per
-    app process, lost on restart, the latest KEYS_REMEMBERED keys only, as a real provider forgets
-    keys after a day or so), outside every database transaction, as a real provider's state is
-    outside ours: a rolled-back unit of work does not undo a charge. `charges` and `refunds` list
-    the latest money it actually moved.
-    """
-
-    KEYS_REMEMBERED = 100_000
-
-    def __init__(self):
-        self._answers: OrderedDict[str, ProviderResult] = OrderedDict()
-        self._charges_refusing_refunds: set[str] = set()
-        self._lock = threading.Lock()
-        self.charges: deque[ProviderResult] = deque(maxlen=self.KEYS_REMEMBERED)
-        self.refunds: deque[ProviderResult] = deque(maxlen=self.KEYS_REMEMBERED)
-
-    def _remember(self, idempotency_key: str, answer: ProviderResult) -> None:
-        self._answers[idempotency_key] = answer
-        if len(self._answers) > self.KEYS_REMEMBERED:
-            self._answers.popitem(last=False)
-
-    def charge(self, card_number: str, amount: Decimal, *, idempotency_key: str) -> ProviderResult:
-        """Charge the card once per key; raises TimeoutError after charging CARD_PROVIDER_TIMEOUT."""
-        with self._lock:
-            answer = self._answers.get(idempotency_key)
-            if answer is not None:
-                return answer
-            answer = self._answer_charge(card_number, amount)
-            self._remember(idempotency_key, answer)
-            if answer.result == PaymentResult.SUCCEEDED:
-                self.charges.append(answer)
-            if card_number == CARD_REFUND_FAILS:
-                self._charges_refusing_refunds.add(answer.reference)
-        if card_number == CARD_PROVIDER_TIMEOUT:
-            raise TimeoutError("the sandbox card provider charged the card, but its answer was lost")
-        return answer
-
-    @staticmethod
-    def _answer_charge(card_number: str, amount: Decimal) -> ProviderResult:
-        if card_number in (CARD_SUCCEEDS, CARD_PROVIDER_TIMEOUT, CARD_REFUND_FAILS):
-            result, reason = PaymentResult.SUCCEEDED, None
-        elif card_number == CARD_PROVIDER_ERROR:
-            result, reason = PaymentResult.ERROR, "The card provider had an internal error."
-        elif card_number == CARD_DECLINED:
-            result, reason = PaymentResult.DECLINED, "The card was declined: insufficient funds."
-        else:
-            result, reason = PaymentResult.DECLINED, "The card was declined: unknown test card."
-        return ProviderResult(result, provider_reference("ch"), reason, card_number[-4:], amount)
-
-    def refund(self, charge_reference: str | None, amount: Decimal, *, idempotency_key: str) -> ProviderResult:
-        """Refund part or all of a charge once per key (charges it does not know refund fine)."""
-        with self._lock:
-            answer = self._answers.get(idempotency_key)
-            if answer is not None:
-                return answer
-            if charge_reference in self._charges_refusing_refunds:
-                answer = ProviderResult(
-                    PaymentResult.DECLINED,
-                    provider_reference("re"),
-                    "The card's bank refused the refund.",
-                    amount=amount,
-                )
-            else:
-                answer = ProviderResult(PaymentResult.SUCCEEDED, provider_reference("re"), amount=amount)
-                self.refunds.append(answer)
-            self._remember(idempotency_key, answer)
-            return answer
-
-
-card_provider = SandboxCardProvider()
 
 
 def charge_key(order: Order, payment: Payment) -> str:
@@ -220,12 +148,46 @@ def clean_card_number(card_number: str | None) -> str:
     return digits
 
 
-# --- paying ----------------------------------------------------------------------------------
+def _record_money(action: str, payment: Payment, order: Order, *, actor=None, now=None, **data) -> None:
+    """An audit line for a money movement (or a refused one), in the caller's unit of work."""
+    audit.record(
+        action,
+        actor=actor,
+        actor_label=None if actor is not None else audit.job_label("payments"),
+        subject=order,
+        data={
+            "payment_id": payment.id,
+            "kind": payment.kind,
+            "method": payment.method,
+            "amount": payment.amount,
+            "result": payment.result,
+            "provider_reference": payment.provider_reference,
+            **data,
+        },
+        now=now,
+    )
 
 
-def _bookings_to_pay(order: Order) -> list[Booking]:
-    """The seats an order still pays for: all but those an admin cancelled while it was pending."""
-    return [b for b in order.bookings if b.status != BookingStatus.CANCELLED]
+def is_unanswered(payment: Payment | None) -> bool:
+    """A card charge the provider has not answered (in flight, or its answer lost): it may or may
+    not have gone through, so only the provider's answer may settle it."""
+    return (
+        payment is not None
+        and payment.kind == PaymentKind.CHARGE
+        and payment.method == CARD
+        and payment.provider_reference is None
+        and (
+            payment.result == PaymentResult.PENDING
+            or (payment.result == PaymentResult.ERROR and payment.failure_reason == PROVIDER_DID_NOT_ANSWER)
+        )
+    )
+
+
+def _existing_charge(order: Order) -> Payment | None:
+    return next((p for p in order.payments if p.kind == PaymentKind.CHARGE), None)
+
+
+# --- step 1: check the order and record the attempt ------------------------------------------
 
 
 def _locked_payable(order_id: int, user: User, now: datetime | None):
@@ -234,107 +196,18 @@ def _locked_payable(order_id: int, user: User, now: datetime | None):
     The moment is taken once the locks are granted: a payment that waited for them must not judge
     the hold by the clock from before it waited.
     """
-    order = booking_service.lock_order_with_seats(order_id)
+    order = locking.lock_order_with_seats(order_id)
     moment = now or utcnow()
     if order.user_id != user.id:
-        raise booking_service.OrderNotFound()
+        raise OrderNotFound()
     if order.status == OrderStatus.CONFIRMED and order.payment_status == PaymentStatus.PAID:
         return order, moment, "already_paid"
     if order.status != OrderStatus.PENDING:
-        raise booking_service.OrderNotPending(f"This booking is {order.status}; it can no longer be paid.")
-    seats_lost = any(b.status != BookingStatus.PENDING for b in _bookings_to_pay(order))
-    if order.hold_has_expired(moment) or seats_lost:
-        booking_service.close_expired(order, moment)
+        raise OrderNotPending(f"This booking is {order.status}; it can no longer be paid.")
+    if order.hold_has_expired(moment) or not orders.seats_still_held(order):
+        orders.close_expired(order, moment)
         return order, moment, "expired"
     return order, moment, "payable"
-
-
-def _confirm(order: Order, payment: Payment, now: datetime) -> None:
-    paying = _bookings_to_pay(order)
-    seat_ids = [b.seat_id for b in paying]
-    states.move_order(order, status=OrderStatus.CONFIRMED, payment_status=PaymentStatus.PAID, bookings=paying)
-    if booking_service.move_seats(seat_ids, SeatStatus.BOOKED, now) != len(seat_ids):
-        raise Conflict("the held seats changed while paying")
-    order.payment_method = payment.method
-    order.card_last4 = payment.card_last4
-    order.provider_reference = payment.provider_reference
-    order.paid_at = now
-    for booking in paying:
-        booking.payment_method = payment.method
-    seat_changes.mark_changed(order.event_id, seat_ids)
-    tickets.issue_for_order(order, now)
-    mail.enqueue_order_confirmation(order, now=now)
-
-
-def _fail(order: Order, payment: Payment) -> None:
-    order.payment_method = payment.method
-    order.card_last4 = payment.card_last4
-    order.provider_reference = payment.provider_reference
-    for booking in _bookings_to_pay(order):
-        booking.payment_method = payment.method
-    booking_service._close_pending(order, OrderStatus.FAILED, payment.completed_at, reason=payment.failure_reason)
-
-
-def is_unanswered(payment: Payment | None) -> bool:
-    """A charge the provider never answered: it may or may not have gone through."""
-    return (
-        payment is not None
-        and payment.result == PaymentResult.ERROR
-        and payment.provider_reference is None
-        and payment.failure_reason == PROVIDER_DID_NOT_ANSWER
-    )
-
-
-def _settle(order_id: int, user: User, now: datetime | None, attempt):
-    """The shared shape of paying: lock, check, let `attempt(order, now)` act, commit, then report.
-
-    `attempt` returns the Payment it completed. Declines, provider errors, unanswered charges and
-    expired holds are committed first (seats freed, or the attempt recorded) and raised afterwards,
-    so the refusal never rolls them back.
-    """
-
-    def work():
-        order, moment, outcome = _locked_payable(order_id, user, now)
-        if outcome != "payable":
-            return order, outcome, None
-        payment = attempt(order, moment)
-        if payment.result == PaymentResult.SUCCEEDED:
-            _confirm(order, payment, moment)
-            return order, "paid", payment
-        if payment.result == PaymentResult.PENDING:
-            return order, "pending", payment
-        if is_unanswered(payment):
-            return order, "unanswered", payment
-        _fail(order, payment)
-        return order, "failed", payment
-
-    try:
-        order, outcome, payment = run_unit_of_work(work)
-    except IntegrityError:
-        # Two submits raced past each other where rows cannot be locked (SQLite): one charge won.
-        db.session.rollback()
-        order = db.session.get(Order, order_id, populate_existing=True)
-        if order is not None and order.payment_status == PaymentStatus.PAID:
-            return order, None
-        raise booking_service.SeatsBusy() from None
-    if outcome == "expired":
-        raise booking_service.HoldExpired()
-    if outcome == "unanswered":
-        raise PaymentNotAnswered(
-            "The payment provider did not answer, so we cannot tell yet whether your card was charged. Your seats "
-            "are still held: pay again before the hold runs out, and you will be charged at most once.",
-            order_reference=order.reference,
-        )
-    if outcome == "failed":
-        error = PaymentDeclined if payment.result == PaymentResult.DECLINED else PaymentProviderError
-        raise error(
-            f"{payment.failure_reason} The seats were released; nothing was charged.", order_reference=order.reference
-        )
-    return order, payment
-
-
-def _existing_charge(order: Order) -> Payment | None:
-    return next((p for p in order.payments if p.kind == PaymentKind.CHARGE), None)
 
 
 def _charge_for(order: Order, method: str) -> Payment:
@@ -370,33 +243,197 @@ def _charge_for(order: Order, method: str) -> Payment:
     return payment
 
 
-def pay_by_card(order: Order, *, user: User, card_number: str, now: datetime | None = None) -> Order:
-    """Charge the order to a card through the sandbox provider and confirm it."""
-    digits = clean_card_number(card_number)
+@dataclass(frozen=True)
+class CardAttempt:
+    """What step 2 needs, as plain values: no ORM object (and so no transaction) outlives step 1."""
 
-    def attempt(locked: Order, moment: datetime) -> Payment:
-        payment = _charge_for(locked, CARD)
-        try:
-            answer = card_provider.charge(digits, locked.total_amount, idempotency_key=charge_key(locked, payment))
-        except OSError:  # TimeoutError and ConnectionError among them: charged or not, nobody knows yet
-            answer = NO_ANSWER
-        payment.amount = locked.total_amount
+    order_id: int
+    payment_id: int | None
+    idempotency_key: str | None
+    amount: object
+    outcome: str
+
+
+def _record_card_attempt(order_id: int, user: User, now: datetime | None, digits: str) -> CardAttempt:
+    order, _moment, outcome = _locked_payable(order_id, user, now)
+    if outcome != "payable":
+        return CardAttempt(order_id, None, None, None, outcome)
+    payment = _charge_for(order, CARD)
+    payment.result = PaymentResult.PENDING
+    payment.failure_reason = None
+    payment.completed_at = None
+    payment.card_last4 = digits[-4:]
+    db.session.flush()
+    return CardAttempt(order_id, payment.id, charge_key(order, payment), payment.amount, outcome)
+
+
+# --- step 2: ask the provider, holding nothing -----------------------------------------------
+
+
+def _ask(call) -> ProviderResult | None:
+    """The provider's answer, or None when there is none (unreachable, timed out, answer lost)."""
+    try:
+        return call(get_provider())
+    except OSError as error:  # TimeoutError and ConnectionError among them: charged or not, nobody knows yet
+        log.warning("payment provider gave no answer: %s", error)
+        return None
+
+
+# --- step 3: apply the answer ----------------------------------------------------------------
+
+
+def _apply_charge_answer(
+    payment_id: int, answer: ProviderResult | None, now: datetime | None, *, actor=None, reconciled=False
+):
+    """Apply the provider's answer to a charge attempt; returns (order, outcome).
+
+    Outcomes: paid, failed, unanswered, refund_due (it charged, but the seats are no longer the
+    buyer's), closed (declined after the order closed: nothing to do) and settled (this answer,
+    or another, was applied already: applying it twice changes nothing). The audit trail gets
+    payment.charged or payment.declined (and payment.reconciled when reconciliation found it).
+    """
+
+    def work():
+        order_id = db.session.scalar(sa.select(Payment.order_id).where(Payment.id == payment_id))
+        order = locking.lock_order_with_seats(order_id)
+        moment = now or utcnow()
+        payment = next((p for p in order.payments if p.id == payment_id), None)
+        if payment is None or payment.provider_reference is not None:
+            return order, "settled"
+        if answer is None:
+            if payment.result == PaymentResult.PENDING:
+                payment.result = PaymentResult.ERROR
+                payment.failure_reason = PROVIDER_DID_NOT_ANSWER
+                payment.completed_at = moment
+            return order, "unanswered"
         payment.result = answer.result
         payment.provider_reference = answer.reference
-        payment.card_last4 = answer.card_last4 or digits[-4:]
+        payment.card_last4 = answer.card_last4 or payment.card_last4
         payment.failure_reason = answer.failure_reason
         payment.completed_at = moment
-        db.session.flush()
-        return payment
+        outcome = _apply_answer(order, payment, moment)
+        charged = payment.result == PaymentResult.SUCCEEDED
+        _record_money(
+            "payment.charged" if charged else "payment.declined",
+            payment,
+            order,
+            actor=actor,
+            now=moment,
+            outcome=outcome,
+        )
+        if reconciled:
+            _record_money("payment.reconciled", payment, order, now=moment, outcome=outcome)
+        return order, outcome
 
-    order, _ = _settle(order.id, user, now, attempt)
-    return order
+    return run_unit_of_work(work)
+
+
+def _apply_answer(order: Order, payment: Payment, moment: datetime) -> str:
+    if payment.result == PaymentResult.SUCCEEDED:
+        return _apply_success(order, payment, moment)
+    if order.status == OrderStatus.PENDING:
+        orders.copy_payment(order, payment)
+        orders.close_pending(order, OrderStatus.FAILED, moment, reason=payment.failure_reason)
+        return "failed"
+    return "closed"
+
+
+def _apply_success(order: Order, payment: Payment, moment: datetime) -> str:
+    if orders.seats_still_held(order):
+        # Even if the hold ran out during the call: nobody took the seats, and the buyer paid.
+        orders.confirm(order, payment, moment)
+        return "paid"
+    if order.status == OrderStatus.PENDING:
+        orders.close_expired(order, moment)
+    states.move_order(order, payment_status=PaymentStatus.PAID, bookings=[])
+    orders.copy_payment(order, payment)
+    return "refund_due"
+
+
+def _report(order: Order, outcome: str, payment_id: int) -> None:
+    """Raise what the buyer is told when a payment did not confirm the order (after the commit)."""
+    if outcome == "unanswered":
+        raise PaymentNotAnswered(
+            "The payment provider did not answer, so we cannot tell yet whether your card was charged. Your seats "
+            "are still held: pay again before the hold runs out, and you will be charged at most once.",
+            order_reference=order.reference,
+        )
+    if outcome == "refund_due":
+        raise ChargeRefunded(
+            "Your booking closed while the payment provider was answering, and its seats are no longer yours, so "
+            "the charge was refunded in full. Please choose your seats again.",
+            order_reference=order.reference,
+        )
+    if outcome in ("failed", "closed"):
+        payment = db.session.get(Payment, payment_id)
+        error = PaymentDeclined if payment.result == PaymentResult.DECLINED else PaymentProviderError
+        raise error(
+            f"{payment.failure_reason} The seats were released; nothing was charged.", order_reference=order.reference
+        )
+
+
+def pay_by_card(order: Order, *, user: User, card_number: str, now: datetime | None = None) -> Order:
+    """Charge the order to a card through the payment provider and confirm it (three steps, see above)."""
+    digits = clean_card_number(card_number)
+    order_id = order.id
+    try:
+        attempt = run_unit_of_work(lambda: _record_card_attempt(order_id, user, now, digits))
+    except IntegrityError:
+        # Two submits raced past each other where rows cannot be locked (SQLite): one attempt won.
+        raise SeatsBusy() from None
+    if attempt.outcome == "expired":
+        raise HoldExpired()
+    if attempt.outcome == "already_paid":
+        return db.session.get(Order, order_id)
+    answer = _ask(lambda provider: provider.charge(digits, attempt.amount, idempotency_key=attempt.idempotency_key))
+    paid, outcome = _apply_charge_answer(attempt.payment_id, answer, now, actor=user)
+    if outcome == "refund_due":
+        refund_closed_order(order_id, now=now)
+    if outcome == "settled" and paid.status == OrderStatus.CONFIRMED:
+        return paid  # a double submit: the other request applied the same answer
+    _report(paid, outcome if outcome != "settled" else _settled_outcome(paid), attempt.payment_id)
+    return paid
+
+
+def _settled_outcome(order: Order) -> str:
+    if order.payment_status in (PaymentStatus.PAID, PaymentStatus.REFUNDED):
+        return "refund_due"
+    return "failed"
+
+
+# --- the wallet: approved by the buyer, no provider call -------------------------------------
+
+
+def _settle_wallet(order_id: int, user: User, now: datetime | None, act):
+    """Lock, check, let `act(order, now)` complete the wallet charge, apply it and commit, then report."""
+
+    def work():
+        order, moment, outcome = _locked_payable(order_id, user, now)
+        if outcome != "payable":
+            return order, outcome, None
+        payment = act(order, moment)
+        if payment.result == PaymentResult.PENDING:
+            return order, "pending", payment
+        outcome = _apply_answer(order, payment, moment)
+        charged = payment.result == PaymentResult.SUCCEEDED
+        _record_money("payment.charged" if charged else "payment.declined", payment, order, actor=user, now=moment)
+        return order, outcome, payment
+
+    try:
+        order, outcome, payment = run_unit_of_work(work)
+    except IntegrityError:
+        raise SeatsBusy() from None
+    if outcome == "expired":
+        raise HoldExpired()
+    if outcome == "failed":
+        _report(order, "failed", payment.id)
+    return order, payment
 
 
 def start_wallet(order: Order, *, user: User, now: datetime | None = None) -> Payment:
     """Begin a wallet payment: a pending charge the buyer approves on the wallet's page."""
 
-    def attempt(locked: Order, moment: datetime) -> Payment:
+    def act(locked: Order, moment: datetime) -> Payment:
         payment = _charge_for(locked, WALLET)
         if payment.provider_reference is None:
             payment.provider_reference = provider_reference("wal")
@@ -404,14 +441,14 @@ def start_wallet(order: Order, *, user: User, now: datetime | None = None) -> Pa
         db.session.flush()
         return payment
 
-    order, payment = _settle(order.id, user, now, attempt)
+    order, payment = _settle_wallet(order.id, user, now, act)
     return payment if payment is not None else _existing_charge(order)
 
 
 def confirm_wallet(order: Order, *, user: User, approve: bool, now: datetime | None = None) -> Order:
     """The buyer approved (or declined) the wallet payment: confirm the order, or fail it."""
 
-    def attempt(locked: Order, moment: datetime) -> Payment:
+    def act(locked: Order, moment: datetime) -> Payment:
         payment = _existing_charge(locked)
         if payment is None or payment.method != WALLET or payment.result != PaymentResult.PENDING:
             raise InvalidRequest("There is no wallet payment waiting for this order; start again from checkout.")
@@ -422,58 +459,16 @@ def confirm_wallet(order: Order, *, user: User, approve: bool, now: datetime | N
         payment.completed_at = moment
         return payment
 
-    order, _ = _settle(order.id, user, now, attempt)
+    order, _ = _settle_wallet(order.id, user, now, act)
     return order
-
-
-def payment_summary(order: Order) -> str:
-    """What became of the order's payment, in a sentence for its buyer."""
-    charge = _existing_charge(order)
-    if charge is None:
-        return "Not paid yet." if order.status == OrderStatus.PENDING else "Nothing was charged."
-    if charge.result == PaymentResult.SUCCEEDED:
-        if charge.method == CARD:
-            return f"Paid by card ending {charge.card_last4}."
-        return f"Paid with the {METHODS[charge.method]}."
-    if charge.result == PaymentResult.PENDING:
-        return "Awaiting your approval in the StagePass Wallet."
-    if is_unanswered(charge):
-        if order.status == OrderStatus.PENDING:
-            return "The payment provider did not answer. Pay again: you will be charged at most once."
-        return "The payment provider did not answer before the hold ran out."
-    if charge.result == PaymentResult.DECLINED:
-        return f"Payment declined: {charge.failure_reason}"
-    if order.status == OrderStatus.FAILED:
-        return f"Payment failed: {charge.failure_reason}"
-    return "The payment was not completed; nothing was charged."
 
 
 # --- refunds ---------------------------------------------------------------------------------
 
 
-def refund(order: Order, *, now: datetime, booking: Booking | None = None) -> Payment:
-    """Refund a paid order in full, or one seat of it, inside the caller's unit of work.
-
-    The provider is asked first: if it refuses or does not answer, RefundFailed is raised and the
-    caller's unit of work rolls back, so nothing is marked refunded that was not.
-    """
-    if order.payment_status != PaymentStatus.PAID:
-        raise IllegalTransition(f"Only a paid order can be refunded; this one is {order.payment_status}.")
-    remaining = order.total_amount - order.refunded_amount
-    amount = booking.total_amount if booking is not None else remaining
-    if amount > remaining:
-        raise IllegalTransition("That would refund more than was paid.")
-    charge = _existing_charge(order)
-    try:
-        answer = card_provider.refund(charge.provider_reference, amount, idempotency_key=refund_key(order, booking))
-    except OSError:
-        raise RefundFailed(
-            f"The payment provider did not answer the refund of order {order.reference}. Nothing was changed; try again."
-        ) from None
-    if answer.result != PaymentResult.SUCCEEDED:
-        raise RefundFailed(
-            f"The payment provider refused to refund order {order.reference}: {answer.failure_reason} Nothing was changed."
-        )
+def _record_refund(
+    order: Order, answer: ProviderResult, amount, booking: Booking | None, now: datetime, *, automatic=False
+) -> Payment:
     payment = Payment(
         order_id=order.id,
         booking_id=booking.id if booking is not None else None,
@@ -496,4 +491,184 @@ def refund(order: Order, *, now: datetime, booking: Booking | None = None) -> Pa
         states.move(order, "payment_status", states.PAYMENT_TRANSITIONS, PaymentStatus.REFUNDED, "payment")
         order.refunded_at = now
     db.session.flush()
+    _record_money("payment.refunded", payment, order, now=now, booking_id=payment.booking_id, automatic=automatic)
     return payment
+
+
+def refund(order: Order, *, now: datetime, booking: Booking | None = None) -> Payment:
+    """Refund a paid order in full, or one seat of it, inside the caller's unit of work.
+
+    The provider is asked first: if it refuses or does not answer, RefundFailed is raised and the
+    caller's unit of work rolls back, so nothing is marked refunded that was not. (The refund key
+    makes the retry of a rolled-back cancellation get the same refund back, not a second one.)
+    """
+    if order.payment_status != PaymentStatus.PAID:
+        raise IllegalTransition(f"Only a paid order can be refunded; this one is {order.payment_status}.")
+    remaining = order.total_amount - order.refunded_amount
+    amount = booking.total_amount if booking is not None else remaining
+    if amount > remaining:
+        raise IllegalTransition("That would refund more than was paid.")
+    charge = _existing_charge(order)
+    answer = _ask(
+        lambda provider: provider.refund(charge.provider_reference, amount, idempotency_key=refund_key(order, booking))
+    )
+    if answer is None:
+        raise RefundFailed(
+            f"The payment provider did not answer the refund of order {order.reference}. "
+            "Nothing was changed; try again."
+        )
+    if answer.result != PaymentResult.SUCCEEDED:
+        raise RefundFailed(
+            f"The payment provider refused to refund order {order.reference}: {answer.failure_reason} "
+            "Nothing was changed."
+        )
+    return _record_refund(order, answer, amount, booking, now)
+
+
+def refund_closed_order(order_id: int, *, now: datetime | None = None) -> bool:
+    """Pay back a charge that came through after its order had closed; True once it is refunded.
+
+    Two steps again, no locks held while the provider answers. A refund that fails is left due:
+    reconciliation tries it again with the same key.
+    """
+
+    def read_due():
+        order = db.session.get(Order, order_id, populate_existing=True)
+        if order.status == OrderStatus.CONFIRMED or order.payment_status != PaymentStatus.PAID:
+            return None
+        charge = _existing_charge(order)
+        return charge.provider_reference, order.total_amount - order.refunded_amount, refund_key(order, None)
+
+    due = run_unit_of_work(read_due)
+    if due is None:
+        return False
+    reference, amount, key = due
+    answer = _ask(lambda provider: provider.refund(reference, amount, idempotency_key=key))
+    if answer is None or answer.result != PaymentResult.SUCCEEDED:
+        log.warning("automatic refund of order %s not done yet: %s", order_id, answer)
+        return False
+
+    def record():
+        order = locking.lock_order(order_id)
+        if order.status == OrderStatus.CONFIRMED or order.payment_status != PaymentStatus.PAID:
+            return False  # applied already (the same answer twice)
+        moment = now or utcnow()
+        _record_refund(order, answer, amount, None, moment, automatic=True)
+        notify_buyer_of_automatic_refund(order, moment)
+        return True
+
+    return run_unit_of_work(record)
+
+
+def notify_buyer_of_automatic_refund(order: Order, now: datetime) -> None:
+    """Tell the buyer their charge was paid back automatically, in the refund's unit of work: the
+    order page says so (payment_summary), and an email is queued in the outbox."""
+    subject, paragraphs = automatic_refund_email(order)
+    mail.enqueue_notice(
+        order.user,
+        subject=subject,
+        paragraphs=paragraphs,
+        dedupe_key=f"order:{order.id}:automatic-refund",
+        order=order,
+        now=now,
+    )
+
+
+# --- reconciliation --------------------------------------------------------------------------
+
+
+@dataclass
+class ReconcileSummary:
+    asked: int = 0
+    confirmed: int = 0
+    failed: int = 0
+    refunded: int = 0
+    never_reached: int = 0
+    still_unanswered: int = 0
+
+    def __str__(self):
+        return (
+            f"asked the provider about {self.asked} attempt(s): {self.confirmed} confirmed, {self.failed} failed, "
+            f"{self.never_reached} never reached it, {self.refunded} refunded automatically, "
+            f"{self.still_unanswered} still without an answer"
+        )
+
+
+def unanswered_attempts(older_than: datetime) -> list[tuple[int, str]]:
+    """(payment id, idempotency key) of card charges without an answer, begun before `older_than`."""
+    rows = db.session.execute(
+        sa.select(Payment.id, Order.reference, Payment.attempt)
+        .join(Order, Order.id == Payment.order_id)
+        .where(
+            Payment.kind == PaymentKind.CHARGE,
+            Payment.method == CARD,
+            Payment.provider_reference.is_(None),
+            sa.or_(
+                Payment.result == PaymentResult.PENDING,
+                sa.and_(Payment.result == PaymentResult.ERROR, Payment.failure_reason == PROVIDER_DID_NOT_ANSWER),
+            ),
+            Payment.created_at <= older_than,
+        )
+        .order_by(Payment.id)
+    ).all()
+    return [(payment_id, f"{reference}-charge-{attempt}") for payment_id, reference, attempt in rows]
+
+
+def refunds_due() -> list[int]:
+    """Orders that were charged after they closed and are not refunded yet."""
+    return list(
+        db.session.scalars(
+            sa.select(Order.id)
+            .where(Order.payment_status == PaymentStatus.PAID, Order.status != OrderStatus.CONFIRMED)
+            .order_by(Order.id)
+        )
+    )
+
+
+def reconcile(now: datetime | None = None) -> ReconcileSummary:
+    """Ask the provider about every charge attempt without an answer and settle it; pay back charges
+    of orders that closed meanwhile. Safe to run at any time and any number of times."""
+    moment = now or utcnow()
+    grace = timedelta(seconds=current_app.config["PAYMENT_RECONCILE_AFTER_SECONDS"])
+    summary = ReconcileSummary()
+    attempts = run_unit_of_work(lambda: unanswered_attempts(moment - grace))
+    for payment_id, key in attempts:
+        summary.asked += 1
+        try:
+            answer = get_provider().find_payment(key)
+        except OSError as error:
+            log.warning("reconcile: provider unreachable for %s: %s", key, error)
+            summary.still_unanswered += 1
+            continue
+        if answer is None:
+            summary.never_reached += _settle_never_reached(payment_id, moment)
+            continue
+        _order, outcome = _apply_charge_answer(payment_id, answer, moment, reconciled=True)
+        summary.confirmed += outcome == "paid"
+        summary.failed += outcome in ("failed", "closed")
+    for order_id in run_unit_of_work(refunds_due):
+        summary.refunded += refund_closed_order(order_id, now=moment)
+    return summary
+
+
+def _settle_never_reached(payment_id: int, now: datetime) -> int:
+    """The provider never got this attempt: nothing was charged. A buyer whose hold is still running
+    may pay again; otherwise the attempt is closed as failed. Returns 1 if settled."""
+
+    def work():
+        order_id = db.session.scalar(sa.select(Payment.order_id).where(Payment.id == payment_id))
+        order = locking.lock_order_with_seats(order_id)
+        payment = next((p for p in order.payments if p.id == payment_id), None)
+        if payment is None or not is_unanswered(payment):
+            return 0
+        if order.status == OrderStatus.PENDING and not order.hold_has_expired(now):
+            return 0  # the buyer may still pay again with this attempt's key
+        if order.status == OrderStatus.PENDING:
+            orders.close_expired(order, now)
+        payment.result = PaymentResult.ERROR
+        payment.failure_reason = NEVER_REACHED_PROVIDER
+        payment.completed_at = now
+        _record_money("payment.reconciled", payment, order, now=now, outcome="never_reached")
+        return 1
+
+    return run_unit_of_work(work)

@@ -25,6 +25,7 @@ from app.models import (
     Seat,
     SeatStatus,
     User,
+    seat_state,
     utcnow,
 )
 from app.services import currencies
@@ -69,7 +70,7 @@ class EventSales:
 
 
 def _held(now: datetime):
-    return sa.and_(Seat.status == SeatStatus.RESERVED, Seat.reservation_expires_at > now)
+    return Seat.is_held(now)
 
 
 def _count_where(condition):
@@ -229,8 +230,8 @@ def seat_map(event: Event, now: datetime | None = None) -> SeatMapView:
     view = SeatMapView(counts={state: 0 for state in SeatStatus.ALL})
     by_row: dict[str, list[SeatView]] = {}
     for seat_id, row, column, status, expires_at, category_id, reference, email in rows:
-        held = status == SeatStatus.RESERVED and expires_at is not None and expires_at > now
-        state = status if status == SeatStatus.BOOKED or held else SeatStatus.AVAILABLE
+        state = seat_state(status, expires_at, now)
+        held = state == SeatStatus.RESERVED
         seconds = int((expires_at - now).total_seconds()) if held else 0
         taken = state != SeatStatus.AVAILABLE
         by_row.setdefault(row, []).append(

@@ -12,16 +12,14 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from app.extensions import db, redis_call
-from app.models import Event, PriceCategory, Seat, SeatStatus, utcnow
+from app.models import Event, PriceCategory, Seat, SeatStatus, seat_state, utcnow
 
 STATE_CODES = {SeatStatus.AVAILABLE: "a", SeatStatus.RESERVED: "r", SeatStatus.BOOKED: "b"}
 
 
 def state_code(status: str, reservation_expires_at: datetime | None, now: datetime) -> str:
     """'a', 'r' or 'b'; a hold that has run out reads as available."""
-    if status == SeatStatus.RESERVED and reservation_expires_at is not None and reservation_expires_at <= now:
-        return "a"
-    return STATE_CODES[status]
+    return STATE_CODES[seat_state(status, reservation_expires_at, now)]
 
 
 def seat_codes(connection, seat_ids, now: datetime | None = None) -> list[list]:

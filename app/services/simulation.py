@@ -14,6 +14,7 @@ from app.extensions import db
 from app.models import Booking, Event, Order, OrderStatus, Seat, User, utcnow
 from app.services import booking
 from app.services.errors import DomainError, InvalidRequest, NotFound
+from app.services.transactions import run_unit_of_work
 
 SIM_EMAIL = "sim-{:05d}@simulate.stagepass.test"
 CLEAN_REFUSALS = (booking.SeatUnavailable, booking.CheckoutAlreadyOpen, booking.SeatsBusy)
@@ -91,21 +92,22 @@ def ensure_buyers(count: int) -> list[int]:
         # One hash for all: hashing each password would take longer than the rush itself.
         password_hash = generate_password_hash("simulated-buyer")
         now = utcnow()
-        db.session.execute(
-            sa.insert(User),
-            [
-                {
-                    "email": email,
-                    "name": email.split("@")[0],
-                    "password_hash": password_hash,
-                    "is_admin": False,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-                for email in missing
-            ],
+        run_unit_of_work(
+            lambda: db.session.execute(
+                sa.insert(User),
+                [
+                    {
+                        "email": email,
+                        "name": email.split("@")[0],
+                        "password_hash": password_hash,
+                        "is_admin": False,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for email in missing
+                ],
+            )
         )
-        db.session.commit()
         existing = dict(db.session.execute(sa.select(User.email, User.id).where(User.email.in_(emails))).all())
     return [existing[email] for email in emails]
 

@@ -1,4 +1,10 @@
-"""Units of work that lock rows, retried when the database says the locks collided."""
+"""The one owner of transactions: units of work that commit, retried when the locks collided.
+
+Every service write runs inside `run_unit_of_work`; views, forms and error handlers never commit or
+roll back. A deadlock, a lock-wait timeout or a connection lost while the work ran is retried (the
+server rolled everything back). A connection lost during COMMIT itself is not: the server may have
+committed, so running the work again could do it twice; it is reported as CommitOutcomeUnknown.
+"""
 
 import logging
 import random
@@ -10,6 +16,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from app.extensions import db
 from app.services.errors import DomainError
+from app.services.locking import UNIT_OF_WORK
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +33,15 @@ class SeatsBusy(DomainError):
 
     code = "busy"
     status = 503
+
+
+class CommitOutcomeUnknown(DomainError):
+    code = "commit_outcome_unknown"
+    status = 503
+    default_message = (
+        "We lost contact with the database while saving, so we cannot tell whether your change was saved. "
+        "Reload the page to check before trying again."
+    )
 
 
 MYSQL_CONNECTION_LOST = (2006, 2013, 1927)  # server gone away, lost during query, killed
@@ -63,15 +79,37 @@ def run_unit_of_work(work, *, attempts=None):
     """Run `work()` and commit; on a lock conflict roll back and run it again, a bounded number of times.
 
     Domain errors roll back and propagate at once. After the last attempt (or the second lock-wait
-    timeout) a conflict becomes SeatsBusy.
+    timeout) a conflict becomes SeatsBusy. A commit whose outcome is unknown raises
+    CommitOutcomeUnknown and is never run again.
     """
+    if db.session.info.get(UNIT_OF_WORK):
+        raise RuntimeError("run_unit_of_work cannot be nested: one unit of work, one commit.")
     attempts = attempts or current_app.config["SEAT_LOCK_RETRIES"]
+    db.session.info[UNIT_OF_WORK] = True
+    try:
+        return _run_attempts(work, attempts)
+    finally:
+        db.session.info.pop(UNIT_OF_WORK, None)
+
+
+def _commit() -> None:
+    try:
+        db.session.commit()
+    except OperationalError as error:
+        db.session.rollback()
+        if getattr(error, "connection_invalidated", False) or _mysql_error_code(error) in MYSQL_CONNECTION_LOST:
+            log.error("connection lost during COMMIT; outcome unknown, not retried: %s", error.orig)
+            raise CommitOutcomeUnknown() from error
+        raise
+
+
+def _run_attempts(work, attempts: int):
     lock_waits = 0
     for attempt in range(1, attempts + 1):
         try:
             _begin_writing()
             result = work()
-            db.session.commit()
+            _commit()
             return result
         except OperationalError as error:
             db.session.rollback()

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from app.extensions import db
 from app.models import Event, Order, Payment, Seat, User, utcnow
-from app.services import booking, payments
+from app.services import booking, locking, payments
 from app.services.transactions import LOCK_WAIT_ATTEMPTS
 from tests.invariants import assert_invariants, hold_rows
 from tests.support import ROOT as SUPPORT_ROOT
@@ -80,7 +80,7 @@ def test_forced_deadlock_between_two_multi_seat_holds(app, factory, monkeypatch)
     event_id = event.id
     both_hold_one = threading.Barrier(2, timeout=10)
     forced = {"count": 0}
-    original = booking._lock_seats
+    original = locking.lock_seats
 
     def crossed_lock(seat_ids_, event_id_=None):
         order = threading.current_thread().lock_order if hasattr(threading.current_thread(), "lock_order") else None
@@ -92,7 +92,7 @@ def test_forced_deadlock_between_two_multi_seat_holds(app, factory, monkeypatch)
         seats += original([order[1]])
         return sorted(seats, key=lambda seat: seat.id)
 
-    monkeypatch.setattr(booking, "_lock_seats", crossed_lock)
+    monkeypatch.setattr(locking, "lock_seats", crossed_lock)
     results = {}
 
     def attempt(user_id, lock_order):
@@ -301,13 +301,13 @@ def test_event_cancel_retried_after_a_refund_timeout_refunds_each_order_once(fac
 WORKER_THAT_DIES = """
 import os
 from app import create_app
-from app.services import booking
+from app.services import booking, orders
 app = create_app()
-original = booking.close_expired
+original = orders.close_expired
 def close_then_die(order, now):
     original(order, now)   # the first order is half-way closed inside the open transaction...
     os._exit(137)          # ...when the worker is killed
-booking.close_expired = close_then_die
+orders.close_expired = close_then_die
 with app.app_context():
     booking.release_expired()
 """

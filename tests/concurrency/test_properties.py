@@ -4,11 +4,13 @@ when a confirmed booking holds it (reserved exactly when a pending one does); pe
 successful charges minus successful refunds equal what the confirmed bookings kept.
 """
 
+import secrets
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
+from flask import current_app
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
@@ -18,6 +20,8 @@ from app.models import Booking, Event, Order, OrderStatus, PaymentResult, Seat, 
 from app.services import booking, payments
 from app.services.errors import DomainError, IllegalTransition
 from app.services.events import CategorySpec
+from app.services.payments_provider import EXTENSION_KEY, ProviderResult
+from app.services.payments_sandbox import SandboxCardProvider, provider_reference
 from tests.invariants import assert_invariants
 from tests.support import Factory, empty_tables
 
@@ -35,7 +39,7 @@ events = st.integers(0, EVENTS - 1)
 picks = st.integers(0, 20)  # one of the orders (or bookings) in play, whoever's they are
 
 
-class RefusingRefunds(payments.SandboxCardProvider):
+class RefusingRefunds(SandboxCardProvider):
     """The sandbox provider, except that refunds fail while `refusing` is set (a passing outage: the
     provider keeps no answer for the key, so the same refund asked again later can succeed)."""
 
@@ -43,7 +47,7 @@ class RefusingRefunds(payments.SandboxCardProvider):
 
     def refund(self, charge_reference, amount, *, idempotency_key):
         if self.refusing:
-            return payments.ProviderResult(PaymentResult.ERROR, payments.provider_reference("re"), "The refund failed.")
+            return ProviderResult(PaymentResult.ERROR, provider_reference("re"), "The refund failed.")
         return super().refund(charge_reference, amount, idempotency_key=idempotency_key)
 
 
@@ -59,10 +63,14 @@ class BookingMachine(RuleBasedStateMachine):
             for event_id in self.event_ids
         ]
         self.clock = utcnow()
-        self.real_provider, payments.card_provider = payments.card_provider, RefusingRefunds()
+        self.provider = RefusingRefunds(
+            current_app.config["REDIS_URL"], namespace=f"stagepass:test-sandbox:{secrets.token_hex(6)}"
+        )
+        self.real_provider = current_app.extensions[EXTENSION_KEY]
+        current_app.extensions[EXTENSION_KEY] = self.provider
 
     def teardown(self):
-        payments.card_provider = self.real_provider
+        current_app.extensions[EXTENSION_KEY] = self.real_provider
 
     def user(self, index):
         return db.session.get(User, self.user_ids[index])
@@ -123,7 +131,7 @@ class BookingMachine(RuleBasedStateMachine):
 
     @rule(refusing=st.booleans())
     def provider_refunds(self, refusing):
-        payments.card_provider.refusing = refusing
+        self.provider.refusing = refusing
 
     @rule(pick=picks)
     def admin_cancels_an_order(self, pick):

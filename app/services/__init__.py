@@ -1,0 +1,1 @@
+"""Business rules: plain functions that views, CLI commands and jobs share (see README, Layout)."""

@@ -5,7 +5,7 @@ import logging
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from app.extensions import configure_engines, csrf, db, limiter, login_manager, mailman, migrate
+from app.extensions import configure_engines, csrf, db, limiter, login_manager, migrate
 from config import BASE_DIR, config_from_env
 
 
@@ -78,15 +78,10 @@ def register_extensions(app):
 
 
 def register_mail(app):
-    """Flask-Mailman; MAIL_BACKEND must be one the app knows (smtp, file or console).
+    """Flask-Mailman (MAIL_BACKEND smtp, file or console), and emails queued for sending after each commit."""
+    from app.services import mail
 
-    Importing app.services.mail also registers its after-commit hook, which queues the sending.
-    """
-    from app.services.mail import BACKENDS
-
-    if app.config["MAIL_BACKEND"] not in BACKENDS:
-        raise RuntimeError(f"MAIL_BACKEND must be one of {sorted(BACKENDS)}, not {app.config['MAIL_BACKEND']!r}")
-    mailman.init_app(app)
+    mail.init_app(app)
 
 
 def register_audit_trail(app):
@@ -118,10 +113,12 @@ def register_blueprints(app):
     from app.admin import bp as admin_bp
     from app.auth import bp as auth_bp
     from app.booking import bp as booking_bp
+    from app.checkin import bp as checkin_bp
 
     app.register_blueprint(auth_bp, url_prefix="/auth")
     app.register_blueprint(admin_bp, url_prefix="/admin")
     app.register_blueprint(booking_bp)
+    app.register_blueprint(checkin_bp)
 
 
 def register_operations(app):

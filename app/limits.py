@@ -1,4 +1,4 @@
-"""Rate limits for the endpoints worth abusing: log in, register, hold, pay."""
+"""Rate limits for the endpoints worth abusing: log in, register, hold, pay, check in."""
 
 import math
 import time
@@ -52,6 +52,9 @@ pay = [
     limiter.limit(configured("RATELIMIT_PAY_PER_USER"), key_func=per_user, methods=["POST"]),
     limiter.limit(configured("RATELIMIT_PAY_PER_IP"), methods=["POST"]),
 ]
+
+# Per staff account: one door's phone, whatever network it is on.
+checkin = [limiter.limit(configured("RATELIMIT_CHECKIN_PER_USER"), key_func=per_user, methods=["POST"])]
 
 
 def apply(limits):

@@ -88,8 +88,15 @@ class User(UserMixin, TimestampMixin, db.Model):
     name: so.Mapped[str] = so.mapped_column(sa.String(120))
     password_hash: so.Mapped[str] = so.mapped_column(sa.String(255))
     is_admin: so.Mapped[bool] = so.mapped_column(default=False)
+    # Door staff may check tickets in and see nothing else of the admin area.
+    is_staff: so.Mapped[bool] = so.mapped_column(default=False, server_default=sa.false())
 
     orders: so.WriteOnlyMapped[Order] = so.relationship(back_populates="user", passive_deletes=True)
+
+    @property
+    def can_check_in(self) -> bool:
+        """Staff check tickets in at the door; admins can do everything staff can."""
+        return self.is_admin or self.is_staff
 
     def set_password(self, password: str) -> None:
         self.password_hash = generate_password_hash(password)
@@ -564,7 +571,10 @@ class OutboxEmail(TimestampMixin, db.Model):
     # What the kind's templates need to render, as it was when the change happened.
     data: so.Mapped[dict] = so.mapped_column(sa.JSON, default=dict)
     dedupe_key: so.Mapped[str] = so.mapped_column(sa.String(200), unique=True)
-    order_id: so.Mapped[int | None] = so.mapped_column(sa.ForeignKey("orders.id"), index=True, default=None)
+    # SET NULL: purging an old order (flask db-cleanup) keeps the record of what was emailed.
+    order_id: so.Mapped[int | None] = so.mapped_column(
+        sa.ForeignKey("orders.id", ondelete="SET NULL"), index=True, default=None
+    )
     status: so.Mapped[str] = so.mapped_column(sa.String(16), default=OutboxStatus.PENDING)
     attempts: so.Mapped[int] = so.mapped_column(default=0)
     # When it is due: the next try while pending, the end of the claim while sending.
@@ -581,3 +591,27 @@ class OutboxEmail(TimestampMixin, db.Model):
 
     def __repr__(self):
         return f"<OutboxEmail {self.id} {self.kind} {self.status}>"
+
+
+class CheckinConflict(db.Model):
+    """A scan a door accepted offline that, once sent, met an earlier check-in or a void ticket.
+
+    Kept for the admins (the event page lists them): someone may be inside on a copied ticket.
+    """
+
+    __tablename__ = "checkin_conflicts"
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    event_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("events.id"), index=True)
+    ticket_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("tickets.id"), index=True)
+    door: so.Mapped[str] = so.mapped_column(sa.String(64))
+    staff_id: so.Mapped[int | None] = so.mapped_column(sa.ForeignKey("users.id"), index=True, default=None)
+    scanned_at: so.Mapped[datetime]
+    # What the server answered once the scan arrived: already_checked_in or void.
+    result: so.Mapped[str] = so.mapped_column(sa.String(24))
+    first_checked_in_at: so.Mapped[datetime | None] = so.mapped_column(default=None)
+    first_door: so.Mapped[str | None] = so.mapped_column(sa.String(64), default=None)
+    created_at: so.Mapped[datetime] = so.mapped_column(default=utcnow)
+
+    ticket: so.Mapped[Ticket] = so.relationship()
+    staff: so.Mapped[User | None] = so.relationship()

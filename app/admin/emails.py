@@ -2,6 +2,7 @@
 
 from flask import flash, redirect, url_for
 from flask_babel import gettext as _
+from flask_login import current_user
 
 from app.admin import bp
 from app.admin.forms import ConfirmForm
@@ -17,7 +18,7 @@ def order_resend_confirmation(reference):
     order = reports.find_order(reference)
     if ConfirmForm().validate_on_submit():
         try:
-            email = mail.resend_order_confirmation(order)
+            email = mail.resend_order_confirmation(order, actor=current_user)
         except DomainError as error:
             flash(_("Not sent: %(reason)s", reason=error.message), "error")
         else:

@@ -10,7 +10,7 @@ from app.admin.forms import CATEGORY_LINES, ConfirmForm, EventForm, event_form_d
 from app.admin.listing import page_of, status_filter
 from app.auth.decorators import admin_required
 from app.models import EventStatus, utcnow
-from app.services import cancellations, events, reports
+from app.services import cancellations, checkin, events, reports
 from app.services.errors import DomainError
 from app.templating import money
 
@@ -99,6 +99,9 @@ def event_detail(event_id):
         sales=reports.sales_by_event([event], now)[0],
         latest_orders=reports.latest_orders(10, event_id=event.id),
         form=ConfirmForm(),
+        checkin_counts=checkin.counts(event.id),
+        checkin_conflicts=checkin.conflicts(event.id),
+        latest_check_ins=checkin.latest_check_ins(event.id),
         cancellation_run=cancellations.latest_run_of_event_or_none(event.id),
         open_orders=cancellations.open_orders_of_cancelled_event(event),
     )

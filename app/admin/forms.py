@@ -256,6 +256,7 @@ class UserForm(FlaskForm):
         validators=[Length(min=MIN_PASSWORD_LENGTH, max=200, message="The password must be at least 8 characters.")],
     )
     is_admin = BooleanField("Administrator")
+    is_staff = BooleanField(_l("Door staff (checks tickets in)"))
     submit = SubmitField("Save user")
 
     def __init__(self, *args, user=None, **kwargs):

@@ -39,7 +39,12 @@ def user_new():
     if form.validate_on_submit():
         try:
             user = accounts.create_user(
-                form.email.data, form.name.data, form.password.data, form.is_admin.data, actor=current_user
+                form.email.data,
+                form.name.data,
+                form.password.data,
+                form.is_admin.data,
+                actor=current_user,
+                is_staff=form.is_staff.data,
             )
         except DomainError as error:
             form.email.errors.append(error.message)
@@ -52,7 +57,7 @@ def user_new():
 @bp.route("/users/<int:user_id>/edit", methods=["GET", "POST"])
 @admin_required
 def user_edit(user_id):
-    """Edit an account's name, email, password or admin flag (never your own admin flag)."""
+    """Edit an account's name, email, password, admin or staff flag (never your own admin flag)."""
     user = user_or_404(user_id)
     form = UserForm(obj=user, user=user)
     if form.validate_on_submit():
@@ -63,6 +68,7 @@ def user_edit(user_id):
                 name=form.name.data,
                 email=form.email.data,
                 is_admin=form.is_admin.data,
+                is_staff=form.is_staff.data,
                 password=form.password.data or None,
             )
         except DomainError as error:

@@ -22,6 +22,20 @@ def admin_required(view):
     return wrapped
 
 
+def staff_required(view):
+    """Door staff and admins only (checking tickets in): guests are sent to log in, others get 403."""
+
+    @wraps(view)
+    def wrapped(*args, **kwargs):
+        if not current_user.is_authenticated:
+            return login_manager.unauthorized()
+        if not current_user.can_check_in:
+            abort(403, "This page is for door staff.")
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
 def redirect_admins(view):
     """Buyer pages send admins to their dashboard (the seed's RedirectIfAdmin)."""
 

@@ -10,7 +10,9 @@ from app.services.errors import DomainError
 
 
 def home_for(user):
-    return url_for("admin.dashboard") if user.is_admin else url_for("booking.events")
+    if user.is_admin:
+        return url_for("admin.dashboard")
+    return url_for("checkin.index") if user.is_staff else url_for("booking.events")
 
 
 @bp.route("/register", methods=["GET", "POST"])

@@ -47,12 +47,19 @@ def _save_user(change) -> User:
 
 
 def create_user(
-    email: str, name: str, password: str, is_admin: bool = False, *, actor=None, actor_label: str | None = None
+    email: str,
+    name: str,
+    password: str,
+    is_admin: bool = False,
+    *,
+    actor=None,
+    actor_label: str | None = None,
+    is_staff: bool = False,
 ) -> User:
     """Create and commit a user; raises EmailTaken if the email is in use."""
     email = checked_email(email)
     check_password(password)
-    user = User(email=email, name=(name or email.split("@")[0]).strip(), is_admin=is_admin)
+    user = User(email=email, name=(name or email.split("@")[0]).strip(), is_admin=is_admin, is_staff=is_staff)
     user.set_password(password)
 
     def change():
@@ -137,7 +144,14 @@ def search_users(query: str | None = None):
 
 
 def update_user(
-    user: User, *, acting_admin: User, name: str, email: str, is_admin: bool, password: str | None = None
+    user: User,
+    *,
+    acting_admin: User,
+    name: str,
+    email: str,
+    is_admin: bool,
+    is_staff: bool | None = None,
+    password: str | None = None,
 ) -> User:
     """An admin edits an account (committed). Admins cannot take their own admin rights away."""
     email = checked_email(email)
@@ -168,6 +182,8 @@ def update_user(
         user.name = name.strip()
         user.email = email
         user.is_admin = is_admin
+        if is_staff is not None:
+            user.is_staff = is_staff
         if password_hash:
             user.password_hash = password_hash
         if changes:

@@ -404,7 +404,7 @@ def _cancel_locked_order(order: Order, now: datetime, reason: str) -> Decimal:
         refunded = payments.refund(order, now=now).amount
     tickets.revoke_for_order(order, reason, now)
     orders.change_state(order, OrderStatus.CANCELLED, now, bookings=live, reason=reason)
-    mail.enqueue_seats_cancelled(order, live, refunded=refunded, now=now)
+    mail.enqueue_seats_cancelled(order, live, refunded=refunded, reason=reason, now=now)
     return refunded
 
 
@@ -481,7 +481,7 @@ def cancel_booking(
         orders.change_state(order, BookingStatus.CANCELLED, moment, bookings=[target], whole_order=False)
         if order.status == OrderStatus.PENDING:
             order.total_amount -= target.total_amount
-        mail.enqueue_seats_cancelled(order, [target], now=moment)
+        mail.enqueue_seats_cancelled(order, [target], reason=reason, now=moment)
         return target
 
     return run_unit_of_work(work)

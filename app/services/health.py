@@ -1,4 +1,4 @@
-"""Is StagePass healthy? Database (and its migrations), Redis, scheduler, workers, queue."""
+"""Is StagePass healthy? Database (and its migrations), emails, Redis, scheduler, workers, queue."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from app.extensions import db, redacted_url
 from config import BASE_DIR
 
 SCHEDULER_STALE_SECONDS = 180
+# An email due this long ago and still unsent: no worker sends, or the mail server refuses.
+EMAIL_OVERDUE_SECONDS = 15 * 60
 
 
 @dataclass
@@ -39,6 +41,26 @@ def check_database() -> list[Check]:
     else:
         checks.append(Check("migrations", False, f"at {current}, head is {head}: run `flask db upgrade`"))
     return checks
+
+
+def check_emails() -> list[Check]:
+    from app.models import utcnow
+    from app.services import mail
+
+    now = utcnow()
+    try:
+        state = mail.outbox_state(now)
+    except Exception as error:  # the database check says why
+        db.session.rollback()
+        return [Check("emails", False, f"unknown: {error.__class__.__name__}")]
+    overdue = state.oldest_due is not None and (now - state.oldest_due).total_seconds() > EMAIL_OVERDUE_SECONDS
+    waiting = f"{state.waiting} waiting"
+    if state.oldest_due is not None:
+        waiting += f" (oldest due {(now - state.oldest_due).total_seconds() / 60:.0f} min ago)"
+    detail = f"{waiting}, {state.failed_recently} given up in the last day"
+    if state.failed_recently:
+        detail += ": see the admin order pages, resend once the mail server works"
+    return [Check("emails", not overdue and not state.failed_recently, detail)]
 
 
 def redis_client():
@@ -93,7 +115,7 @@ def check_rate_limits() -> list[Check]:
 
 def run_checks() -> list[Check]:
     """Every check; each is bounded by a short timeout, so a dead dependency answers fast."""
-    return check_database() + check_redis_side() + check_rate_limits()
+    return check_database() + check_emails() + check_redis_side() + check_rate_limits()
 
 
 def report() -> dict:

@@ -20,9 +20,11 @@ row's language, with the row's data as context. Other services queue their own k
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import secrets
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from email.utils import parseaddr
@@ -37,7 +39,19 @@ from flask_babel.speaklater import LazyString
 from flask_mailman import EmailMultiAlternatives
 
 from app.extensions import db, mailman, redis_call
-from app.models import Booking, Order, OrderStatus, OutboxEmail, OutboxStatus, PaymentStatus, User, utcnow
+from app.models import (
+    Booking,
+    BookingStatus,
+    Order,
+    OrderStatus,
+    OutboxEmail,
+    OutboxStatus,
+    PaymentStatus,
+    PriceCategory,
+    Seat,
+    User,
+    utcnow,
+)
 from app.services.errors import IllegalTransition, NotFound
 from app.services.transactions import run_unit_of_work
 
@@ -109,7 +123,7 @@ def enqueue(
         kind=kind,
         recipient=address,
         language=language,
-        subject=subject[:255],
+        subject=" ".join(subject.split())[:255],  # one line: a newline in a header would refuse the message
         data=data,
         dedupe_key=dedupe_key,
         order=order,
@@ -134,8 +148,22 @@ def enqueue_notice(recipient: User, *, subject, paragraphs, dedupe_key: str, ord
 
 
 def _seat_lines(bookings) -> list[dict]:
+    """Seat, category and price of each booking, read in one query (lazy loads cost a round trip each)."""
+    seats = {
+        seat_id: (row_label, column, category)
+        for seat_id, row_label, column, category in db.session.execute(
+            sa.select(Seat.id, Seat.row, Seat.column, PriceCategory.name)
+            .join(PriceCategory, PriceCategory.id == Seat.price_category_id)
+            .where(Seat.id.in_([booking.seat_id for booking in bookings]))
+            .execution_options(include_deleted=True)
+        )
+    }
     return [
-        {"seat": booking.seat.label, "category": booking.seat.price_category.name, "amount": booking.total_amount}
+        {
+            "seat": f"{seats[booking.seat_id][0]}{seats[booking.seat_id][1]}",
+            "category": seats[booking.seat_id][2],
+            "amount": booking.total_amount,
+        }
         for booking in bookings
     ]
 
@@ -161,7 +189,7 @@ def enqueue_order_confirmation(order: Order, *, now: datetime | None = None, res
     key = f"{ORDER_CONFIRMED}:{order.id}"
     if resend:
         key += f":resend:{secrets.token_hex(8)}"
-    confirmed = [booking for booking in order.bookings if booking.status == "confirmed"]
+    confirmed = [booking for booking in order.bookings if booking.status == BookingStatus.CONFIRMED]
     return enqueue(
         ORDER_CONFIRMED,
         recipient=order.user,
@@ -176,12 +204,18 @@ def enqueue_order_confirmation(order: Order, *, now: datetime | None = None, res
 
 
 def enqueue_seats_cancelled(
-    order: Order, bookings: list[Booking], *, refunded: Decimal | None = None, now: datetime | None = None
+    order: Order,
+    bookings: list[Booking],
+    *,
+    refunded: Decimal | None = None,
+    reason: str | None = None,
+    now: datetime | None = None,
 ) -> OutboxEmail | None:
-    """Queue the email telling the buyer these seats were cancelled and what was refunded.
+    """Queue the email telling the buyer these seats were cancelled, why, and what was refunded.
 
-    `refunded` defaults to the price of those of the seats that are refunded. Nothing is queued
-    while the order is still pending: its buyer was only holding the seats, with no tickets yet.
+    `reason` is the organiser's, shown to the buyer as written. `refunded` defaults to the price
+    of those of the seats that are refunded. Nothing is queued while the order is still pending:
+    its buyer was only holding the seats, with no tickets yet.
     """
     if order.status == OrderStatus.PENDING or not bookings:
         return None
@@ -199,18 +233,22 @@ def enqueue_seats_cancelled(
             "Seats cancelled: %(event)s (order %(reference)s)", event=order.event.name, reference=order.reference
         ),
         dedupe_key=key,
-        data={**_order_data(order), "seats": _seat_lines(bookings), "refunded": refunded},
+        data={**_order_data(order), "seats": _seat_lines(bookings), "refunded": refunded, "reason": reason or ""},
         order=order,
         now=now,
     )
 
 
 class NothingToResend(IllegalTransition):
+    """The order has no confirmation to send again."""
+
     code = "nothing_to_resend"
 
 
-def resend_order_confirmation(order: Order, *, now: datetime | None = None) -> OutboxEmail:
-    """Admin: queue the order's confirmation again, as a new email (committed; the worker sends it)."""
+def resend_order_confirmation(order: Order, *, actor: User | None = None, now: datetime | None = None) -> OutboxEmail:
+    """Admin: queue the order's confirmation again, as a new email (committed, audited; the worker sends it)."""
+    from app.services import audit
+
     order_id = order.id
 
     def work():
@@ -221,7 +259,9 @@ def resend_order_confirmation(order: Order, *, now: datetime | None = None) -> O
             raise NothingToResend(
                 _("Only a confirmed order has a confirmation to send; this one is %(status)s.", status=locked.status)
             )
-        return enqueue_order_confirmation(locked, now=now, resend=True)
+        email = enqueue_order_confirmation(locked, now=now, resend=True)
+        audit.record("order.confirmation_resent", actor=actor, subject=locked, data={"to": email.recipient}, now=now)
+        return email
 
     return run_unit_of_work(work)
 
@@ -238,7 +278,18 @@ def emails_for_order(order: Order) -> list[OutboxEmail]:
 # --- after the commit: queue a job for the new rows ------------------------------------------------
 
 
-@sa.event.listens_for(so.Session, "after_commit")
+def init_app(app) -> None:
+    """Flask-Mailman for this app, and the session hooks that queue the sending after each commit."""
+    if app.config["MAIL_BACKEND"] not in BACKENDS:
+        raise RuntimeError(f"MAIL_BACKEND must be one of {sorted(BACKENDS)}, not {app.config['MAIL_BACKEND']!r}")
+    if app.config["MAIL_USE_TLS"] and app.config["MAIL_USE_SSL"]:
+        raise RuntimeError("MAIL_USE_TLS (STARTTLS) and MAIL_USE_SSL (implicit TLS) exclude each other: set one.")
+    mailman.init_app(app)
+    for name, hook in (("after_commit", _send_after_commit), ("after_rollback", _forget_new_rows)):
+        if not sa.event.contains(so.Session, name, hook):
+            sa.event.listen(so.Session, name, hook)
+
+
 def _send_after_commit(session):
     rows = session.info.pop(_NEW_ROWS, None)
     if not rows:
@@ -248,7 +299,6 @@ def _send_after_commit(session):
         queue_sending(ids)
 
 
-@sa.event.listens_for(so.Session, "after_rollback")
 def _forget_new_rows(session):
     session.info.pop(_NEW_ROWS, None)
 
@@ -324,19 +374,29 @@ def retry_delay(attempt: int) -> timedelta:
     return timedelta(seconds=min(config["MAIL_RETRY_SECONDS"] * 2 ** (attempt - 1), config["MAIL_RETRY_MAX_SECONDS"]))
 
 
-def send_email(outbox_id: int, *, now: datetime | None = None) -> bool:
-    """Send one due outbox row unless someone else has it; True when this call sent it."""
+def send_email(outbox_id: int, *, now: datetime | None = None, connection=None) -> bool:
+    """Send one due outbox row unless someone else has it; True when this call sent it.
+
+    `connection` (from mail_connection()) lets a batch share one SMTP session.
+    """
     now = now or utcnow()
     attempt = _claim(outbox_id, now)
     if attempt is None:
         return False
+    connection = connection or mail_connection()
     row = db.session.get(OutboxEmail, outbox_id, populate_existing=True)
+    kind = row.kind
     try:
-        build_message(row).send()
+        message = build_message(row, connection)
+        db.session.rollback()  # the read is over: no transaction stays open while SMTP talks
+        connection.open()  # no-op while the batch's session is open; sending then leaves it open
+        message.send()
     except Exception as error:  # any failure (server down, refused, a template or attachment error) retries
         db.session.rollback()
+        with contextlib.suppress(Exception):
+            connection.close()  # a broken SMTP session is not reused: the next email opens a new one
         gave_up = attempt >= current_app.config["MAIL_MAX_ATTEMPTS"]
-        log.warning("email %s (%s) attempt %d failed: %s", outbox_id, row.kind, attempt, error)
+        log.warning("email %s (%s) attempt %d failed: %s", outbox_id, kind, attempt, error)
         _settle(
             outbox_id,
             attempt,
@@ -371,12 +431,39 @@ def due_email_ids(now: datetime, limit: int = 100) -> list[int]:
     )
 
 
+@dataclass
+class OutboxState:
+    waiting: int  # pending or being sent
+    oldest_due: datetime | None  # when the longest-waiting pending email was due
+    failed_recently: int  # given up on in the last day
+
+
+def outbox_state(now: datetime) -> OutboxState:
+    """How the outbox is doing: what waits, since when, and what was given up on in the last day."""
+    waiting, oldest_due = db.session.execute(
+        sa.select(sa.func.count(), sa.func.min(OutboxEmail.next_attempt_at)).where(
+            OutboxEmail.status.in_((OutboxStatus.PENDING, OutboxStatus.SENDING))
+        )
+    ).one()
+    failed = db.session.scalar(
+        sa.select(sa.func.count()).where(
+            OutboxEmail.status == OutboxStatus.FAILED, OutboxEmail.updated_at > now - timedelta(days=1)
+        )
+    )
+    return OutboxState(waiting, oldest_due if oldest_due is not None and oldest_due <= now else None, failed)
+
+
 def send_due_emails(*, now: datetime | None = None, ids: list[int] | None = None) -> int:
     """Send the given rows (or every due row) that nobody else is sending; how many went out."""
     now = now or utcnow()
     ids = due_email_ids(now) if ids is None else ids
     db.session.rollback()  # no read transaction stays open while SMTP talks
-    return sum(send_email(outbox_id, now=now) for outbox_id in ids)
+    connection = mail_connection()
+    try:
+        return sum(send_email(outbox_id, now=now, connection=connection) for outbox_id in ids)
+    finally:
+        with contextlib.suppress(Exception):
+            connection.close()
 
 
 # --- building messages -----------------------------------------------------------------------------
@@ -401,6 +488,7 @@ def mail_connection():
             username=config["MAIL_USERNAME"] or "",
             password=config["MAIL_PASSWORD"] or "",
             use_tls=config["MAIL_USE_TLS"],
+            use_ssl=config["MAIL_USE_SSL"],
             timeout=config["MAIL_TIMEOUT"],
         )
     if backend == "file":
@@ -423,23 +511,37 @@ def _context(row: OutboxEmail) -> dict:
 
 
 def _attachments(row: OutboxEmail) -> list[tuple[str, bytes, str]]:
-    """Files the email carries, made at send time (name, content, MIME type)."""
-    return []
+    """Files the email carries, made at send time (name, content, MIME type).
+
+    A confirmation carries the order's tickets PDF as the tickets are when it is sent: a seat
+    cancelled meanwhile is left out, and an order with no valid ticket left gets no PDF.
+    """
+    from app.services import tickets
+
+    if row.kind != ORDER_CONFIRMED or row.order_id is None:
+        return []
+    order = db.session.get(Order, row.order_id)
+    try:
+        pdf = tickets.pdf_for_order(order)
+    except tickets.NoTickets:
+        return []
+    return [(f"tickets-{order.reference}.pdf", pdf, "application/pdf")]
 
 
-def build_message(row: OutboxEmail) -> EmailMultiAlternatives:
+def build_message(row: OutboxEmail, connection=None) -> EmailMultiAlternatives:
     """The email of an outbox row: text and HTML rendered in its language, with its attachments."""
     template = "email/" + row.kind.replace(".", "_")
     context = _context(row)
     with force_locale(row.language):
+        attachments = _attachments(row)
+        context["attached"] = [name for name, _content, _mimetype in attachments]
         text = render_template(f"{template}.txt", **context)
         html = render_template(f"{template}.html", **context)
-        attachments = _attachments(row)
     message = EmailMultiAlternatives(
         subject=row.subject,
         body=text,
         to=[row.recipient],
-        connection=mail_connection(),
+        connection=connection or mail_connection(),
         headers={"Message-ID": message_id(row)},
     )
     message.attach_alternative(html, "text/html")

@@ -15,6 +15,8 @@ from app.models import (
     EventStatus,
     Order,
     OrderStatus,
+    OutboxEmail,
+    OutboxStatus,
     Payment,
     PriceCategory,
     Seat,
@@ -80,6 +82,11 @@ def cleanup_plan(cutoff: datetime, now: datetime) -> dict[str, tuple[type, sa.Se
     Each set counts the rows of the sets before it as gone, so it is the same before and after
     those are deleted: a dry run counts exactly what the real run deletes.
     """
+    emails = _ids_where(
+        OutboxEmail,
+        OutboxEmail.updated_at < cutoff,
+        OutboxEmail.status.in_((OutboxStatus.SENT, OutboxStatus.FAILED)),
+    )
     upcoming = _ids_where(Event, Event.date > now, Event.deleted_at.is_(None))
     deleted_events = _ids_where(Event, Event.deleted_at < cutoff)
     bookings = _ids_where(
@@ -100,6 +107,7 @@ def cleanup_plan(cutoff: datetime, now: datetime) -> dict[str, tuple[type, sa.Se
         Order.event_id.not_in(upcoming),
         ~sa.exists().where(Booking.order_id == Order.id, Booking.id.not_in(bookings)),
         ~sa.exists().where(Payment.order_id == Order.id),
+        ~sa.exists().where(OutboxEmail.order_id == Order.id, OutboxEmail.id.not_in(emails)),
     )
     seats = _ids_where(
         Seat,
@@ -115,6 +123,7 @@ def cleanup_plan(cutoff: datetime, now: datetime) -> dict[str, tuple[type, sa.Se
     )
     price_categories = _ids_where(PriceCategory, PriceCategory.event_id.in_(events))
     return {
+        "outbox_emails": (OutboxEmail, emails),
         "bookings": (Booking, bookings),
         "orders": (Order, orders),
         "seats": (Seat, seats),
@@ -128,12 +137,13 @@ def db_cleanup(
 ) -> CleanupReport:
     """Purge rows older than the cutoff that no one needs any more, in batches.
 
-    Goes: bookings that died without money (expired, failed, cancelled unpaid) or were
-    soft-deleted; orders left with no bookings and no payments; seats soft-deleted, or of an event
-    soft-deleted, before the cutoff that no booking refers to; then events soft-deleted before the
-    cutoff with nothing left, with their price categories. Payments are never purged, nor the
-    orders and bookings they refer to; confirmed bookings stay, and so does every row of a live
-    event that has not taken place yet. A dry run only counts (0 days is allowed there).
+    Goes: emails sent or given up on; bookings that died without money (expired, failed, cancelled
+    unpaid) or were soft-deleted; orders left with no bookings, payments or waiting emails; seats
+    soft-deleted, or of an event soft-deleted, before the cutoff that no booking refers to; then
+    events soft-deleted before the cutoff with nothing left, with their price categories. Payments
+    are never purged, nor the orders and bookings they refer to; confirmed bookings stay, and so
+    does every row of a live event that has not taken place yet, and every email still waiting to
+    be sent (with its order). A dry run only counts (0 days is allowed there).
     """
     if older_than_days is None or older_than_days < (0 if dry_run else 1):
         raise InvalidRequest("--older-than must be at least 1 day (0 is allowed with --dry-run).")

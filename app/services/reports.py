@@ -24,6 +24,7 @@ from app.models import (
     PaymentStatus,
     Seat,
     SeatStatus,
+    Ticket,
     User,
     seat_state,
     utcnow,
@@ -353,6 +354,9 @@ CSV_HEADER = [
     "payment_method",
     "created_at",
     "paid_at",
+    "ticket_code",
+    "checked_in_at",
+    "checked_in_door",
 ]
 # A spreadsheet would run a cell starting with one of these as a formula (CSV injection).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -372,7 +376,11 @@ def bookings_csv(event: Event) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(CSV_HEADER)
+    tickets = {
+        ticket.booking_id: ticket for ticket in db.session.scalars(sa.select(Ticket).where(Ticket.event_id == event.id))
+    }
     for booking in db.session.scalars(bookings_query(event_id=event.id).order_by(None).order_by(Booking.id)).unique():
+        ticket = tickets.get(booking.id)
         writer.writerow(
             _cell(value)
             for value in (
@@ -387,6 +395,9 @@ def bookings_csv(event: Event) -> str:
                 booking.payment_method,
                 booking.created_at,
                 booking.order.paid_at,
+                ticket.code if ticket else None,
+                ticket.checked_in_at if ticket else None,
+                ticket.checked_in_door if ticket else None,
             )
         )
     return out.getvalue()

@@ -37,7 +37,9 @@ def upgrade():
         sa.CheckConstraint(
             "status IN ('pending', 'sending', 'sent', 'failed')", name=op.f('ck_outbox_emails_status')
         ),
-        sa.ForeignKeyConstraint(['order_id'], ['orders.id'], name=op.f('fk_outbox_emails_order_id_orders')),
+        sa.ForeignKeyConstraint(
+            ['order_id'], ['orders.id'], name=op.f('fk_outbox_emails_order_id_orders'), ondelete='SET NULL'
+        ),
         sa.PrimaryKeyConstraint('id', name=op.f('pk_outbox_emails')),
         sa.UniqueConstraint('dedupe_key', name=op.f('uq_outbox_emails_dedupe_key')),
     )

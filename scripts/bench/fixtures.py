@@ -76,3 +76,71 @@ def seat_ids(app, event_id: int) -> list[int]:
 
     with app.app_context():
         return list(db.session.scalars(sa.select(Seat.id).where(Seat.event_id == event_id).order_by(Seat.id)))
+
+
+BENCH_STAFF_EMAIL = "bench-door-{:02d}@bench.stagepass.test"
+
+
+def door_staff(app, count: int) -> list[str]:
+    """Emails of `count` door staff accounts (created if missing), with the bench's cheap password."""
+    from app.extensions import db
+    from app.models import User
+
+    emails = [BENCH_STAFF_EMAIL.format(i) for i in range(count)]
+    with app.app_context():
+        for email in emails:
+            user = db.session.scalar(sa.select(User).where(User.email == email))
+            if user is None:
+                user = User(email=email, name=email.split("@")[0], password_hash="")
+                db.session.add(user)
+            user.password_hash = generate_password_hash(BENCH_PASSWORD, method="pbkdf2:sha256:1000")
+            user.is_staff = True
+        db.session.commit()
+    return emails
+
+
+def sold_out_event(app, name: str, rows: int = 20, columns: int = 20) -> tuple[int, list[str]]:
+    """A fresh event whose every seat is sold (through the booking and payment services) with its
+    ticket issued; returns its id and the tickets' signed QR payloads."""
+    from app.extensions import db
+    from app.models import Event, Ticket, User, utcnow
+    from app.services import booking, payments, tickets
+
+    event_id = big_event(app, name, rows, columns)
+    ids = seat_ids(app, event_id)
+    per_order = app.config["MAX_SEATS_PER_ORDER"]
+    [email] = buyers(app, 1)
+    with app.app_context():
+        buyer = db.session.scalar(sa.select(User).where(User.email == email))
+        for start in range(0, len(ids), per_order):
+            event = db.session.get(Event, event_id)
+            order = booking.hold(buyer, event, ids[start : start + per_order])
+            order = payments.pay_by_card(order, user=buyer, card_number=payments.CARD_SUCCEEDS)
+            tickets.issue_for_order(order, utcnow())
+            db.session.commit()
+        sold = db.session.scalars(sa.select(Ticket).where(Ticket.event_id == event_id).order_by(Ticket.id)).all()
+        return event_id, [tickets.payload_for(ticket) for ticket in sold]
+
+
+def reopen_doors(app, event_id: int) -> None:
+    """Take back every check-in of the event, so the next round admits all its tickets again."""
+    from app.extensions import db
+    from app.models import Ticket
+
+    with app.app_context():
+        db.session.execute(
+            sa.update(Ticket)
+            .where(Ticket.event_id == event_id)
+            .values(checked_in_at=None, checked_in_door=None, checked_in_by_id=None)
+        )
+        db.session.commit()
+
+
+def checked_in(app, event_id: int) -> int:
+    from app.extensions import db
+    from app.models import Ticket
+
+    with app.app_context():
+        return db.session.scalar(
+            sa.select(sa.func.count(Ticket.id)).where(Ticket.event_id == event_id, Ticket.checked_in_at.is_not(None))
+        )

@@ -2,6 +2,7 @@
 
     throughput  requests/s of holds and seat-map reads as ratios to a trivial endpoint, same server, same run
     rush        N buyers fight over an event's seats through HTTP until it sells out
+    checkin     two doors scan every ticket of a sold-out 400-seat event, as a ratio to the trivial endpoint
 
 Both write fixtures (an event, bench buyers) into DATABASE_URL, which must be the servers' database.
 See scripts/bench/run.sh for the whole set-up; results go to docs/benchmarks.md.
@@ -293,6 +294,67 @@ def rush_round(app, browsers, args, number):
     return result
 
 
+def checkin(args):
+    """Two doors (two staff accounts; each of `concurrency` workers has a connection per door) scan
+    each of 400 tickets once per door, both doors reaching a ticket at about the same time: every
+    ticket answers admitted at one door and already_checked_in at the other. Rate of check-in requests
+    (both answers count: each is a full check-in) against /livez, same server, same run."""
+    app = fixtures.make_app()
+    ports = [urlsplit(url).port for url in args.base_url]
+    staff = fixtures.door_staff(app, 2)
+    print("selling a 400-seat event...", file=sys.stderr, flush=True)
+    event_id, payloads = fixtures.sold_out_event(app, f"Door bench {time.time():.0f}", 20, 20)
+    # Each worker holds a connection of each door: door d of worker i is browsers[2 * i + d].
+    browsers = logged_in_browsers(args.base_url, [staff[d] for _ in range(args.concurrency) for d in (0, 1)])
+    results = []
+
+    def trivial(i):
+        return "ok" if browsers[2 * i].get(TRIVIAL_PATH).status == 200 else "error"
+
+    for _ in range(args.rounds):
+        fixtures.reopen_doors(app, event_id)
+        # The doors take turns on each ticket, so its two scans arrive at about the same time.
+        scans = iter([(payload, door) for payload in payloads for door in (0, 1)])
+        lock = threading.Lock()
+
+        def scan(i, scans=scans, lock=lock):
+            with lock:
+                payload, door = next(scans, (None, None))
+            if payload is None:
+                return "exhausted"
+            response = browsers[2 * i + door].post_json(
+                f"/api/events/{event_id}/checkins", {"code": payload, "door": f"Door {door + 1}"}
+            )
+            return {200: "admitted", 409: "already_checked_in"}.get(response.status, f"error-{response.status}")
+
+        round_results = {
+            "trivial": Phase("trivial", args.concurrency, args.seconds, ports).run(trivial).summary(),
+            "checkin": Phase("checkin", args.concurrency, args.seconds, ports).run(scan).summary("admitted"),
+        }
+        phase = round_results["checkin"]
+        outcomes = phase["outcomes"]
+        requests = outcomes.get("admitted", 0) + outcomes.get("already_checked_in", 0)
+        phase["per_s"] = round(requests / phase["seconds"], 1)
+        phase["ratio_to_trivial"] = round(phase["per_s"] / (round_results["trivial"]["per_s"] or 1), 3)
+        phase["tickets_checked_in"] = fixtures.checked_in(app, event_id)
+        phase["ok"] = outcomes.get("admitted", 0) == phase["tickets_checked_in"] == len(payloads) and outcomes.get(
+            "already_checked_in", 0
+        ) == len(payloads)
+        results.append(round_results)
+        print(json.dumps(round_results), flush=True)
+
+    medians = {
+        name: {
+            key: statistics.median(r[name][key] for r in results)
+            for key in ("per_s", "p50_ms", "p95_ms", "server_cpu_ms_per_request")
+        }
+        for name in ("trivial", "checkin")
+    }
+    medians["checkin"]["ratio_to_trivial"] = statistics.median(r["checkin"]["ratio_to_trivial"] for r in results)
+    print("MEDIANS " + json.dumps({"rounds": len(results), **medians}), flush=True)
+    return 0 if all(r["checkin"]["ok"] for r in results) else 1
+
+
 def database_check(app, event_id):
     import sqlalchemy as sa
 
@@ -333,10 +395,13 @@ def main():
     two.add_argument("--rounds", type=int, default=3)
     two.add_argument("--rows", type=int, default=20)
     two.add_argument("--columns", type=int, default=20)
+    door = sub.add_parser("checkin", parents=[common])
+    door.add_argument("--concurrency", type=int, default=8, help="workers, each with a connection per door")
+    door.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     for url in args.base_url:
         assert url.startswith(("http://127.0.0.1", "http://localhost")), "benchmarks target this machine only"
-    sys.exit(throughput(args) if args.command == "throughput" else rush(args))
+    sys.exit({"throughput": throughput, "rush": rush, "checkin": checkin}[args.command](args))
 
 
 if __name__ == "__main__":

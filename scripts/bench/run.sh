@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run the HTTP benchmarks against gunicorn on a throwaway MariaDB database, load from this process
 # on 127.0.0.1 only, bounded in time.
-# Usage: scripts/bench/run.sh [throughput|rush|streams|rush2|simulate|generation|pdf|cancellation|profile|all]
+# Usage: scripts/bench/run.sh [throughput|rush|streams|rush2|simulate|generation|pdf|cancellation|profile|checkin|all]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 what=${1:-all}
@@ -13,7 +13,7 @@ export TICKET_SIGNING_KEYS=${TICKET_SIGNING_KEYS:-bench:AAAAAAAAAAAAAAAAAAAAAAAA
 export DB_POOL_SIZE=${DB_POOL_SIZE:-16} DB_MAX_OVERFLOW=${DB_MAX_OVERFLOW:-16}
 # All load comes from one IP and a few accounts: the limits stay on (their Redis counting is part of
 # every request's cost) but high enough never to refuse the benchmark.
-for limit in LOGIN_PER_IP LOGIN_PER_ACCOUNT REGISTER_PER_IP HOLD_PER_USER HOLD_PER_IP PAY_PER_USER PAY_PER_IP; do
+for limit in LOGIN_PER_IP LOGIN_PER_ACCOUNT REGISTER_PER_IP HOLD_PER_USER HOLD_PER_IP PAY_PER_USER PAY_PER_IP CHECKIN_PER_USER; do
   export "RATELIMIT_$limit=1000000 per minute"
 done
 BIN=.venv/bin
@@ -64,6 +64,7 @@ case $what in
     median_of_rounds "$rounds"
     if ((failed)); then echo "# simulate: $failed of ${ROUNDS:-5} rounds failed" >&2; status=1; fi ;;&
   generation|all) $BIN/python scripts/bench/generation.py --runs "${RUNS:-7}" ;;&
+  checkin|all) $BIN/python scripts/bench/http_bench.py checkin --base-url http://127.0.0.1:8100 --seconds 60 --rounds "${ROUNDS:-3}" || status=1 ;;&
   pdf|all) $BIN/python scripts/bench/pdf.py --runs "${PDF_RUNS:-21}" ;;&
   cancellation|all) $BIN/python scripts/bench/cancellation.py --orders "${ORDERS:-200}" || status=1 ;;&
   profile) $BIN/python scripts/bench/profile_hold.py --holds "${HOLDS:-300}" ;;&

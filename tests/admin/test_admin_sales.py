@@ -153,6 +153,9 @@ def test_csv_export_lists_every_booking_of_the_event(client, admin, factory):
         "payment_method",
         "created_at",
         "paid_at",
+        "ticket_code",
+        "checked_in_at",
+        "checked_in_door",
     ]
     assert len(rows) == 3
     first, second, third = rows

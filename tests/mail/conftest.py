@@ -12,6 +12,12 @@ class Inbox:
 
     def __init__(self):
         self.messages = []
+        self.sessions = 0
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):  # noqa: N802
+        self.sessions += 1
+        session.host_name = hostname
+        return responses
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802  (the name aiosmtpd calls)
         message = message_from_bytes(envelope.original_content, policy=policy.default)

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from rq import SimpleWorker
 
 from app import jobs
-from app.models import Booking, Event, Order, Payment, PriceCategory, Seat, utcnow
+from app.models import Booking, Event, Order, OutboxEmail, Payment, PriceCategory, Seat, utcnow
 from app.services import booking, events, maintenance, payments
 from tests.support import ROOT, csrf_token
 
@@ -115,7 +115,7 @@ def row_counts(db_session):
         model.__tablename__: db_session.scalar(
             sa.select(sa.func.count()).select_from(model).execution_options(include_deleted=True)
         )
-        for model in (Booking, Order, Seat, PriceCategory, Event, Payment)
+        for model in (OutboxEmail, Booking, Order, Seat, PriceCategory, Event, Payment)
     }
 
 
@@ -179,7 +179,14 @@ def test_db_cleanup_purges_a_deleted_event_with_its_seats_and_prices(factory, db
     events.delete_event(event)
     age(db_session, 90)
     report = maintenance.db_cleanup(30)
-    assert report.deleted == {"bookings": 0, "orders": 0, "seats": 4, "price_categories": 1, "events": 1}
+    assert report.deleted == {
+        "outbox_emails": 0,
+        "bookings": 0,
+        "orders": 0,
+        "seats": 4,
+        "price_categories": 1,
+        "events": 1,
+    }
     assert row_counts(db_session) == dict.fromkeys(row_counts(db_session), 0)
 
 
@@ -202,12 +209,20 @@ def test_db_cleanup_keeps_the_money_history_of_a_deleted_event(factory, db_sessi
     age(db_session, 90)
     report = maintenance.db_cleanup(30)
     # The refunded seat and everything it needs stay; the three seats nobody bought go.
-    assert report.deleted == {"bookings": 0, "orders": 0, "seats": 3, "price_categories": 0, "events": 0}
+    assert report.deleted == {
+        "outbox_emails": 0,
+        "bookings": 0,
+        "orders": 0,
+        "seats": 3,
+        "price_categories": 0,
+        "events": 0,
+    }
     db_session.expire_all()
     order = db_session.get(Order, paid.id)
     assert order.payment_status == "refunded" and [p.kind for p in order.payments] == ["charge", "refund"]
     assert [b.seat_id for b in order.bookings] == seats[:1]
     assert row_counts(db_session) | {"payments": 2} == {
+        "outbox_emails": 2,  # its confirmation and its cancellation, still waiting to be sent
         "bookings": 1,
         "orders": 1,
         "seats": 1,
@@ -256,7 +271,14 @@ def test_db_cleanup_dry_run_reports_exactly_what_the_real_run_deletes(runner, fa
     deleted = {table: before[table] - after[table] for table in before if table != "payments"}
     assert cleanup_counts(real.output) == deleted
     assert cleanup_counts(dry.output) == deleted
-    assert deleted == {"bookings": 2, "orders": 1, "seats": 3 + 1 + 2, "price_categories": 1, "events": 1}
+    assert deleted == {
+        "outbox_emails": 0,
+        "bookings": 2,
+        "orders": 1,
+        "seats": 3 + 1 + 2,
+        "price_categories": 1,
+        "events": 1,
+    }
     assert after["payments"] == before["payments"] == 2
 
 

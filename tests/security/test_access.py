@@ -1,4 +1,4 @@
-"""Every method of every route, for every role: guest, buyer, the order's owner, admin.
+"""Every method of every route, for every role: guest, buyer, the order's owner, door staff, admin.
 
 Each request carries the client's valid CSRF token and a body that succeeds for whoever may send it,
 so a refusal is about who asks, not about what was sent. A refused request must change no row; a
@@ -15,10 +15,11 @@ import pytest
 
 from app.services import booking, health, live, payments, seatmap
 from tests.admin_support import FUTURE, category_lines, seat_ids
+from tests.door.support import sold_tickets, staff_user
 from tests.invariants import changed_rows, snapshot_rows
 from tests.support import PASSWORD, csrf_token, empty_tables, log_in
 
-ROLES = ("guest", "buyer", "owner", "admin")
+ROLES = ("guest", "buyer", "owner", "staff", "admin")
 
 
 @dataclass(frozen=True)
@@ -33,13 +34,14 @@ def redirect(location, **kwargs):
     return Outcome(302, location, **kwargs)
 
 
-OK, CREATED, LOGIN_JSON, FORBIDDEN, NOT_FOUND, CONFLICT = (
+OK, CREATED, LOGIN_JSON, FORBIDDEN, NOT_FOUND, CONFLICT, GONE = (
     Outcome(200),
     Outcome(201, changes=True),
     Outcome(401),
     Outcome(403),
     Outcome(404),
     Outcome(409),
+    Outcome(410),
 )
 LOGIN = Outcome("login")  # 302 to the log-in page, with this path as `next`
 STREAM = Outcome("stream")  # 200 text/event-stream, and no subscription left once closed
@@ -47,10 +49,13 @@ HEALTH = Outcome("health")  # 200 or 503, as the services' health is right now
 HOME, DASHBOARD = redirect("/"), redirect("/admin/")
 
 EVERYONE = {role: OK for role in ROLES}
-BUYER_PAGE = {"guest": LOGIN, "buyer": OK, "owner": OK, "admin": DASHBOARD}
+BUYER_PAGE = {"guest": LOGIN, "buyer": OK, "owner": OK, "staff": OK, "admin": DASHBOARD}
 PUBLIC_BUYER_PAGE = {**BUYER_PAGE, "guest": OK}
-GUESTS_ONLY = {"guest": OK, "buyer": HOME, "owner": HOME, "admin": DASHBOARD}
-ADMIN_PAGE = {"guest": LOGIN, "buyer": FORBIDDEN, "owner": FORBIDDEN, "admin": OK}
+GUESTS_ONLY = {"guest": OK, "buyer": HOME, "owner": HOME, "staff": redirect("/checkin/"), "admin": DASHBOARD}
+ADMIN_PAGE = {"guest": LOGIN, "buyer": FORBIDDEN, "owner": FORBIDDEN, "staff": FORBIDDEN, "admin": OK}
+# The door: staff and admins; guests of the JSON API get 401, not a log-in page.
+DOOR_PAGE = {"guest": LOGIN, "buyer": FORBIDDEN, "owner": FORBIDDEN, "staff": OK, "admin": OK}
+DOOR_API = {**DOOR_PAGE, "guest": LOGIN_JSON}
 
 
 def admin_action(outcome):
@@ -59,7 +64,7 @@ def admin_action(outcome):
 
 def owners(outcome):
     """An order's page or action: its owner only; another buyer is told it does not exist."""
-    return {"guest": LOGIN, "buyer": NOT_FOUND, "owner": outcome, "admin": DASHBOARD}
+    return {"guest": LOGIN, "buyer": NOT_FOUND, "owner": outcome, "staff": NOT_FOUND, "admin": DASHBOARD}
 
 
 EXPECTED = {
@@ -67,7 +72,13 @@ EXPECTED = {
     ("booking.event_detail", "GET"): PUBLIC_BUYER_PAGE,
     ("booking.seat_states", "GET"): EVERYONE,
     ("booking.seat_stream", "GET"): {role: STREAM for role in ROLES},
-    ("booking.hold_seats", "POST"): {"guest": LOGIN_JSON, "buyer": CREATED, "owner": CONFLICT, "admin": FORBIDDEN},
+    ("booking.hold_seats", "POST"): {
+        "guest": LOGIN_JSON,
+        "buyer": CREATED,
+        "owner": CONFLICT,
+        "staff": CREATED,  # door staff may buy tickets like anyone
+        "admin": FORBIDDEN,
+    },
     ("booking.my_bookings", "GET"): BUYER_PAGE,
     ("booking.order_detail", "GET"): owners(OK),
     ("booking.checkout", "GET"): owners(OK),
@@ -83,7 +94,7 @@ EXPECTED = {
     ("auth.register", "POST"): {**GUESTS_ONLY, "guest": redirect("/", changes=True, session=True)},
     ("auth.logout", "POST"): {
         "guest": LOGIN,
-        **{role: redirect("/", session=True) for role in ("buyer", "owner", "admin")},
+        **{role: redirect("/", session=True) for role in ("buyer", "owner", "staff", "admin")},
     },
     ("livez", "GET"): EVERYONE,
     ("healthz", "GET"): {role: HEALTH for role in ROLES},
@@ -125,6 +136,16 @@ EXPECTED = {
     # refused: the event is not cancelled
     ("admin.event_cancel_retry", "POST"): admin_action(redirect("/admin/events/{event_id}")),
     ("admin.orders_cancel", "POST"): admin_action(redirect("/admin/bookings")),  # refused: nothing selected
+    ("checkin.index", "GET"): DOOR_PAGE,
+    ("checkin.scanner", "GET"): DOOR_PAGE,
+    ("checkin.checkin_counts", "GET"): DOOR_API,
+    # The body is the code of the world's sold ticket: checked in by whoever may.
+    ("checkin.check_in", "POST"): {
+        **DOOR_API,
+        "staff": Outcome(200, changes=True),
+        "admin": Outcome(200, changes=True),
+    },
+    ("checkin.undo", "POST"): admin_action(redirect("/admin/events/{event_id}")),  # refused: not checked in
 }
 
 
@@ -154,14 +175,22 @@ def event_form(name, rows, columns):
 
 class World:
     """An event with three seats, a buyer holding one of them (wallet payment started), another
-    buyer, an admin, and a test client logged in as the role under test."""
+    buyer, door staff, an admin, a ticket sold to someone else, and a test client logged in as the
+    role under test."""
 
     def __init__(self, app, factory, role):
         empty_tables()
         seatmap.forget_rendered_maps()
         event = factory.event(rows=1, columns=3)
-        self.users = {"buyer": factory.user(), "owner": factory.user(), "admin": factory.admin(), "guest": None}
+        self.users = {
+            "buyer": factory.user(),
+            "owner": factory.user(),
+            "staff": staff_user(factory),
+            "admin": factory.admin(),
+            "guest": None,
+        }
         ids = seat_ids(event)
+        self.ticket = sold_tickets(factory, event, 1, seats=ids[2:])[0]
         order = booking.hold(self.users["owner"], event, ids[:1])
         payments.start_wallet(order, user=self.users["owner"])
         self.values = {
@@ -170,6 +199,7 @@ class World:
             "booking_id": order.bookings[0].id,
             "user_id": self.users["owner"].id,
             "filename": "css/app.css",
+            "ticket_id": self.ticket.id,
             "run_id": "0123456789abcdef",
         }
         self.free_seat_id = ids[1]
@@ -197,6 +227,8 @@ class World:
         }
         if endpoint == "booking.hold_seats":
             return {"json": {"seat_ids": [self.free_seat_id]}}
+        if endpoint == "checkin.check_in":
+            return {"json": {"code": self.ticket.code, "door": "Main entrance"}}
         return {"data": {"csrf_token": self.token, **forms.get(endpoint, {})}}
 
     def url(self, rule):

@@ -118,11 +118,13 @@ def test_default_pool_is_bounded_below_the_servers_limit(app, db_session):
 
     assert simulation.choose_connections(5, None) == 5
     assert simulation.choose_connections(5000, 7) == 7
+    mysql = db.engine.dialect.name == "mysql"
+    before = free_mariadb_connections(db_session) if mysql else None
     chosen = simulation.choose_connections(5000, None)
     assert 1 <= chosen <= simulation.DEFAULT_CONNECTIONS
-    if db.engine.dialect.name == "mysql":
-        limit, free = free_mariadb_connections(db_session)
-        assert chosen <= max(1, free // 2) < limit
+    if mysql:  # other clients may connect or leave meanwhile: the bound holds at one of the two moments
+        after = free_mariadb_connections(db_session)
+        assert chosen <= max(1, before[1] // 2, after[1] // 2) < after[0]
 
 
 @pytest.mark.mariadb

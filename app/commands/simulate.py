@@ -89,7 +89,7 @@ def _failure_reason(result, timeout: float) -> str:
 @click.command("simulate-booking")
 @click.argument("seat_id", type=int)
 @click.option(
-    "--users", "users", default=100, show_default=True, type=click.IntRange(1, 20000), help="Concurrent buyers."
+    "--users", "users", default=100, show_default=True, type=click.IntRange(1, 10000), help="Concurrent buyers."
 )
 @click.option(
     "--connections",

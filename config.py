@@ -56,6 +56,17 @@ class Config:
     DEFAULT_TIMEZONE = os.environ.get("DEFAULT_TIMEZONE", "UTC")
     DEFAULT_CURRENCY = os.environ.get("DEFAULT_CURRENCY", "EUR")
 
+    # Waiting room (app/services/waiting_room.py): arrivals this many minutes before an on-sale
+    # are drawn in random order at the on-sale; an admitted buyer must hold within ADMISSION_SECONDS.
+    WAITING_ROOM_EARLY_MINUTES = _int("WAITING_ROOM_EARLY_MINUTES", 15)
+    WAITING_ROOM_ADMISSION_SECONDS = _int("WAITING_ROOM_ADMISSION_SECONDS", 180)
+    WAITING_ROOM_PLACES_PER_IP = _int("WAITING_ROOM_PLACES_PER_IP", 50)  # 0: no cap
+    WAITING_ROOM_OPEN_AFTER_EMPTY_SECONDS = _int("WAITING_ROOM_OPEN_AFTER_EMPTY_SECONDS", 60)
+    # Automatic rate: admitted buyers choosing seats at once, at least MIN_ACTIVE, at most the free
+    # seats, else as many as the measured holds per second serve in SHOPPING_SECONDS.
+    WAITING_ROOM_MIN_ACTIVE = _int("WAITING_ROOM_MIN_ACTIVE", 50)
+    WAITING_ROOM_SHOPPING_SECONDS = _int("WAITING_ROOM_SHOPPING_SECONDS", 10)
+
     # How many reverse proxies (nginx: 1) stand in front and append the client to X-Forwarded-For.
     # 0 trusts no forwarding header: per-IP limits then count the peer's own address.
     TRUSTED_PROXY_COUNT = _int("TRUSTED_PROXY_COUNT", 0)

@@ -35,6 +35,9 @@ PERIODIC_JOBS = {
     "stagepass-close-past-events": ("app.jobs.close_past_events", 60),
     "stagepass-reconcile-payments": ("app.jobs.reconcile_payments", 60),
     "stagepass-send-due-emails": ("app.jobs.send_due_emails", 60),
+    # Requests step a busy room themselves; this draws the early arrivals at the on-sale moment
+    # and keeps admitting (and opens an emptied room) when nobody is asking.
+    "stagepass-advance-waiting-rooms": ("app.jobs.advance_waiting_rooms", SCHEDULER_POLL_SECONDS),
 }
 
 _process_app = {}
@@ -145,6 +148,16 @@ def enqueue_cancellation(connection, run_id: str) -> Job:
         result_ttl=24 * 3600,
         failure_ttl=7 * 24 * 3600,
     )
+
+
+def advance_waiting_rooms() -> int:
+    """Job: one step of every active waiting room."""
+    from app.services import waiting_room
+
+    with job_app_context():
+        stepped = waiting_room.advance_active_rooms()
+        log.info("stepped %d waiting room(s)", stepped)
+        return stepped
 
 
 def queue(connection) -> Queue:

@@ -8,8 +8,9 @@ from flask_limiter.util import get_remote_address
 from flask_login import current_user
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.extensions import db, limiter, redacted_url
+from app.extensions import limiter, redacted_url
 from app.services import accounts
+from app.services.transactions import end_read
 
 
 def configured(name):
@@ -32,7 +33,7 @@ def per_login_account():
     try:
         user = accounts.find_user_by_email(email)
     except SQLAlchemyError:  # the log-in itself will say the database is down; not a storage error
-        db.session.rollback()
+        end_read()
         user = None
     if user is not None:
         return f"login:user:{user.id}"

@@ -120,6 +120,13 @@ class EventStatus:
     ALL = (DRAFT, PUBLISHED, CANCELLED)
 
 
+class WaitingRoomMode:
+    OFF = "off"
+    ON_SALE = "on_sale"  # active from the early window before sales_start_at until the queue empties
+    ALWAYS = "always"
+    ALL = (OFF, ON_SALE, ALWAYS)
+
+
 class Event(TimestampMixin, SoftDeleteMixin, db.Model):
     __tablename__ = "events"
 
@@ -138,19 +145,41 @@ class Event(TimestampMixin, SoftDeleteMixin, db.Model):
     # buyers read it. Prices are in `currency` (ISO 4217), exact to its minor units.
     timezone: so.Mapped[str] = so.mapped_column(sa.String(64), default="UTC", server_default="UTC")
     currency: so.Mapped[str] = so.mapped_column(sa.String(3), default="EUR", server_default="EUR")
+    # Holds are refused before this moment (None: on sale once published); see app/services/waiting_room.py.
+    sales_start_at: so.Mapped[datetime | None] = so.mapped_column(default=None)
+    waiting_room: so.Mapped[str] = so.mapped_column(
+        sa.String(16), default=WaitingRoomMode.ON_SALE, server_default=WaitingRoomMode.ON_SALE
+    )
+    # Buyers admitted per minute; None admits as many as the event can serve.
+    waiting_room_rate: so.Mapped[int | None] = so.mapped_column(default=None)
 
     price_categories: so.Mapped[list[PriceCategory]] = so.relationship(
         back_populates="event", order_by="PriceCategory.position", cascade="all, delete-orphan"
     )
     seats: so.WriteOnlyMapped[Seat] = so.relationship(back_populates="event")
 
-    __table_args__ = (sa.CheckConstraint("status IN ('draft', 'published', 'cancelled')", name="status"),)
+    __table_args__ = (
+        sa.CheckConstraint("status IN ('draft', 'published', 'cancelled')", name="status"),
+        sa.CheckConstraint("waiting_room IN ('off', 'on_sale', 'always')", name="waiting_room"),
+        sa.CheckConstraint("waiting_room_rate IS NULL OR waiting_room_rate > 0", name="waiting_room_rate_positive"),
+    )
 
     def is_on_sale(self, now: datetime) -> bool:
-        """Buyers can hold seats: published, not deleted, not yet begun, and sales not closed."""
+        """Buyers can hold seats: published, not deleted, on-sale time reached, not yet begun, sales not closed."""
         return (
             self.status == EventStatus.PUBLISHED
             and not self.is_deleted
+            and self.date > now
+            and self.sales_ended_at is None
+            and not self.sells_later(now)
+        )
+
+    def sells_later(self, now: datetime) -> bool:
+        """Published and still before its on-sale time: the map shows, holds wait for the countdown."""
+        return (
+            self.status == EventStatus.PUBLISHED
+            and self.sales_start_at is not None
+            and now < self.sales_start_at
             and self.date > now
             and self.sales_ended_at is None
         )

@@ -10,7 +10,7 @@ from app.admin.forms import CATEGORY_LINES, ConfirmForm, EventForm, event_form_d
 from app.admin.listing import page_of, status_filter
 from app.auth.decorators import admin_required
 from app.models import EventStatus, utcnow
-from app.services import cancellations, checkin, events, reports
+from app.services import cancellations, checkin, events, reports, waiting_room
 from app.services.errors import DomainError
 from app.templating import money
 
@@ -104,7 +104,34 @@ def event_detail(event_id):
         latest_check_ins=checkin.latest_check_ins(event.id),
         cancellation_run=cancellations.latest_run_of_event_or_none(event.id),
         open_orders=cancellations.open_orders_of_cancelled_event(event),
+        room=waiting_room.stats(event, now) if event.waiting_room != "off" else None,
     )
+
+
+@bp.route("/events/<int:event_id>/waiting-room/pause", methods=["POST"])
+@admin_required
+def event_waiting_room_pause(event_id):
+    """Pause admissions from the waiting room: buyers keep their places."""
+    return set_room_paused(event_id, paused=True)
+
+
+@bp.route("/events/<int:event_id>/waiting-room/resume", methods=["POST"])
+@admin_required
+def event_waiting_room_resume(event_id):
+    """Resume admissions from the waiting room."""
+    return set_room_paused(event_id, paused=False)
+
+
+def set_room_paused(event_id: int, *, paused: bool):
+    event = event_or_404(event_id)
+    if ConfirmForm().validate_on_submit():
+        try:
+            waiting_room.set_paused(event, paused)
+        except DomainError as error:
+            flash(error.message, "error")
+        else:
+            flash(_("Admissions paused.") if paused else _("Admissions resumed."), "success")
+    return redirect(url_for("admin.event_detail", event_id=event.id))
 
 
 @bp.route("/events/<int:event_id>/publish", methods=["POST"])

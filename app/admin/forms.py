@@ -18,10 +18,11 @@ from wtforms import (
     TextAreaField,
 )
 from wtforms.fields import ColorField, DateTimeLocalField
-from wtforms.validators import DataRequired, Email, InputRequired, Length, Optional, ValidationError
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import DataRequired, Email, InputRequired, Length, NumberRange, Optional, ValidationError
 
 from app.auth.forms import MIN_PASSWORD_LENGTH
-from app.models import Event, row_label
+from app.models import Event, WaitingRoomMode, row_label
 from app.services import accounts, currencies, events, zones
 from app.services.errors import InvalidRequest
 
@@ -109,6 +110,20 @@ class EventForm(FlaskForm):
         validators=[InputRequired("Enter the number of seats per row."), checked_by(events.check_columns)],
     )
     categories = FieldList(FormField(CategoryLineForm), min_entries=CATEGORY_LINES, max_entries=CATEGORY_LINES)
+    sales_start_at = DateTimeLocalField(_l("On sale from (UTC)"), format=DATE_FORMATS, validators=[Optional()])
+    waiting_room = SelectField(
+        _l("Waiting room"),
+        choices=[
+            SelectChoice(WaitingRoomMode.ON_SALE, _l("On for the on-sale (until its queue has emptied)")),
+            SelectChoice(WaitingRoomMode.ALWAYS, _l("Always on")),
+            SelectChoice(WaitingRoomMode.OFF, _l("Off")),
+        ],
+        default=WaitingRoomMode.ON_SALE,
+    )
+    waiting_room_rate = IntegerField(
+        _l("Admissions per minute"),
+        validators=[Optional(), NumberRange(min=1, max=100_000)],
+    )
     submit = SubmitField("Save event")
 
     def __init__(self, *args, original_date=None, original_timezone=None, **kwargs):
@@ -193,7 +208,14 @@ class EventForm(FlaskForm):
             venue=self.venue.data or "",
             timezone=self.timezone.data,
             currency=self.currency.data,
+            sales_start_at=self.sales_start_at.data,
+            waiting_room=self.waiting_room.data,
+            waiting_room_rate=self.waiting_room_rate.data,
         )
+
+    def validate_sales_start_at(self, field):
+        if field.data is not None and self.date.data is not None and field.data >= self.date.data:
+            raise ValidationError(_l("Tickets must go on sale before the event starts."))
 
     @property
     def visible_lines(self) -> int:
@@ -222,6 +244,9 @@ def event_form_data(event: Event) -> dict:
         "venue": event.venue,
         "rows": event.rows,
         "columns": event.columns,
+        "sales_start_at": event.sales_start_at,
+        "waiting_room": event.waiting_room,
+        "waiting_room_rate": event.waiting_room_rate,
         "categories": category_lines_data(
             [
                 {

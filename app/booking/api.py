@@ -7,7 +7,7 @@ from app import limits
 from app.booking import bp
 from app.extensions import db
 from app.models import Event, EventStatus, utcnow
-from app.services import booking, seatmap
+from app.services import booking, seatmap, waiting_room
 from app.services.errors import InvalidRequest
 
 
@@ -50,8 +50,10 @@ def hold_seats(event_id):
     payload = json_body()
     if not isinstance(payload, dict) or not isinstance(payload.get("seat_ids"), list):
         raise InvalidRequest('Send JSON like {"seat_ids": [1, 2]}.')
+    if event.is_on_sale(utcnow()):  # else the hold itself says why not (not on sale yet, ended)
+        waiting_room.require_admission(current_user, event)
     order = booking.hold(current_user, event, payload["seat_ids"])
-    return (
+    response = make_response(
         jsonify(
             reference=order.reference,
             expires_at=order.hold_expires_at.isoformat() + "Z",
@@ -61,6 +63,9 @@ def hold_seats(event_id):
         ),
         201,
     )
+    if waiting_room.configured_active(event, utcnow()):
+        waiting_room.note_hold(response, current_user.id, event, order.hold_expires_at)
+    return response
 
 
 def json_body():

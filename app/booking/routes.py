@@ -9,6 +9,7 @@ from app.auth.decorators import redirect_admins
 from app.booking import bp
 from app.booking.api import visible_event
 from app.booking.forms import PaymentForm, ReleaseForm, WalletForm
+from app.booking.waiting_room import admission_redirect
 from app.models import OrderStatus, utcnow
 from app.services import booking, catalog, payments, tickets
 from app.services.errors import DomainError
@@ -29,13 +30,21 @@ def events():
 def event_detail(event_id):
     """The event and its live seat map."""
     event = visible_event(event_id)
+    if (to_room := admission_redirect(event)) is not None:
+        return to_room
     now = utcnow()
     open_order = None
     if current_user.is_authenticated:
         open_order = booking.pending_order_for(current_user, event)
         if open_order is not None and open_order.hold_has_expired(now):
             open_order = None
-    return render_template("booking/event.html", event=event, on_sale=event.is_on_sale(now), open_order=open_order)
+    return render_template(
+        "booking/event.html",
+        event=event,
+        on_sale=event.is_on_sale(now),
+        sells_later=event.sells_later(now),
+        open_order=open_order,
+    )
 
 
 def own_order(reference):
@@ -49,6 +58,8 @@ def own_order(reference):
 def checkout(reference):
     """Pay for held seats before the hold runs out."""
     order = booking.expire_if_due(own_order(reference))
+    if order.status == OrderStatus.PENDING and (to_room := admission_redirect(order.event)) is not None:
+        return to_room
     if order.status != OrderStatus.PENDING:
         if order.status == OrderStatus.EXPIRED:
             flash("Your hold expired and the seats were released. Nothing was charged.", "warning")
@@ -103,6 +114,8 @@ def refused(error, order):
 def wallet(reference):
     """The sandbox wallet's approval page (where a real wallet would redirect the buyer)."""
     order = booking.expire_if_due(own_order(reference))
+    if order.status == OrderStatus.PENDING and (to_room := admission_redirect(order.event)) is not None:
+        return to_room
     if order.status != OrderStatus.PENDING:
         return redirect(url_for("booking.order_detail", reference=order.reference))
     form = WalletForm()

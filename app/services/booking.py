@@ -16,6 +16,7 @@ from decimal import Decimal
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 from flask import current_app
+from flask_babel import gettext as _
 from sqlalchemy.exc import IntegrityError
 
 from app.extensions import db
@@ -34,7 +35,7 @@ from app.models import (
 )
 from app.services import audit, locking, mail, orders, payments, seat_changes, seatmap, states, tickets
 from app.services.errors import DomainError, HoldExpired, InvalidRequest, OrderNotFound, OrderNotPending
-from app.services.transactions import SeatsBusy, run_unit_of_work
+from app.services.transactions import SeatsBusy, end_read, run_unit_of_work
 
 __all__ = ["HoldExpired", "OrderNotPending", "SeatsBusy"]  # re-exported: callers catch booking.<Error>
 
@@ -67,6 +68,10 @@ class EventNotOnSale(DomainError):
     """This event is not on sale."""
 
     code = "not_on_sale"
+
+
+class NotOnSaleYet(DomainError):
+    code = "not_on_sale_yet"
 
 
 class CheckoutAlreadyOpen(DomainError):
@@ -157,6 +162,11 @@ def _check_on_sale(event: Event | None, now: datetime) -> Event:
         raise EventNotOnSale("This event is not on sale yet.")
     if event.date <= now or event.sales_ended_at is not None:
         raise EventNotOnSale("Sales for this event have ended.")
+    if event.sells_later(now):
+        raise NotOnSaleYet(
+            _("Tickets go on sale at %(moment)s UTC.", moment=event.sales_start_at.strftime("%Y-%m-%d %H:%M:%S")),
+            sales_start_at=event.sales_start_at.isoformat() + "Z",
+        )
     return event
 
 
@@ -369,7 +379,7 @@ def release_expired(now: datetime | None = None, *, batch_size: int = 200) -> in
                 .limit(batch_size)
             )
         )
-        db.session.rollback()
+        end_read()
         ids = [order_id for order_id in ids if order_id not in seen]
         if not ids:
             return closed

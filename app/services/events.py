@@ -17,7 +17,7 @@ from flask import current_app
 from flask_babel import gettext as _
 
 from app.extensions import db
-from app.models import Event, EventStatus, Order, PriceCategory, Seat, SeatStatus, row_label, utcnow
+from app.models import Event, EventStatus, Order, PriceCategory, Seat, SeatStatus, WaitingRoomMode, row_label, utcnow
 from app.services import audit, currencies, locking, seat_changes, zones
 from app.services.errors import DomainError, IllegalTransition, InvalidRequest, NotFound
 from app.services.querying import contains
@@ -64,6 +64,9 @@ class EventDetails:
     # None: the event's own (or, for a new event, the configured default).
     timezone: str | None = None
     currency: str | None = None
+    sales_start_at: datetime | None = None
+    waiting_room: str = WaitingRoomMode.ON_SALE
+    waiting_room_rate: int | None = None
 
 
 class EventNotPublishable(DomainError):
@@ -213,6 +216,7 @@ def check_details(details: EventDetails, event: Event | None = None) -> str:
     check_dimensions(details.rows, details.columns)
     zones.check_timezone(venue_timezone(details, event))
     check_categories(details.categories, details.rows, currencies.check_currency(event_currency(details, event)))
+    check_on_sale_settings(details)
     return name
 
 
@@ -231,6 +235,16 @@ def event_currency(details: EventDetails, event: Event | None = None) -> str:
     return (chosen or current_app.config["DEFAULT_CURRENCY"]).strip().upper()
 
 
+def check_on_sale_settings(details: EventDetails) -> None:
+    """The on-sale time comes before the event; the room's mode is known; a fixed rate is positive."""
+    if details.sales_start_at is not None and details.sales_start_at >= details.date:
+        raise InvalidRequest(_("Tickets must go on sale before the event starts."))
+    if details.waiting_room not in WaitingRoomMode.ALL:
+        raise InvalidRequest(_("Choose how the waiting room works."))
+    if details.waiting_room_rate is not None and not 1 <= details.waiting_room_rate <= 100_000:
+        raise InvalidRequest(_("The admission rate is 1 to 100,000 buyers per minute, or empty for automatic."))
+
+
 # --- creating --------------------------------------------------------------------------------
 
 
@@ -246,10 +260,26 @@ def create_event(
     status: str = EventStatus.DRAFT,
     timezone: str | None = None,
     currency: str | None = None,
+    sales_start_at: datetime | None = None,
+    waiting_room: str = WaitingRoomMode.ON_SALE,
+    waiting_room_rate: int | None = None,
     actor=None,
 ) -> Event:
     """Create an event with its price categories and seat map, in one transaction (committed)."""
-    details = EventDetails(name, date, rows, columns, categories, description, venue, timezone, currency)
+    details = EventDetails(
+        name,
+        date,
+        rows,
+        columns,
+        categories,
+        description,
+        venue,
+        timezone=timezone,
+        currency=currency,
+        sales_start_at=sales_start_at,
+        waiting_room=waiting_room,
+        waiting_room_rate=waiting_room_rate,
+    )
 
     def work():
         event = Event(status=status)
@@ -271,6 +301,9 @@ def _audited_details(event: Event) -> dict:
         "date": event.date,
         "timezone": event.timezone,
         "currency": event.currency,
+        "sales_start_at": event.sales_start_at,
+        "waiting_room": event.waiting_room,
+        "waiting_room_rate": event.waiting_room_rate,
         "venue": event.venue,
         "description": event.description,
         "rows": event.rows,
@@ -297,6 +330,9 @@ def _apply_details(event: Event, details: EventDetails) -> None:
     event.venue = (details.venue or "").strip()
     event.rows = details.rows
     event.columns = details.columns
+    event.sales_start_at = details.sales_start_at
+    event.waiting_room = details.waiting_room
+    event.waiting_room_rate = details.waiting_room_rate
 
 
 def _replace_categories(event: Event, specs: list[CategorySpec]) -> None:

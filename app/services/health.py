@@ -13,6 +13,7 @@ from rq import Worker
 
 from app import jobs
 from app.extensions import db, redacted_url
+from app.services.transactions import end_read
 from config import BASE_DIR
 
 SCHEDULER_STALE_SECONDS = 180
@@ -51,7 +52,7 @@ def check_emails() -> list[Check]:
     try:
         state = mail.outbox_state(now)
     except Exception as error:  # the database check says why
-        db.session.rollback()
+        end_read()
         return [Check("emails", False, f"unknown: {error.__class__.__name__}")]
     overdue = state.oldest_due is not None and (now - state.oldest_due).total_seconds() > EMAIL_OVERDUE_SECONDS
     waiting = f"{state.waiting} waiting"

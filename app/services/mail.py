@@ -53,7 +53,7 @@ from app.models import (
     utcnow,
 )
 from app.services.errors import IllegalTransition, NotFound
-from app.services.transactions import run_unit_of_work
+from app.services.transactions import end_read, run_unit_of_work
 
 log = logging.getLogger(__name__)
 
@@ -388,11 +388,11 @@ def send_email(outbox_id: int, *, now: datetime | None = None, connection=None) 
     kind = row.kind
     try:
         message = build_message(row, connection)
-        db.session.rollback()  # the read is over: no transaction stays open while SMTP talks
+        end_read()  # the read is over: no transaction stays open while SMTP talks
         connection.open()  # no-op while the batch's session is open; sending then leaves it open
         message.send()
     except Exception as error:  # any failure (server down, refused, a template or attachment error) retries
-        db.session.rollback()
+        end_read()
         with contextlib.suppress(Exception):
             connection.close()  # a broken SMTP session is not reused: the next email opens a new one
         gave_up = attempt >= current_app.config["MAIL_MAX_ATTEMPTS"]
@@ -457,7 +457,7 @@ def send_due_emails(*, now: datetime | None = None, ids: list[int] | None = None
     """Send the given rows (or every due row) that nobody else is sending; how many went out."""
     now = now or utcnow()
     ids = due_email_ids(now) if ids is None else ids
-    db.session.rollback()  # no read transaction stays open while SMTP talks
+    end_read()  # no read transaction stays open while SMTP talks
     connection = mail_connection()
     try:
         return sum(send_email(outbox_id, now=now, connection=connection) for outbox_id in ids)

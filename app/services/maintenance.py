@@ -24,7 +24,7 @@ from app.models import (
 )
 from app.services import seat_changes
 from app.services.errors import InvalidRequest
-from app.services.transactions import run_unit_of_work
+from app.services.transactions import end_read, run_unit_of_work
 
 CLEANUP_BATCH = 500
 
@@ -162,5 +162,5 @@ def db_cleanup(
                 )
             )
             report.deleted[table] += len(ids)
-    db.session.rollback()
+    end_read()
     return report

@@ -80,6 +80,7 @@ def _compute(event: Event, now: datetime) -> tuple[dict, datetime | None]:
             {"id": cid, "name": name, "price": f"{price:.2f}", "color": color} for cid, name, price, color in categories
         ],
         "seats": seats,
+        "sales_start_at": event.sales_start_at.isoformat() + "Z" if event.sells_later(now) else None,
     }
     state["version"] = hashlib.blake2b(repr(state).encode(), digest_size=10).hexdigest()
     changes_at = [
@@ -87,6 +88,8 @@ def _compute(event: Event, now: datetime) -> tuple[dict, datetime | None]:
     ]
     if selling:
         changes_at.append(event.date)
+    elif event.sells_later(now):
+        changes_at.append(event.sales_start_at)  # the countdown ends: pages switch to selling
     return state, min(changes_at, default=None)
 
 

@@ -20,7 +20,7 @@ from app.extensions import db
 from app.models import Booking, Event, Order, OrderStatus, Seat, User, utcnow
 from app.services import booking
 from app.services.errors import DomainError, InvalidRequest, NotFound
-from app.services.transactions import run_unit_of_work
+from app.services.transactions import end_read, run_unit_of_work
 
 SIM_EMAIL = "sim-{:05d}@simulate.stagepass.test"
 CLEAN_REFUSALS = (booking.SeatUnavailable, booking.CheckoutAlreadyOpen, booking.SeatsBusy)
@@ -204,7 +204,7 @@ def connection_room() -> tuple[int, int] | None:
         return None
     limit = db.session.scalar(sa.text("SELECT @@GLOBAL.max_connections"))
     in_use = int(db.session.execute(sa.text("SHOW GLOBAL STATUS LIKE 'Threads_connected'")).one()[1])
-    db.session.rollback()
+    end_read()
     return limit, in_use
 
 

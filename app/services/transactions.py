@@ -129,3 +129,9 @@ def _run_attempts(work, attempts: int):
         except BaseException:
             db.session.rollback()
             raise
+
+
+def end_read() -> None:
+    """End the session's read-only transaction (nothing to keep), so no snapshot or lock outlives
+    the read: before a slow step (SMTP, a provider), between batches, or after a failed read."""
+    db.session.rollback()

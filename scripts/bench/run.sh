@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run the HTTP benchmarks against gunicorn on a throwaway MariaDB database, load from this process
 # on 127.0.0.1 only, bounded in time.
-# Usage: scripts/bench/run.sh [throughput|rush|streams|rush2|simulate|generation|pdf|cancellation|profile|checkin|all]
+# Usage: scripts/bench/run.sh [throughput|rush|streams|rush2|simulate|generation|pdf|cancellation|profile|checkin|queue|all]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 what=${1:-all}
@@ -16,6 +16,11 @@ export DB_POOL_SIZE=${DB_POOL_SIZE:-16} DB_MAX_OVERFLOW=${DB_MAX_OVERFLOW:-16}
 for limit in LOGIN_PER_IP LOGIN_PER_ACCOUNT REGISTER_PER_IP HOLD_PER_USER HOLD_PER_IP PAY_PER_USER PAY_PER_IP CHECKIN_PER_USER; do
   export "RATELIMIT_$limit=1000000 per minute"
 done
+if [[ $what == queue ]]; then
+  # Every bench buyer comes from 127.0.0.1: no cap on waiting-room places per IP; thousands of
+  # buyers keep a connection each, more than gevent's default 1,000 per worker.
+  export WAITING_ROOM_PLACES_PER_IP=0 GUNICORN_WORKER_CONNECTIONS=${GUNICORN_WORKER_CONNECTIONS:-4000}
+fi
 BIN=.venv/bin
 GUNICORN_ARGS=${GUNICORN_ARGS:-"-c gunicorn.conf.py"}
 export GUNICORN_ACCESS_LOG=/dev/null
@@ -31,7 +36,13 @@ cleanup() {
 trap cleanup EXIT
 sql "CREATE DATABASE \`${DB}\` CHARACTER SET utf8mb4"
 $BIN/flask db upgrade >/dev/null 2>&1
+# BENCH_PORT (default 8100) and the next port: another run on this machine may hold the default.
+PORT=${BENCH_PORT:-8100}
+PORT2=$((PORT + 1))
 serve() {  # serve PORT
+  if curl -fs "http://127.0.0.1:$1/livez" >/dev/null 2>&1; then
+    echo "port $1 already serves something (another benchmark?): set BENCH_PORT" >&2; exit 1
+  fi
   : > "/tmp/stagepass-bench-$1.log"
   $BIN/gunicorn $GUNICORN_ARGS --bind "127.0.0.1:$1" --error-logfile "/tmp/stagepass-bench-$1.log" wsgi:app &
   pids+=($!)
@@ -46,12 +57,12 @@ figures = ("succeeded", "conflicts", "errors", "wall_s", "p50_ms", "p95_ms", "ma
 print(json.dumps({"median_of_rounds": len(rounds), **{name: statistics.median(r[name] for r in rounds) for name in figures}}))
 ' "$1"
 }
-serve 8100
+serve $PORT
 echo "# gunicorn $GUNICORN_ARGS, MariaDB, $(nproc) cores, $(date -u +%FT%TZ)"
 case $what in
-  throughput|all) $BIN/python scripts/bench/http_bench.py throughput --base-url http://127.0.0.1:8100 --seconds "${SECONDS_PER_PHASE:-8}" --rounds "${ROUNDS:-3}" || status=1 ;;&
-  rush|all) $BIN/python scripts/bench/http_bench.py rush --base-url http://127.0.0.1:8100 --buyers "${BUYERS:-1000}" --rounds "${ROUNDS:-3}" --seconds 120 || status=1 ;;&
-  streams|all) $BIN/python scripts/bench/streams.py --base-url http://127.0.0.1:8100 --streams "${STREAMS:-500}" ;;&
+  throughput|all) $BIN/python scripts/bench/http_bench.py throughput --base-url http://127.0.0.1:$PORT --seconds "${SECONDS_PER_PHASE:-8}" --rounds "${ROUNDS:-3}" || status=1 ;;&
+  rush|all) $BIN/python scripts/bench/http_bench.py rush --base-url http://127.0.0.1:$PORT --buyers "${BUYERS:-1000}" --rounds "${ROUNDS:-3}" --seconds 120 || status=1 ;;&
+  streams|all) $BIN/python scripts/bench/streams.py --base-url http://127.0.0.1:$PORT --streams "${STREAMS:-500}" ;;&
   simulate|all)
     seat=$($BIN/python -c "from scripts.bench import fixtures as f; app = f.make_app(); print(f.seat_ids(app, f.big_event(app, 'Simulate'))[0])")
     rounds=/tmp/stagepass-bench-simulate-$$.jsonl
@@ -68,6 +79,12 @@ case $what in
   pdf|all) $BIN/python scripts/bench/pdf.py --runs "${PDF_RUNS:-21}" ;;&
   cancellation|all) $BIN/python scripts/bench/cancellation.py --orders "${ORDERS:-200}" || status=1 ;;&
   profile) $BIN/python scripts/bench/profile_hold.py --holds "${HOLDS:-300}" ;;&
-  rush2|all) serve 8101; $BIN/python scripts/bench/http_bench.py rush --base-url http://127.0.0.1:8100 --base-url http://127.0.0.1:8101 --buyers "${BUYERS:-1000}" --rounds "${ROUNDS:-3}" --seconds 120 || status=1 ;;
+  queue)
+    serve $PORT2
+    room_for_connections 200
+    $BIN/python scripts/bench/queue_bench.py --base-url http://127.0.0.1:$PORT --base-url http://127.0.0.1:$PORT2 \
+      --buyers "${BUYERS:-5000}" --arrival-seconds "${ARRIVAL_SECONDS:-10}" --seconds "${QUEUE_SECONDS:-180}" \
+      --modes "${MODES:-on,off}" || status=1 ;;
+  rush2|all) serve $PORT2; $BIN/python scripts/bench/http_bench.py rush --base-url http://127.0.0.1:$PORT --base-url http://127.0.0.1:$PORT2 --buyers "${BUYERS:-1000}" --rounds "${ROUNDS:-3}" --seconds 120 || status=1 ;;
 esac
 exit $status

@@ -32,6 +32,15 @@ function loadText() {
   }
 }
 
+// 93784000 -> "1d 02:03:04"; never below zero (the switch to selling is the server's to make).
+function countdown(ms) {
+  const total = Math.max(0, Math.ceil(ms / 1000));
+  const days = Math.floor(total / 86400);
+  const clock = [Math.floor((total % 86400) / 3600), Math.floor((total % 3600) / 60), total % 60]
+    .map((part) => String(part).padStart(2, "0")).join(":");
+  return days ? `${days}d ${clock}` : clock;
+}
+
 document.addEventListener("alpine:init", () => {
   loadText();
   Alpine.data("seatMap", () => ({
@@ -48,6 +57,8 @@ document.addEventListener("alpine:init", () => {
     onSale: false,
     status: "",
     checkoutUrl: "",
+    salesStartAt: null, // ms since the epoch, while the event sells later (a countdown shows)
+    clock: Date.now(),
 
     init() {
       const data = this.$el.dataset;
@@ -58,6 +69,8 @@ document.addEventListener("alpine:init", () => {
       this.onSale = data.onSale === "1";
       this.status = data.status;
       this.priceFormat = new Intl.NumberFormat(data.locale || "en", { style: "currency", currency: data.currency || "EUR" });
+      this.countdownLabel = data.countdownLabel;
+      this.setSalesStart(data.salesStartAt || null);
       this.version = null; // the ETag of the map as last loaded
       this.shape = null; // rows, columns, prices and seat ids of the map as built
       this.pushed = null; // the version of the last pushed change applied
@@ -149,8 +162,18 @@ document.addEventListener("alpine:init", () => {
       return false;
     },
 
+    // The countdown ticks here; the map itself switches to selling when the server says so (it
+    // asks again when the map says it next changes, which is the on-sale moment).
+    setSalesStart(iso) {
+      this.salesStartAt = iso ? Date.parse(iso) : null;
+      if (this.salesStartAt !== null && !this.clockTimer) {
+        this.clockTimer = setInterval(() => { this.clock = Date.now(); }, 1000);
+      }
+    },
+
     load(state) {
       this.version = state.version;
+      this.setSalesStart(state.sales_start_at || null);
       this.setStatus(state.status, state.on_sale);
       const shape = JSON.stringify([state.rows, state.columns, state.categories, state.seats.map((seat) => [seat[0], seat[4]])]);
       if (shape !== this.shape) {
@@ -193,6 +216,7 @@ document.addEventListener("alpine:init", () => {
 
     get notice() {
       if (this.status === "cancelled" || this.status === "gone") return words(this.status);
+      if (!this.onSale && this.salesStartAt !== null) return `${this.countdownLabel} ${countdown(this.salesStartAt - this.clock)}`;
       return this.onSale ? "" : words("ended");
     },
 
@@ -396,6 +420,10 @@ document.addEventListener("alpine:init", () => {
         }
         if (response.status === 401 && body.login_url) {
           window.location.assign(body.login_url);
+          return;
+        }
+        if (response.status === 409 && body.code === "queue_required" && body.waiting_room_url) {
+          window.location.assign(body.waiting_room_url);
           return;
         }
         if (body.code === "seat_unavailable" && body.seat_ids) {

@@ -79,6 +79,21 @@ EXPECTED = {
         "staff": CREATED,  # door staff may buy tickets like anyone
         "admin": FORBIDDEN,
     },
+    # The world's event has no room in front of it: the room's pages send buyers to the event.
+    ("booking.waiting_room", "GET"): {
+        **BUYER_PAGE,
+        "buyer": redirect("/events/{event_id}"),
+        "owner": redirect("/events/{event_id}"),
+        "staff": redirect("/events/{event_id}"),
+    },
+    ("booking.waiting_room_enter", "GET"): {
+        **BUYER_PAGE,
+        "buyer": redirect("/events/{event_id}"),
+        "owner": redirect("/events/{event_id}"),
+        "staff": redirect("/events/{event_id}"),
+    },
+    ("booking.waiting_room_status", "GET"): {**EVERYONE, "guest": LOGIN_JSON},
+    ("booking.waiting_room_stream", "GET"): {**{role: STREAM for role in ROLES}, "guest": LOGIN},
     ("booking.my_bookings", "GET"): BUYER_PAGE,
     ("booking.order_detail", "GET"): owners(OK),
     ("booking.checkout", "GET"): owners(OK),
@@ -105,6 +120,8 @@ EXPECTED = {
     ("admin.event_new", "POST"): admin_action(redirect("/admin/events/{new_id}", changes=True)),
     ("admin.event_detail", "GET"): ADMIN_PAGE,
     ("admin.event_edit", "GET"): ADMIN_PAGE,
+    ("admin.event_waiting_room_pause", "POST"): admin_action(redirect("/admin/events/{event_id}")),
+    ("admin.event_waiting_room_resume", "POST"): admin_action(redirect("/admin/events/{event_id}")),
     ("admin.event_edit", "POST"): admin_action(redirect("/admin/events/{event_id}", changes=True)),
     ("admin.event_publish", "POST"): admin_action(redirect("/admin/events/{event_id}")),  # already published
     ("admin.event_cancel", "GET"): ADMIN_PAGE,

@@ -1,0 +1,605 @@
+"""The virtual waiting room in front of an event's on-sale, with its state in Redis.
+
+While a room is active, holding and checking out need an admission: a token signed with the
+app's secret (itsdangerous), bound to the buyer and the event, valid until its deadline. The
+queue is Redis data under stagepass:wr:<event id>:..., changed only by Lua scripts, so any app
+server serves any buyer:
+
+- `early`: a set of the buyers who arrived in the early window (the minutes before the on-sale).
+  At the on-sale moment they are put in the queue in an order drawn with `secrets` (cryptographic
+  randomness): arriving early gives no edge over arriving on time.
+- `queue`: a sorted set, buyer id -> score. Shuffled early arrivals get scores 0..n-1; later ones
+  LATE_OFFSET + an arrival counter, so they queue behind them in arrival order.
+- `shopping`: a sorted set of admitted buyers, buyer id -> deadline (ms). A buyer who has not
+  held by then loses the admission, and the next ones move up.
+- counters (admitted, held), a pause flag, the per-IP place counts, the fixed rate's allowance,
+  and `opened`: set once the queue stayed empty long enough for the room to open by itself.
+
+Admissions are advanced lazily by requests (at most one step per event per TICK_MS, whoever gets
+the step lock) and by a periodic job. Redis is never needed to sell correctly: when it cannot be
+reached the room counts as inactive (holds go straight to the database, which decides every
+seat); what is lost with Redis is only the order of the queue (see README).
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import redis
+import sqlalchemy as sa
+from flask import current_app, request, url_for
+from flask_babel import gettext as _
+from itsdangerous import BadSignature, URLSafeSerializer
+
+from app.extensions import db, redis_call
+from app.models import Event, EventStatus, Seat, SeatStatus, WaitingRoomMode, utcnow
+from app.services.errors import DomainError
+
+LATE_OFFSET = 10**12  # larger than any early crowd, far below 2**53 (scores are doubles)
+TICK_MS = 500
+TOKEN_SALT = "stagepass-waiting-room-admission"
+THROUGHPUT_WINDOW_SECONDS = 10
+HOLD_GRACE_SECONDS = 60
+POLL_MIN_MS, POLL_MAX_MS = 1000, 15000  # an admission outlives the hold a little, so checkout right at the end works
+
+
+class QueueRequired(DomainError):
+    code = "queue_required"
+
+
+class TooManyPlaces(DomainError):
+    code = "too_many_places"
+    status = 429
+
+
+# --- keys and scripts ------------------------------------------------------------------------
+
+
+@dataclass
+class Keys:
+    event_id: int
+    prefix: str = field(init=False)
+
+    def __post_init__(self):
+        self.prefix = f"stagepass:wr:{self.event_id}:"
+
+    def __getattr__(self, name):
+        return self.prefix + name
+
+
+# KEYS: queue early shopping  ARGV: user now_ms
+_STATUS = """
+local deadline = redis.call('ZSCORE', KEYS[3], ARGV[1])
+if deadline and tonumber(deadline) > tonumber(ARGV[2]) then return {'admitted', deadline} end
+local rank = redis.call('ZRANK', KEYS[1], ARGV[1])
+if rank then return {'queued', rank, redis.call('ZCARD', KEYS[1])} end
+if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then return {'early', 0, redis.call('SCARD', KEYS[2])} end
+return {'none'}
+"""
+
+# KEYS: queue early shopping seq shuffled ips user_ips  ARGV: user now_ms ip ip_cap late_offset
+_JOIN = (
+    "local found = (function() "
+    + _STATUS.replace("return {'none'}", "return nil")
+    + """ end)()
+if found then return found end
+local cap = tonumber(ARGV[4])
+if cap > 0 then
+  if redis.call('HINCRBY', KEYS[6], ARGV[3], 1) > cap then
+    redis.call('HINCRBY', KEYS[6], ARGV[3], -1)
+    return {'ip_cap'}
+  end
+  redis.call('HSET', KEYS[7], ARGV[1], ARGV[3])
+end
+if redis.call('EXISTS', KEYS[5]) == 1 then
+  redis.call('ZADD', KEYS[1], tonumber(ARGV[5]) + redis.call('INCR', KEYS[4]), ARGV[1])
+  return {'queued', redis.call('ZRANK', KEYS[1], ARGV[1]), redis.call('ZCARD', KEYS[1])}
+end
+redis.call('SADD', KEYS[2], ARGV[1])
+return {'early', 0, redis.call('SCARD', KEYS[2])}
+"""
+)
+
+# The drawn order of the early arrivals; anyone who joined the early set while it was drawn
+# (clocks of app servers differ by a little) queues behind them in arrival order.
+# KEYS: queue early shuffled seq  ARGV: late_offset user...
+_APPLY_SHUFFLE = """
+if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
+for i = 2, #ARGV do
+  if redis.call('SREM', KEYS[2], ARGV[i]) == 1 then redis.call('ZADD', KEYS[1], i - 2, ARGV[i]) end
+end
+for _, user in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  redis.call('ZADD', KEYS[1], tonumber(ARGV[1]) + redis.call('INCR', KEYS[4]), user)
+end
+redis.call('DEL', KEYS[2])
+redis.call('SET', KEYS[3], '1')
+return #ARGV - 1
+"""
+
+# Drop lapsed admissions, admit up to ARGV[2] buyers from the head of the queue, and note when
+# the queue became empty (opening the room once it stayed so for ARGV[5] ms, if ARGV[6] = 1).
+# KEYS: queue early shopping admitted ips user_ips admits_bucket empty_since opened
+# ARGV: now_ms count deadline_ms bucket_ttl open_after_ms may_open
+_ADMIT = """
+local now = tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+local admitted = {}
+local count = tonumber(ARGV[2])
+if count > 0 then
+  local popped = redis.call('ZPOPMIN', KEYS[1], count)
+  for i = 1, #popped, 2 do
+    local user = popped[i]
+    redis.call('ZADD', KEYS[3], tonumber(ARGV[3]), user)
+    local ip = redis.call('HGET', KEYS[6], user)
+    if ip then
+      redis.call('HINCRBY', KEYS[5], ip, -1)
+      redis.call('HDEL', KEYS[6], user)
+    end
+    admitted[#admitted + 1] = user
+  end
+  if #admitted > 0 then
+    redis.call('INCRBY', KEYS[4], #admitted)
+    redis.call('INCRBY', KEYS[7], #admitted)
+    redis.call('EXPIRE', KEYS[7], tonumber(ARGV[4]))
+  end
+end
+if redis.call('ZCARD', KEYS[1]) == 0 and redis.call('SCARD', KEYS[2]) == 0 then
+  redis.call('SET', KEYS[8], now, 'NX')
+  local since = tonumber(redis.call('GET', KEYS[8]))
+  if ARGV[6] == '1' and now - since >= tonumber(ARGV[5]) then redis.call('SET', KEYS[9], '1') end
+else
+  redis.call('DEL', KEYS[8])
+end
+return admitted
+"""
+
+
+_script_shas: dict[str, str] = {}
+
+
+def _script(client, source: str, key_count: int, *keys_and_args):
+    """Run a Lua script by its SHA (EVALSHA), loading it once per Redis (also after a restart)."""
+    sha = _script_shas.get(source)
+    if sha is not None:
+        try:
+            return client.evalsha(sha, key_count, *keys_and_args)
+        except redis.exceptions.NoScriptError:
+            pass
+    _script_shas[source] = client.script_load(source)
+    return client.evalsha(_script_shas[source], key_count, *keys_and_args)
+
+
+def _now_ms(now: datetime) -> int:
+    return int((now - datetime(1970, 1, 1)).total_seconds() * 1000)
+
+
+def _config(name: str):
+    return current_app.config[name]
+
+
+# --- is the room in the way? -----------------------------------------------------------------
+
+
+def early_window_start(event: Event) -> datetime | None:
+    """When buyers may start to gather for the on-sale (None without an on-sale time)."""
+    if event.sales_start_at is None:
+        return None
+    return event.sales_start_at - timedelta(minutes=_config("WAITING_ROOM_EARLY_MINUTES"))
+
+
+def configured_active(event: Event, now: datetime) -> bool:
+    """Whether the event's settings put a room in front of it now (before asking Redis)."""
+    if event.status != EventStatus.PUBLISHED or event.is_deleted or event.date <= now or event.sales_ended_at:
+        return False
+    if event.waiting_room == WaitingRoomMode.ALWAYS:
+        return True
+    if event.waiting_room != WaitingRoomMode.ON_SALE or event.sales_start_at is None:
+        return False
+    return now >= early_window_start(event)
+
+
+def is_active(event: Event, now: datetime | None = None) -> bool:
+    """Whether buyers must pass the room now. Without Redis it is never active: the database sells."""
+    now = now or utcnow()
+    if not configured_active(event, now):
+        return False
+    keys = Keys(event.id)
+    opened = redis_call(lambda client: client.exists(keys.opened), default=None)
+    if opened is None:
+        return False
+    return not (opened and event.waiting_room == WaitingRoomMode.ON_SALE)
+
+
+def room_url(event: Event) -> str:
+    return url_for("booking.waiting_room", event_id=event.id)
+
+
+# --- admissions ------------------------------------------------------------------------------
+
+
+def _serializer() -> URLSafeSerializer:
+    return URLSafeSerializer(current_app.config["SECRET_KEY"], salt=TOKEN_SALT)
+
+
+def admission_token(user_id: int, event_id: int, deadline_ms: int) -> str:
+    """A signed admission for this buyer and event, valid until deadline_ms (Unix ms)."""
+    return _serializer().dumps({"u": user_id, "e": event_id, "d": int(deadline_ms)})
+
+
+def cookie_name(event_id: int) -> str:
+    return f"stagepass_admission_{event_id}"
+
+
+def has_admission(user, event: Event, now: datetime, token: str | None = None) -> bool:
+    """Whether the token (by default the request's cookie) admits this buyer to this event now."""
+    token = token if token is not None else request.cookies.get(cookie_name(event.id))
+    if not token or user is None or not getattr(user, "is_authenticated", False):
+        return False
+    try:
+        claims = _serializer().loads(token)
+    except BadSignature:
+        return False
+    return (
+        isinstance(claims, dict)
+        and claims.get("u") == user.id
+        and claims.get("e") == event.id
+        and isinstance(claims.get("d"), int)
+        and claims["d"] > _now_ms(now)
+    )
+
+
+def require_admission(user, event: Event, now: datetime | None = None) -> None:
+    """Refuse (409 queue_required, with the room's URL) while the room is active and the buyer has no admission."""
+    now = now or utcnow()
+    if not is_active(event, now) or has_admission(user, event, now):
+        return
+    raise QueueRequired(
+        _("Many people are buying tickets for this event: please wait for your turn in the waiting room."),
+        waiting_room_url=room_url(event),
+    )
+
+
+def set_admission_cookie(response, user_id: int, event_id: int, deadline_ms: int) -> None:
+    response.set_cookie(
+        cookie_name(event_id),
+        admission_token(user_id, event_id, deadline_ms),
+        max_age=max(1, (deadline_ms - _now_ms(utcnow())) // 1000 + 60),
+        httponly=True,
+        samesite="Lax",
+        secure=bool(current_app.config.get("SESSION_COOKIE_SECURE")),
+    )
+
+
+def note_hold(response, user_id: int, event: Event, hold_expires_at: datetime) -> None:
+    """After a hold: count it (throughput), free the buyer's admission slot, and admit them until the hold ends."""
+    keys = Keys(event.id)
+    second = int(time.time())
+
+    def record(client):
+        pipe = client.pipeline()
+        pipe.zrem(keys.shopping, user_id)
+        pipe.incr(keys.held)
+        pipe.incr(f"{keys.holds}:{second}")
+        pipe.expire(f"{keys.holds}:{second}", THROUGHPUT_WINDOW_SECONDS * 3)
+        pipe.execute()
+
+    redis_call(record)
+    deadline = _now_ms(hold_expires_at) + HOLD_GRACE_SECONDS * 1000
+    set_admission_cookie(response, user_id, event.id, deadline)
+
+
+# --- joining and waiting ---------------------------------------------------------------------
+
+
+@dataclass
+class Place:
+    """Where a buyer stands: 'open' (no room now), 'early', 'queued', 'admitted' or 'ip_cap'."""
+
+    state: str
+    position: int | None = None
+    ahead: int | None = None
+    waiting: int | None = None
+    deadline_ms: int | None = None
+    estimated_wait_seconds: int | None = None
+    sales_start_at: datetime | None = None
+
+    def poll_after_ms(self, starts_in_ms: int | None) -> int:
+        """When the page should ask again: soon near the head of the queue, rarely far back, so
+        thousands of waiting pages do not cost more than the sale itself."""
+        if self.state == "early" and starts_in_ms is not None:
+            return max(POLL_MIN_MS, min(starts_in_ms, POLL_MAX_MS))
+        if self.state != "queued" or not self.ahead:
+            return POLL_MIN_MS
+        if self.estimated_wait_seconds is not None:
+            guess = self.estimated_wait_seconds * 1000 // 3
+        else:
+            guess = self.ahead * 20
+        return max(POLL_MIN_MS, min(int(guess), POLL_MAX_MS))
+
+    def to_json(self, now: datetime) -> dict:
+        starts_in = None
+        if self.sales_start_at is not None:
+            starts_in = max(0, int((self.sales_start_at - now).total_seconds() * 1000))
+        return {
+            "poll_after_ms": self.poll_after_ms(starts_in),
+            "state": self.state,
+            "position": self.position,
+            "ahead": self.ahead,
+            "waiting": self.waiting,
+            "estimated_wait_seconds": self.estimated_wait_seconds,
+            "sales_start_in_ms": starts_in,
+        }
+
+
+def _place_from(reply, event: Event, now: datetime, rate_per_second: float | None) -> Place:
+    state = reply[0].decode() if isinstance(reply[0], bytes) else reply[0]
+    if state == "admitted":
+        return Place("admitted", deadline_ms=int(float(reply[1])))
+    if state == "queued":
+        ahead = int(reply[1])
+        wait = math.ceil(ahead / rate_per_second) if rate_per_second else None
+        return Place("queued", position=ahead + 1, ahead=ahead, waiting=int(reply[2]), estimated_wait_seconds=wait)
+    if state == "early":
+        return Place("early", waiting=int(reply[2]), sales_start_at=event.sales_start_at)
+    return Place(state)
+
+
+def join(user, event: Event, *, ip: str, now: datetime | None = None) -> Place:
+    """Take (or keep) the buyer's place in the room, let the queue move on, and say where they stand."""
+    now = now or utcnow()
+    if not is_active(event, now):
+        return Place("open")
+    advance(event, now=now)
+    keys = Keys(event.id)
+    now_ms = _now_ms(now)
+
+    def run(client):
+        return _script(
+            client,
+            _JOIN,
+            7,
+            keys.queue,
+            keys.early,
+            keys.shopping,
+            keys.seq,
+            keys.shuffled,
+            keys.ips,
+            keys.user_ips,
+            user.id,
+            now_ms,
+            ip,
+            _config("WAITING_ROOM_PLACES_PER_IP"),
+            LATE_OFFSET,
+        )
+
+    reply = redis_call(run)
+    if reply is None:
+        return Place("open")
+    place = _place_from(reply, event, now, admission_rate(event))
+    if place.state == "ip_cap":
+        raise TooManyPlaces(_("Too many places in this waiting room were taken from your network. Please try later."))
+    return place
+
+
+def place_of(user_id: int, event: Event, now: datetime | None = None) -> Place:
+    """Where the buyer stands, without joining (the live stream asks this every second)."""
+    now = now or utcnow()
+    if not is_active(event, now):
+        return Place("open")
+    advance(event, now=now)
+    keys = Keys(event.id)
+    reply = redis_call(lambda c: _script(c, _STATUS, 3, keys.queue, keys.early, keys.shopping, user_id, _now_ms(now)))
+    if reply is None:
+        return Place("open")
+    return _place_from(reply, event, now, admission_rate(event))
+
+
+# --- moving the queue ------------------------------------------------------------------------
+
+
+def shuffle_early_arrivals(event: Event) -> int:
+    """Put the early arrivals in the queue in a random order (once; a no-op afterwards): how many."""
+    keys = Keys(event.id)
+
+    def run(client):
+        if client.exists(keys.shuffled):
+            return 0
+        members = [int(member) for member in client.smembers(keys.early)]
+        secrets.SystemRandom().shuffle(members)
+        return _script(
+            client, _APPLY_SHUFFLE, 4, keys.queue, keys.early, keys.shuffled, keys.seq, LATE_OFFSET, *members
+        )
+
+    return redis_call(run, default=0)
+
+
+def free_seats(event_id: int, now: datetime) -> int:
+    """Seats nobody holds or bought right now (an expired hold counts as free)."""
+    free = sa.or_(
+        Seat.status == SeatStatus.AVAILABLE,
+        sa.and_(Seat.status == SeatStatus.RESERVED, Seat.reservation_expires_at <= now),
+    )
+    return db.session.scalar(sa.select(sa.func.count(Seat.id)).where(Seat.event_id == event_id, free)) or 0
+
+
+def holds_per_second(event_id: int) -> float:
+    """Holds made through the room over the last few seconds, per second."""
+    keys = Keys(event_id)
+    second = int(time.time())
+    names = [f"{keys.holds}:{second - offset}" for offset in range(1, THROUGHPUT_WINDOW_SECONDS + 1)]
+    values = redis_call(lambda client: client.mget(names), default=[]) or []
+    return sum(int(value) for value in values if value) / THROUGHPUT_WINDOW_SECONDS
+
+
+def admission_rate(event: Event) -> float | None:
+    """Buyers admitted per second lately (for estimated waits), or None when nobody was admitted."""
+    if event.waiting_room_rate:
+        return event.waiting_room_rate / 60
+    keys = Keys(event.id)
+    second = int(time.time())
+    names = [f"{keys.admits}:{second - offset}" for offset in range(0, 30)]
+    values = redis_call(lambda client: client.mget(names), default=[]) or []
+    admitted = sum(int(value) for value in values if value)
+    return admitted / 30 if admitted else None
+
+
+def _how_many_to_admit(client, event: Event, keys: Keys, now: datetime) -> int:
+    now_ms = _now_ms(now)
+    if client.exists(keys.paused):
+        client.set(keys.last_tick, now_ms)  # a pause saves up no admissions for later
+        client.set(keys.allowance, 0)
+        return 0
+    if event.waiting_room_rate:
+        # A token bucket: rate per minute, at most one minute's worth saved up.
+        last = client.getset(keys.last_tick, now_ms)
+        allowance = float(client.get(keys.allowance) or 0)
+        if last is not None:
+            allowance += event.waiting_room_rate * max(0, now_ms - int(last)) / 60000
+        allowance = min(allowance, float(event.waiting_room_rate))
+        count = int(allowance)
+        client.set(keys.allowance, allowance - count)
+        return count
+    shopping = client.zcount(keys.shopping, now_ms, "+inf")
+    throughput = holds_per_second(event.id) * _config("WAITING_ROOM_SHOPPING_SECONDS")
+    target = min(free_seats(event.id, now), max(_config("WAITING_ROOM_MIN_ACTIVE"), math.ceil(throughput)))
+    return max(0, target - shopping)
+
+
+def advance(event: Event, *, now: datetime | None = None, force: bool = False) -> list[int]:
+    """One step of the room (at most one per TICK_MS per event unless forced): draw the early
+    arrivals at the on-sale, admit the next buyers, open the room once the queue stayed empty."""
+    now = now or utcnow()
+    if event.sells_later(now):
+        return []
+    keys = Keys(event.id)
+
+    def run(client):
+        if not force and not client.set(keys.step, _now_ms(now), nx=True, px=TICK_MS):
+            return []
+        shuffle_early_arrivals(event)
+        return admit(event, _how_many_to_admit(client, event, keys, now), now=now)
+
+    return redis_call(run, default=[]) or []
+
+
+def admit(event: Event, count: int, *, now: datetime | None = None) -> list[int]:
+    """Admit the next `count` buyers of the queue now (dropping lapsed admissions first): their ids."""
+    now = now or utcnow()
+    keys = Keys(event.id)
+    now_ms = _now_ms(now)
+
+    def run(client):
+        admitted = _script(
+            client,
+            _ADMIT,
+            9,
+            keys.queue,
+            keys.early,
+            keys.shopping,
+            keys.admitted,
+            keys.ips,
+            keys.user_ips,
+            f"{keys.admits}:{int(time.time())}",
+            keys.empty_since,
+            keys.opened,
+            now_ms,
+            max(0, int(count)),
+            now_ms + _config("WAITING_ROOM_ADMISSION_SECONDS") * 1000,
+            60,
+            _config("WAITING_ROOM_OPEN_AFTER_EMPTY_SECONDS") * 1000,
+            "1" if event.waiting_room == WaitingRoomMode.ON_SALE else "0",
+        )
+        return [int(user) for user in admitted]
+
+    return redis_call(run, default=[]) or []
+
+
+def forget(event_id: int) -> None:
+    """Drop every trace of an event's room from Redis (tests, and an on-sale moved to a new time)."""
+
+    def run(client):
+        names = list(client.scan_iter(match=f"{Keys(event_id).prefix}*", count=1000))
+        if names:
+            client.delete(*names)
+
+    redis_call(run)
+
+
+def advance_active_rooms(now: datetime | None = None) -> int:
+    """Step every room that is configured active now (the periodic job): how many rooms."""
+    now = now or utcnow()
+    candidates = db.session.scalars(
+        sa.select(Event).where(
+            Event.status == EventStatus.PUBLISHED,
+            Event.waiting_room != WaitingRoomMode.OFF,
+            Event.date > now,
+            Event.sales_ended_at.is_(None),
+        )
+    )
+    stepped = 0
+    for event in candidates:
+        if is_active(event, now):
+            advance(event, now=now, force=True)
+            stepped += 1
+    return stepped
+
+
+# --- admin -----------------------------------------------------------------------------------
+
+
+@dataclass
+class RoomStats:
+    active: bool
+    reachable: bool
+    paused: bool
+    waiting: int = 0
+    shopping: int = 0
+    admitted: int = 0
+    held: int = 0
+
+
+def stats(event: Event, now: datetime | None = None) -> RoomStats:
+    """Queue length, buyers admitted now and in all, and holds made through the room."""
+    now = now or utcnow()
+    keys = Keys(event.id)
+
+    def read(client):
+        pipe = client.pipeline()
+        pipe.zcard(keys.queue)
+        pipe.scard(keys.early)
+        pipe.zcount(keys.shopping, _now_ms(now), "+inf")
+        pipe.get(keys.admitted)
+        pipe.get(keys.held)
+        pipe.exists(keys.paused)
+        return pipe.execute()
+
+    values = redis_call(read)
+    if values is None:
+        return RoomStats(active=False, reachable=False, paused=False)
+    queued, early, shopping, admitted, held, paused = values
+    return RoomStats(
+        active=is_active(event, now),
+        reachable=True,
+        paused=bool(paused),
+        waiting=queued + early,
+        shopping=shopping,
+        admitted=int(admitted or 0),
+        held=int(held or 0),
+    )
+
+
+class RoomUnavailable(DomainError):
+    code = "waiting_room_unavailable"
+    status = 503
+
+
+def set_paused(event: Event, paused: bool) -> None:
+    """Stop admitting buyers (they keep their places) or start again."""
+    keys = Keys(event.id)
+    done = redis_call(lambda client: client.set(keys.paused, "1") if paused else client.delete(keys.paused) or True)
+    if done is None:
+        raise RoomUnavailable(_("The waiting room's storage (Redis) cannot be reached; nothing was changed."))

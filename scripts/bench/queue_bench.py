@@ -1,0 +1,227 @@
+"""The on-sale rush with the waiting room on and off: N buyers arrive within a few seconds on the
+app servers (127.0.0.1 only) for one event's seats, each buyer a greenlet with its own keep-alive
+connection and log-in (gevent, so thousands of buyers fit in one process).
+
+Room on: a buyer asks the room's status endpoint (the first answer: a place), asks again when
+the answer says (`poll_after_ms`), as the page's polling fallback does, and once admitted holds one random free seat
+and pays. Room off: a buyer loads the map and holds one random free seat (trying again with
+another while seats are left), then pays. Reported per mode: arrival to first answer p50/p95,
+admitted buyers' hold p50/p95, sell-out time, seats sold once (database check), errors, and
+fairness: Spearman's rank correlation between queue position (room off: arrival order) and the
+order of purchases.
+
+Writes its fixtures (an event, bench buyers) into DATABASE_URL, which must be the servers'.
+"""
+
+from gevent import monkey
+
+monkey.patch_all()
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import random  # noqa: E402
+import re  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from collections import Counter  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import gevent  # noqa: E402
+from gevent.pool import Pool  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from scripts.bench import fixtures  # noqa: E402
+from scripts.bench.client import Browser, percentile  # noqa: E402
+from scripts.bench.http_bench import database_check  # noqa: E402
+
+JSON = {"Accept": "application/json"}
+HOLD_TRIES = 8
+
+
+def spearman(pairs) -> float | None:
+    """Rank correlation of (x, y) pairs (distinct x and distinct y: ties are broken before)."""
+    if len(pairs) < 3:
+        return None
+    n = len(pairs)
+    x_rank = {x: rank for rank, x in enumerate(sorted(x for x, _ in pairs))}
+    y_rank = {y: rank for rank, y in enumerate(sorted(y for _, y in pairs))}
+    squared = sum((x_rank[x] - y_rank[y]) ** 2 for x, y in pairs)
+    return round(1 - 6 * squared / (n * (n * n - 1)), 3)
+
+
+def ms(values, fraction):
+    return round(percentile(values, fraction) * 1000, 1) if values else None
+
+
+def event_for(app, mode: str, rows: int, columns: int) -> int:
+    from app.extensions import db
+    from app.models import Event, WaitingRoomMode
+
+    event_id = fixtures.big_event(app, f"Queue {mode} {time.time():.0f}", rows, columns)
+    with app.app_context():
+        event = db.session.get(Event, event_id)
+        event.waiting_room = WaitingRoomMode.ALWAYS if mode == "on" else WaitingRoomMode.OFF
+        db.session.commit()
+    return event_id
+
+
+def log_in_all(base_urls, emails, concurrency=200):
+    pool = Pool(concurrency)
+
+    def log_in(index):
+        for attempt in (1, 2, 3):
+            browser = Browser(base_urls[index % len(base_urls)], timeout=120)
+            browser.refresh_csrf("/auth/login")
+            response = browser.post_form("/auth/login", {"email": emails[index], "password": fixtures.BENCH_PASSWORD})
+            if response.status == 302:
+                browser.refresh_csrf("/")
+                return browser
+            browser.close()
+            if attempt == 3:
+                errors = re.findall(r'class="(?:error|flash flash-error)"[^>]*>([^<]*)<', response.text)
+                raise RuntimeError(f"log-in of {emails[index]} refused: {response.status} {errors}")
+        return None
+
+    return list(pool.imap(log_in, range(len(emails))))
+
+
+class Run:
+    def __init__(self, browsers, event_id, args, mode):
+        self.browsers, self.event_id, self.args, self.mode = browsers, event_id, args, mode
+        self.first_answer, self.holds, self.errors = [], [], Counter()
+        self.position = {}  # buyer -> queue position at the first answer (room off: arrival rank)
+        self.bought = []  # (buyer, time) in purchase order
+        self.sold_out = False
+        self.started = 0.0
+
+    def free_seats(self, browser):
+        state = browser.get(f"/api/events/{self.event_id}/seats", JSON).json()
+        return [seat[0] for seat in state["seats"] if seat[3] == "a"]
+
+    def buy(self, index, browser, arrived=None) -> None:
+        """Hold one random free seat (another one while it was taken) and pay for it. Given the
+        arrival time, the first hold's answer counts as the buyer's first answer (room off)."""
+        for _ in range(HOLD_TRIES):
+            free = self.free_seats(browser)
+            if not free:
+                self.sold_out = True
+                return
+            began = time.perf_counter()
+            response = browser.post_json(f"/api/events/{self.event_id}/holds", {"seat_ids": [random.choice(free)]})
+            self.holds.append(time.perf_counter() - began)
+            if arrived is not None:
+                self.first_answer.append(time.perf_counter() - arrived)
+                arrived = None
+            if response.status == 201:
+                reference = response.json()["reference"]
+                paid = browser.post_form(
+                    f"/orders/{reference}/checkout", {"method": "card", "card_number": "4242424242424242"}
+                )
+                if paid.status == 302 and paid.headers.get("Location", "").endswith(f"/orders/{reference}"):
+                    self.bought.append((index, time.perf_counter()))
+                else:
+                    self.errors[f"pay-{paid.status}"] += 1
+                return
+            code = response.json().get("code") if response.body else None
+            if response.status != 409 or code != "seat_unavailable":
+                self.errors[f"hold-{response.status}-{code}"] += 1
+                return
+
+    def buyer(self, index):
+        browser = self.browsers[index]
+        gevent.sleep(self.args.arrival_seconds * index / len(self.browsers))
+        arrived = time.perf_counter()
+        try:
+            if self.mode == "off":
+                self.position[index] = (0, index)
+                self.buy(index, browser, arrived)
+                return
+            answered = False
+            while time.perf_counter() < self.deadline and not self.sold_out:
+                response = browser.get(f"/api/events/{self.event_id}/waiting-room", JSON)
+                if response.status != 200:
+                    self.errors[f"room-{response.status}"] += 1
+                    return
+                status = response.json()
+                if not answered:
+                    answered = True
+                    self.first_answer.append(time.perf_counter() - arrived)
+                    # Admitted at once: ahead of everyone queued, in arrival order among themselves.
+                    self.position[index] = (status["position"] or 0, index)
+                if status["state"] in ("admitted", "open"):
+                    browser.refresh_csrf(f"/events/{self.event_id}")
+                    self.buy(index, browser)
+                    return
+                pause = status.get("poll_after_ms", self.args.poll_seconds * 1000) / 1000
+                gevent.sleep(pause * random.uniform(0.8, 1.2))
+        except Exception as error:  # counted: a benchmark must show failures, not hide them
+            self.errors[type(error).__name__] += 1
+
+    def run(self):
+        self.started = time.perf_counter()
+        self.deadline = self.started + self.args.seconds
+        jobs = [gevent.spawn(self.buyer, index) for index in range(len(self.browsers))]
+        gevent.joinall(jobs, timeout=self.args.seconds + 30)
+        gevent.killall([job for job in jobs if not job.dead], block=True, timeout=5)
+        elapsed = time.perf_counter() - self.started
+        sold_out_s = None
+        if len(self.bought) >= self.args.rows * self.args.columns:
+            sold_out_s = round(self.bought[-1][1] - self.started, 2)
+        fairness = spearman([(self.position[buyer], rank) for rank, (buyer, _) in enumerate(self.bought)])
+        return {
+            "room": self.mode,
+            "buyers": len(self.browsers),
+            "servers": len(self.args.base_url),
+            "seats": self.args.rows * self.args.columns,
+            "arrival_s": self.args.arrival_seconds,
+            "first_answer_p50_ms": ms(self.first_answer, 0.5),
+            "first_answer_p95_ms": ms(self.first_answer, 0.95),
+            "answered": len(self.first_answer),
+            "hold_p50_ms": ms(self.holds, 0.5),
+            "hold_p95_ms": ms(self.holds, 0.95),
+            "holds_attempted": len(self.holds),
+            "bought": len(self.bought),
+            "sold_out_s": sold_out_s,
+            "elapsed_s": round(elapsed, 1),
+            "errors": dict(self.errors),
+            "fairness_spearman": fairness,
+        }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--base-url", action="append", required=True, help="repeat for several servers")
+    parser.add_argument("--buyers", type=int, default=5000)
+    parser.add_argument("--arrival-seconds", type=float, default=10)
+    parser.add_argument("--poll-seconds", type=float, default=3, help="polling interval if the server gives none")
+    parser.add_argument("--seconds", type=float, default=120, help="bound of each run")
+    parser.add_argument("--rows", type=int, default=20)
+    parser.add_argument("--columns", type=int, default=20)
+    parser.add_argument("--modes", default="on,off")
+    args = parser.parse_args()
+    app = fixtures.make_app()
+    emails = fixtures.buyers(app, args.buyers)
+    status = 0
+    print(f"# logging in {args.buyers} buyers...", file=sys.stderr, flush=True)
+    began = time.perf_counter()
+    browsers = log_in_all(args.base_url, emails)
+    print(f"# logged in in {time.perf_counter() - began:.0f} s", file=sys.stderr, flush=True)
+    for mode in args.modes.split(","):
+        event_id = event_for(app, mode, args.rows, args.columns)
+        result = Run(browsers, event_id, args, mode).run()
+        check = database_check(app, event_id)
+        result["seats_sold"] = check["booked"]
+        result["sold_once"] = check["max_live_per_seat"] <= 1 and check["consistent"]
+        print(json.dumps(result), flush=True)
+        for browser in browsers:
+            browser.close()  # a request cut off at the time limit leaves its connection unusable
+        if result["errors"] or not result["sold_once"]:
+            status = 1
+    for browser in browsers:
+        browser.close()
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

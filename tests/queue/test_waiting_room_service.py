@@ -1,0 +1,186 @@
+"""The waiting room's rules, against the test run's real Redis: the draw is fair, admissions
+cannot be forged, lent or kept past their deadline, and the queue moves as it should."""
+
+import statistics
+from collections import Counter
+from datetime import timedelta
+from types import SimpleNamespace
+
+import pytest
+
+from app.extensions import db, get_redis
+from app.models import WaitingRoomMode, utcnow
+from app.services import waiting_room
+
+
+def buyer(user_id):
+    return SimpleNamespace(id=user_id, is_authenticated=True)
+
+
+@pytest.fixture
+def room_event(factory, redis_client):
+    """A published event whose on-sale is 10 minutes away: its room is in the early window."""
+    event = factory.event(rows=5, columns=10)
+    event.sales_start_at = utcnow().replace(microsecond=0) + timedelta(minutes=10)
+    event.waiting_room = WaitingRoomMode.ON_SALE
+    db.session.commit()
+    return event
+
+
+def ranks(event):
+    """The queue's scores by buyer id."""
+    keys = waiting_room.Keys(event.id)
+    return {int(member): int(score) for member, score in get_redis().zrange(keys.queue, 0, -1, withscores=True)}
+
+
+def test_the_early_draw_gives_no_edge_to_who_came_first(room_event, app):
+    """Over many simulated on-sales, each early arrival's place is uniform, whatever its arrival rank."""
+    arrivals, rounds = 8, 400
+    early = room_event.sales_start_at - timedelta(minutes=5)
+    places = {arrival: [] for arrival in range(arrivals)}
+    first_places = Counter()
+    for _ in range(rounds):
+        waiting_room.forget(room_event.id)
+        for arrival in range(arrivals):
+            place = waiting_room.join(buyer(arrival + 1), room_event, ip=f"10.0.0.{arrival}", now=early)
+            assert place.state == "early"
+        assert waiting_room.shuffle_early_arrivals(room_event) == arrivals
+        order = sorted(ranks(room_event).items(), key=lambda item: item[1])
+        for place, (user_id, _score) in enumerate(order):
+            places[user_id - 1].append(place)
+        first_places[order[0][0] - 1] += 1
+    # Mean place of every arrival rank is (arrivals - 1) / 2 = 3.5; the standard error of a mean
+    # of 400 uniform places 0..7 is 2.29 / 20 = 0.11, so 0.5 is more than four of them.
+    for arrival, seen in places.items():
+        assert abs(statistics.mean(seen) - (arrivals - 1) / 2) < 0.5, (arrival, statistics.mean(seen))
+    # Who comes first: chi-square against uniform, 7 degrees of freedom; 24.3 is p = 0.001.
+    expected = rounds / arrivals
+    chi_square = sum((first_places[arrival] - expected) ** 2 / expected for arrival in range(arrivals))
+    assert chi_square < 24.3, first_places
+    # The first to arrive is not favoured: it came first in about 1/8 of the draws.
+    assert first_places[0] < rounds / arrivals * 1.6
+
+
+def test_later_arrivals_queue_in_arrival_order_behind_the_early_ones(room_event, app):
+    app.config["WAITING_ROOM_MIN_ACTIVE"] = 0
+    early = room_event.sales_start_at - timedelta(minutes=1)
+    after = room_event.sales_start_at + timedelta(seconds=1)
+    for user_id in (1, 2, 3):
+        waiting_room.join(buyer(user_id), room_event, ip="10.0.0.1", now=early)
+    late = [waiting_room.join(buyer(user_id), room_event, ip="10.0.0.2", now=after) for user_id in (10, 11, 12)]
+    assert [place.position for place in late] == [4, 5, 6]
+    assert {waiting_room.place_of(user_id, room_event, after).position for user_id in (1, 2, 3)} == {1, 2, 3}
+
+
+def test_one_place_per_account_and_rejoining_keeps_it(room_event, app):
+    app.config["WAITING_ROOM_MIN_ACTIVE"] = 0  # nobody is admitted: the places stay put
+    after = room_event.sales_start_at + timedelta(seconds=1)
+    waiting_room.advance(room_event, now=after, force=True)
+    first = waiting_room.join(buyer(1), room_event, ip="10.0.0.1", now=after)
+    waiting_room.join(buyer(2), room_event, ip="10.0.0.1", now=after)
+    again = waiting_room.join(buyer(1), room_event, ip="10.9.9.9", now=after + timedelta(seconds=5))
+    assert first.position == again.position == 1
+    assert waiting_room.stats(room_event, after).waiting == 2
+
+
+def test_places_per_ip_are_capped(room_event, app):
+    app.config["WAITING_ROOM_PLACES_PER_IP"] = 2
+    early = room_event.sales_start_at - timedelta(minutes=1)
+    waiting_room.join(buyer(1), room_event, ip="10.0.0.1", now=early)
+    waiting_room.join(buyer(2), room_event, ip="10.0.0.1", now=early)
+    with pytest.raises(waiting_room.TooManyPlaces):
+        waiting_room.join(buyer(3), room_event, ip="10.0.0.1", now=early)
+    assert waiting_room.join(buyer(3), room_event, ip="10.0.0.2", now=early).state == "early"
+
+
+# --- admissions ---------------------------------------------------------------------------------
+
+
+def test_admission_tokens_cannot_be_forged_lent_moved_or_kept(room_event, app):
+    now = utcnow()
+    later = waiting_room._now_ms(now) + 60_000
+    token = waiting_room.admission_token(7, room_event.id, later)
+    assert waiting_room.has_admission(buyer(7), room_event, now, token)
+    # Forged: the payload changed, or signed with another key.
+    body, signature = token.rsplit(".", 1)
+    assert not waiting_room.has_admission(buyer(7), room_event, now, body + "." + signature[::-1])
+    other_key = waiting_room.URLSafeSerializer("not-our-secret", salt=waiting_room.TOKEN_SALT)
+    assert not waiting_room.has_admission(
+        buyer(8), room_event, now, other_key.dumps({"u": 8, "e": room_event.id, "d": later})
+    )
+    # Lent to another buyer, or used for another event.
+    assert not waiting_room.has_admission(buyer(8), room_event, now, token)
+    other_event = SimpleNamespace(id=room_event.id + 1)
+    assert not waiting_room.has_admission(buyer(7), other_event, now, token)
+    # Kept past its deadline.
+    assert not waiting_room.has_admission(buyer(7), room_event, now + timedelta(seconds=61), token)
+    # Nonsense.
+    assert not waiting_room.has_admission(buyer(7), room_event, now, "not-a-token")
+    assert not waiting_room.has_admission(buyer(7), room_event, now, "")
+
+
+def test_an_admission_not_used_in_time_lapses_and_the_next_buyers_move_up(room_event, app):
+    app.config["WAITING_ROOM_MIN_ACTIVE"] = 0
+    start = room_event.sales_start_at + timedelta(seconds=1)
+    waiting_room.advance(room_event, now=start, force=True)
+    for user_id in (1, 2, 3):
+        waiting_room.join(buyer(user_id), room_event, ip="10.0.0.1", now=start)
+    assert waiting_room.admit(room_event, 1, now=start) == [1]
+    assert waiting_room.place_of(1, room_event, start).state == "admitted"
+    assert waiting_room.place_of(2, room_event, start).position == 1
+    lapsed = start + timedelta(seconds=app.config["WAITING_ROOM_ADMISSION_SECONDS"] + 1)
+    assert waiting_room.place_of(1, room_event, lapsed).state == "none"
+    assert waiting_room.stats(room_event, lapsed).shopping == 0
+    assert waiting_room.admit(room_event, 1, now=lapsed) == [2]
+
+
+def test_the_automatic_rate_admits_no_more_than_the_free_seats(room_event, app):
+    app.config["WAITING_ROOM_MIN_ACTIVE"] = 1000
+    start = room_event.sales_start_at + timedelta(seconds=1)
+    early = room_event.sales_start_at - timedelta(minutes=1)
+    for user_id in range(1, 81):
+        waiting_room.join(buyer(user_id), room_event, ip=f"10.0.{user_id}.1", now=early)
+    admitted = waiting_room.advance(room_event, now=start, force=True)
+    assert len(admitted) == 50  # the event has 50 seats
+    assert waiting_room.stats(room_event, start).waiting == 30
+
+
+def test_a_fixed_rate_and_a_pause(room_event, app):
+    room_event.waiting_room_rate = 60  # one a second
+    db.session.commit()
+    start = room_event.sales_start_at + timedelta(seconds=1)
+    early = room_event.sales_start_at - timedelta(minutes=1)
+    for user_id in range(1, 21):
+        waiting_room.join(buyer(user_id), room_event, ip=f"10.0.{user_id}.1", now=early)
+    assert waiting_room.advance(room_event, now=start, force=True) == []  # the bucket starts empty
+    assert len(waiting_room.advance(room_event, now=start + timedelta(seconds=5), force=True)) == 5
+    waiting_room.set_paused(room_event, True)
+    assert waiting_room.advance(room_event, now=start + timedelta(seconds=15), force=True) == []
+    assert waiting_room.stats(room_event, start).paused
+    waiting_room.set_paused(room_event, False)
+    assert len(waiting_room.advance(room_event, now=start + timedelta(seconds=18), force=True)) == 3
+
+
+def test_the_room_opens_by_itself_once_the_queue_stays_empty(room_event, app):
+    app.config["WAITING_ROOM_OPEN_AFTER_EMPTY_SECONDS"] = 30
+    start = room_event.sales_start_at + timedelta(seconds=1)
+    waiting_room.join(buyer(1), room_event, ip="10.0.0.1", now=start - timedelta(minutes=1))
+    waiting_room.advance(room_event, now=start, force=True)  # admits buyer 1: the queue is empty
+    assert waiting_room.is_active(room_event, start + timedelta(seconds=10))
+    waiting_room.advance(room_event, now=start + timedelta(seconds=10), force=True)
+    assert waiting_room.is_active(room_event, start + timedelta(seconds=20))
+    waiting_room.advance(room_event, now=start + timedelta(seconds=31), force=True)
+    assert not waiting_room.is_active(room_event, start + timedelta(seconds=32))
+
+
+def test_an_always_on_room_never_opens_and_an_off_room_never_closes(room_event, app):
+    app.config["WAITING_ROOM_OPEN_AFTER_EMPTY_SECONDS"] = 0
+    later = room_event.sales_start_at + timedelta(minutes=5)
+    room_event.waiting_room = WaitingRoomMode.ALWAYS
+    db.session.commit()
+    waiting_room.advance(room_event, now=later, force=True)
+    assert waiting_room.is_active(room_event, later)
+    room_event.waiting_room = WaitingRoomMode.OFF
+    assert not waiting_room.is_active(room_event, later)
+    room_event.waiting_room = WaitingRoomMode.ON_SALE
+    assert not waiting_room.is_active(room_event, room_event.sales_start_at - timedelta(minutes=20))

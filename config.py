@@ -43,6 +43,8 @@ class Config:
     MAX_SEAT_ROWS = _int("MAX_SEAT_ROWS", 20)
     MAX_SEAT_COLUMNS = _int("MAX_SEAT_COLUMNS", 20)
     MAX_SEATS_PER_ORDER = _int("MAX_SEATS_PER_ORDER", 6)
+    WAITLIST_OFFER_MINUTES = _int("WAITLIST_OFFER_MINUTES", 30)
+    HOLD_EXTENSION_SECONDS = _int("HOLD_EXTENSION_SECONDS", 120)
     SEAT_LOCK_RETRIES = _int("SEAT_LOCK_RETRIES", 5)
     # innodb_lock_wait_timeout of every MySQL/MariaDB connection (the server's default is 50 s):
     # a transaction stuck behind a long-held row lock gives up after this and says "busy".

@@ -35,6 +35,7 @@ PERIODIC_JOBS = {
     "stagepass-close-past-events": ("app.jobs.close_past_events", 60),
     "stagepass-reconcile-payments": ("app.jobs.reconcile_payments", 60),
     "stagepass-send-due-emails": ("app.jobs.send_due_emails", 60),
+    "stagepass-tidy-waitlist-offers": ("app.jobs.tidy_waitlist_offers", 60),
     # Requests step a busy room themselves; this draws the early arrivals at the on-sale moment
     # and keeps admitting (and opens an emptied room) when nobody is asking.
     "stagepass-advance-waiting-rooms": ("app.jobs.advance_waiting_rooms", SCHEDULER_POLL_SECONDS),
@@ -66,6 +67,16 @@ def release_expired_holds() -> int:
         closed = booking.release_expired()
         log.info("released %d expired hold(s)", closed)
         return closed
+
+
+def tidy_waitlist_offers() -> int:
+    """Job: close waiting-list offers past their limit (seats go on to the next entry)."""
+    from app.services import waitlist
+
+    with job_app_context():
+        changed = waitlist.tidy_offers()
+        log.info("tidied %d waiting-list offer(s)", changed)
+        return changed
 
 
 def close_past_events() -> int:

@@ -644,3 +644,94 @@ class CheckinConflict(db.Model):
 
     ticket: so.Mapped[Ticket] = so.relationship()
     staff: so.Mapped[User | None] = so.relationship()
+
+
+class WaitlistStatus:
+    WAITING = "waiting"
+    OFFERED = "offered"
+    ACCEPTED = "accepted"
+    DECLINED = "declined"
+    EXPIRED = "expired"
+    SKIPPED = "skipped"
+    LEFT = "left"
+    CLOSED = "closed"
+    ALL = (WAITING, OFFERED, ACCEPTED, DECLINED, EXPIRED, SKIPPED, LEFT, CLOSED)
+    OPEN = (WAITING, OFFERED)
+
+
+class Waitlist(db.Model):
+    """An event's waiting list: whether it takes entries, and the row every offer step locks last."""
+
+    __tablename__ = "waitlists"
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    event_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("events.id"), unique=True)
+    is_open: so.Mapped[bool] = so.mapped_column(default=True)
+    closed_at: so.Mapped[datetime | None] = so.mapped_column(default=None)
+
+
+class WaitlistEntry(TimestampMixin, db.Model):
+    """A buyer waiting for seats of a sold-out event; the queue is the order of ids."""
+
+    __tablename__ = "waitlist_entries"
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    event_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("events.id"))
+    user_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("users.id"))
+    party_size: so.Mapped[int] = so.mapped_column()
+    # None: any category will do.
+    price_category_id: so.Mapped[int | None] = so.mapped_column(
+        sa.ForeignKey("price_categories.id"), index=True, default=None
+    )
+    together: so.Mapped[bool] = so.mapped_column(default=False)
+    status: so.Mapped[str] = so.mapped_column(sa.String(16), default=WaitlistStatus.WAITING)
+    # The pending order that holds the offered seats for this buyer (kept once the offer ends).
+    offer_order_id: so.Mapped[int | None] = so.mapped_column(sa.ForeignKey("orders.id"), index=True, default=None)
+    offered_at: so.Mapped[datetime | None] = so.mapped_column(default=None)
+    offer_expires_at: so.Mapped[datetime | None] = so.mapped_column(default=None)
+    ended_at: so.Mapped[datetime | None] = so.mapped_column(default=None)
+    # The event id while the entry is waiting or offered, else NULL: with user_id it is unique,
+    # so the database itself allows one open entry per buyer per event.
+    open_event_id: so.Mapped[int | None] = so.mapped_column(
+        sa.Integer, sa.Computed("CASE WHEN status IN ('waiting', 'offered') THEN event_id END", persisted=True)
+    )
+
+    user: so.Mapped[User] = so.relationship()
+    event: so.Mapped[Event] = so.relationship()
+    price_category: so.Mapped[PriceCategory | None] = so.relationship()
+    offer_order: so.Mapped[Order | None] = so.relationship()
+
+    __table_args__ = (
+        sa.UniqueConstraint("user_id", "open_event_id", name="uq_waitlist_entries_one_open_per_event"),
+        sa.Index("ix_waitlist_entries_event_id_status", "event_id", "status"),
+        sa.CheckConstraint(
+            "status IN ('waiting', 'offered', 'accepted', 'declined', 'expired', 'skipped', 'left', 'closed')",
+            name="status",
+        ),
+        sa.CheckConstraint("party_size >= 1", name="party_size_positive"),
+    )
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in WaitlistStatus.OPEN
+
+    def offer_has_expired(self, now: datetime) -> bool:
+        return self.status == WaitlistStatus.OFFERED and self.offer_expires_at <= now
+
+    def state_at(self, now: datetime) -> str:
+        """Its status as of now: an offer past its limit is expired, whether tidied up or not."""
+        return WaitlistStatus.EXPIRED if self.offer_has_expired(now) else self.status
+
+    def __repr__(self):
+        return f"<WaitlistEntry {self.id} event={self.event_id} {self.status}>"
+
+
+class HoldExtension(db.Model):
+    """The one extension a checkout's hold may get (WCAG 2.2.1: let people ask for more time)."""
+
+    __tablename__ = "hold_extensions"
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    order_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("orders.id"), unique=True)
+    seconds: so.Mapped[int] = so.mapped_column()
+    extended_at: so.Mapped[datetime] = so.mapped_column(default=utcnow)

@@ -7,7 +7,7 @@ from decimal import Decimal
 import sqlalchemy as sa
 
 from app.extensions import db
-from app.models import Booking, Order, Payment, PaymentKind, PaymentResult, Seat
+from app.models import Booking, Order, Payment, PaymentKind, PaymentResult, Seat, WaitlistEntry
 
 
 def succeeded(payments, kind):
@@ -25,6 +25,7 @@ def assert_invariants():
         _assert_order_adds_up(order)
     _assert_money_adds_up()
     assert_ticket_invariants(bookings)
+    _assert_waitlist_offers_are_exclusive()
 
 
 def _assert_seats_match_bookings(bookings):
@@ -78,6 +79,36 @@ def _assert_money_adds_up():
     )
     charged, refunded = succeeded(payments, PaymentKind.CHARGE), succeeded(payments, PaymentKind.REFUND)
     assert charged - refunded == Decimal(kept), (charged, refunded, kept)
+
+
+def _assert_waitlist_offers_are_exclusive():
+    """One open entry per buyer per event; an open offer is a pending order of its entry's buyer
+    and event; no seat is offered to two entries; no offered seat is sold to anyone else."""
+    entries = db.session.scalars(sa.select(WaitlistEntry)).all()
+    open_per_buyer = Counter((e.user_id, e.event_id) for e in entries if e.status in ("waiting", "offered"))
+    assert all(count == 1 for count in open_per_buyer.values()), open_per_buyer
+    offered_to = defaultdict(list)
+    for entry in entries:
+        if entry.status == "offered":
+            assert entry.offer_order_id is not None and entry.offer_expires_at is not None, entry
+        if entry.offer_order_id is None:
+            continue
+        offer = db.session.get(Order, entry.offer_order_id)
+        assert (offer.user_id, offer.event_id) == (entry.user_id, entry.event_id), (entry, offer)
+        if entry.status in ("offered", "accepted") and offer.status == "pending":
+            for booking in offer.bookings:
+                if booking.status == "pending":
+                    offered_to[booking.seat_id].append(entry.id)
+                    seat = db.session.get(Seat, booking.seat_id)
+                    others = db.session.scalars(
+                        sa.select(Booking).where(
+                            Booking.seat_id == seat.id,
+                            Booking.status.in_(("pending", "confirmed")),
+                            Booking.order_id != offer.id,
+                        )
+                    ).all()
+                    assert seat.status == "reserved" and not others, (entry, seat, others)
+    assert all(len(ids) == 1 for ids in offered_to.values()), offered_to
 
 
 def assert_ticket_invariants(bookings):

@@ -2,4 +2,14 @@ from flask import Blueprint
 
 bp = Blueprint("admin", __name__)
 
-from app.admin import audit_log, bookings, cancellations, dashboard, emails, events, payments, users  # noqa: E402,F401
+from app.admin import (  # noqa: E402,F401
+    audit_log,
+    bookings,
+    cancellations,
+    dashboard,
+    emails,
+    events,
+    payments,
+    users,
+    waitlist,
+)

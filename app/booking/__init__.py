@@ -2,4 +2,4 @@ from flask import Blueprint
 
 bp = Blueprint("booking", __name__)
 
-from app.booking import api, routes, stream, waiting_room  # noqa: E402,F401
+from app.booking import api, routes, stream, waiting_room, waitlist  # noqa: E402,F401

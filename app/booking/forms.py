@@ -1,5 +1,6 @@
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import RadioField, StringField, SubmitField
+from wtforms import BooleanField, RadioField, StringField, SubmitField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, ValidationError
 
@@ -41,3 +42,18 @@ class WalletForm(FlaskForm):
 
 class ReleaseForm(FlaskForm):
     submit = SubmitField("Release seats")
+
+
+class WaitlistForm(FlaskForm):
+    """Join an event's waiting list; the waitlist service checks the values."""
+
+    party_size = StringField(
+        _l("Party size"), default="1", validators=[Length(max=8)], render_kw={"inputmode": "numeric"}
+    )
+    category = StringField(_l("Price category"), default="any", validators=[Length(max=16)])
+    together = BooleanField(_l("Seats side by side"))
+    submit = SubmitField(_l("Join the waiting list"))
+
+
+class ButtonForm(FlaskForm):
+    """A button that changes something (its CSRF token is the whole form)."""

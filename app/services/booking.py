@@ -33,7 +33,7 @@ from app.models import (
     User,
     utcnow,
 )
-from app.services import audit, locking, mail, orders, payments, seat_changes, seatmap, states, tickets
+from app.services import audit, locking, mail, orders, payments, seat_changes, seatmap, states, tickets, waitlist
 from app.services.errors import DomainError, HoldExpired, InvalidRequest, OrderNotFound, OrderNotPending
 from app.services.transactions import SeatsBusy, end_read, run_unit_of_work
 
@@ -205,6 +205,8 @@ def hold(user: User, event: Event, seat_ids, *, now: datetime | None = None) -> 
 
         if any(seat.status == SeatStatus.RESERVED for seat in seats):
             _expire_stale_bookings(ids)
+            if waitlist.offer_expired_seats(event_id, seats, moment):
+                return None, None  # committed: the waiting list had the first claim on those seats
         expires_at = moment + timedelta(seconds=current_app.config["HOLD_TTL_SECONDS"])
         _claim_seats(event_id, ids, moment, expires_at)
         prices = {seat_id: locked[seat_id][1] for seat_id in ids}
@@ -240,6 +242,8 @@ def hold(user: User, event: Event, seat_ids, *, now: datetime | None = None) -> 
         if "pending_event_id" in str(error.orig) or "one_pending" in str(error.orig):
             raise CheckoutAlreadyOpen() from None
         raise _unavailable(_seats_taken_now(ids)) from None
+    if order is None:
+        raise _unavailable(_seats_taken_now(ids))
     # The commit expired the order, but we wrote every value it has: keep them instead of a re-read.
     for name, value in written.items():
         if not name.startswith("_"):
@@ -531,6 +535,7 @@ def cancel_event(event: Event, *, now: datetime | None = None) -> CancelSummary:
             if amount:
                 summary.refunded += 1
                 summary.amount_refunded += amount
+        waitlist.close_for_cancelled_event(event_id, moment)
         return summary
 
     return run_unit_of_work(work)

@@ -7,6 +7,8 @@ Lock order, everywhere:
     3. orders              in ascending id
     4. bookings            (only through their order: no helper locks a booking row alone)
     5. tickets             (tickets.revoke*, after the order and its bookings)
+    6. the event's waiting list row, then its entries (waitlist.py; its offer step may add seats
+       already on sale with SKIP LOCKED, which never waits, so it does not count as going back up)
 
 A unit of work may skip a level but never go back up one: one that holds an order lock must not
 then lock a seat. Payment rows are written only with their order locked, so they need no lock of

@@ -26,7 +26,7 @@ from app.models import (
     Seat,
     SeatStatus,
 )
-from app.services import mail, seat_changes, states, tickets
+from app.services import mail, seat_changes, states, tickets, waitlist
 from app.services.transactions import Conflict
 
 PAYMENT_NEVER_COMPLETED = "The payment was not completed before the hold expired."
@@ -86,6 +86,8 @@ def change_state(
     else:
         move_seats(seat_ids, SeatStatus.AVAILABLE, now, only_unclaimed=True)
     seat_changes.mark_changed(order.event_id, seat_ids)
+    if status != OrderStatus.CONFIRMED:  # freed seats go to the waiting list first
+        waitlist.seats_freed(order.event_id, seat_ids, now, closed_order=order if whole_order else None)
     return seat_ids
 
 

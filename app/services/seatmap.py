@@ -17,9 +17,22 @@ from app.models import Event, PriceCategory, Seat, SeatStatus, seat_state, utcno
 STATE_CODES = {SeatStatus.AVAILABLE: "a", SeatStatus.RESERVED: "r", SeatStatus.BOOKED: "b"}
 
 
-def state_code(status: str, reservation_expires_at: datetime | None, now: datetime) -> str:
-    """'a', 'r' or 'b'; a hold that has run out reads as available."""
+def state_code(status: str, reservation_expires_at: datetime | None, now: datetime, list_waits: bool = False) -> str:
+    """'a', 'r' or 'b'; a hold that has run out reads as available, unless the event's waiting
+    list has the first claim on it (then it stays held until the list's offer step decides)."""
+    if list_waits and _hold_ran_out(status, reservation_expires_at, now):
+        return STATE_CODES[SeatStatus.RESERVED]
     return STATE_CODES[seat_state(status, reservation_expires_at, now)]
+
+
+def _hold_ran_out(status: str, expires: datetime | None, now: datetime) -> bool:
+    return status == SeatStatus.RESERVED and expires is not None and expires <= now
+
+
+def _events_where_list_waits(event_ids) -> set[int]:
+    from app.services import waitlist
+
+    return waitlist.events_with_waiting(event_ids)
 
 
 def seat_codes(connection, seat_ids, now: datetime | None = None) -> list[list]:
@@ -30,14 +43,17 @@ def seat_codes(connection, seat_ids, now: datetime | None = None) -> list[list]:
 def seats_now(connection, seat_ids, now: datetime) -> list[tuple]:
     """(seat_id, code, hold expiry or None) for these seats, read fresh through `connection`."""
     rows = connection.execute(
-        sa.select(Seat.id, Seat.status, Seat.reservation_expires_at)
+        sa.select(Seat.id, Seat.status, Seat.reservation_expires_at, Seat.event_id)
         .where(Seat.id.in_(list(seat_ids)))
         .order_by(Seat.id)
-    )
+    ).all()
+    ran_out = {event_id for _, status, expires, event_id in rows if _hold_ran_out(status, expires, now)}
+    waiting = _events_where_list_waits(ran_out) if ran_out else set()
     seats = []
-    for seat_id, status, expires in rows:
-        code = state_code(status, expires, now)
-        seats.append((seat_id, code, expires if code == STATE_CODES[SeatStatus.RESERVED] else None))
+    for seat_id, status, expires, event_id in rows:
+        code = state_code(status, expires, now, event_id in waiting)
+        live_expiry = code == STATE_CODES[SeatStatus.RESERVED] and expires is not None and expires > now
+        seats.append((seat_id, code, expires if live_expiry else None))
     return seats
 
 
@@ -60,8 +76,11 @@ def _compute(event: Event, now: datetime) -> tuple[dict, datetime | None]:
         .where(Seat.event_id == event.id)
         .order_by(Seat.id)
     ).all()
+    list_waits = any(_hold_ran_out(r.status, r.reservation_expires_at, now) for r in rows) and bool(
+        _events_where_list_waits([event.id])
+    )
     seats = [
-        [seat_id, row, column, state_code(status, expires, now), category_id]
+        [seat_id, row, column, state_code(status, expires, now, list_waits), category_id]
         for seat_id, row, column, status, expires, category_id in rows
     ]
     categories = db.session.execute(

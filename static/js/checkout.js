@@ -46,6 +46,11 @@ document.addEventListener("alpine:init", () => {
     get low() {
       return this.secondsLeft > 0 && this.secondsLeft < 60;
     },
+
+    // The visible warning (with the extension, when allowed) from 60 s left until the end.
+    get warning() {
+      return this.secondsLeft > 0 && this.secondsLeft <= 60;
+    },
   }));
 
   Alpine.data("paymentChoice", () => ({

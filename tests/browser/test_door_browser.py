@@ -52,11 +52,8 @@ def qr_video(payload: str, path: Path) -> Path:
 
 
 @pytest.fixture
-def camera_page(live_server, tmp_path, request):
+def camera_page(playwright, live_server, tmp_path, request):
     """open(payload) -> a page in a Chromium whose camera films that payload's QR code."""
-    from playwright.sync_api import sync_playwright
-
-    playwright = sync_playwright().start()
     browsers = []
 
     def open_page(payload):
@@ -91,7 +88,6 @@ def camera_page(live_server, tmp_path, request):
     yield open_page
     for browser in browsers:
         browser.close()
-    playwright.stop()
 
 
 def log_in(page, user):

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
 from app.extensions import db
-from app.models import Booking, Event, Order, OrderStatus, PaymentResult, Seat, User, utcnow
-from app.services import booking, payments
+from app.models import Booking, Event, Order, OrderStatus, PaymentResult, Seat, User, WaitlistEntry, utcnow
+from app.services import booking, payments, waitlist
 from app.services.errors import DomainError, IllegalTransition
 from app.services.events import CategorySpec
 from app.services.payments_provider import EXTENSION_KEY, ProviderResult
@@ -68,6 +68,7 @@ class BookingMachine(RuleBasedStateMachine):
         )
         self.real_provider = current_app.extensions[EXTENSION_KEY]
         current_app.extensions[EXTENSION_KEY] = self.provider
+        self.waitlist_seen = ({}, {})
 
     def teardown(self):
         current_app.extensions[EXTENSION_KEY] = self.real_provider
@@ -149,9 +150,103 @@ class BookingMachine(RuleBasedStateMachine):
     def admin_cancels_the_event(self, event):
         self.attempt(lambda: booking.cancel_event(self.event(event), now=self.clock))
 
+    # --- the waiting list ------------------------------------------------------------------
+
+    @rule(
+        buyer=buyers,
+        event=events,
+        party=st.integers(1, 3),
+        category=st.sampled_from([None, 0, 1]),
+        together=st.booleans(),
+    )
+    def join_waitlist(self, buyer, event, party, category, together):
+        chosen = None if category is None else str(self.event(event).price_categories[category].id)
+        self.attempt(
+            lambda: waitlist.join(
+                self.user(buyer),
+                self.event(event),
+                party_size=party,
+                category=chosen,
+                together=together,
+                now=self.clock,
+            )
+        )
+
+    def on_entry(self, pick, action, statuses):
+        entries = db.session.scalars(
+            sa.select(WaitlistEntry).where(WaitlistEntry.status.in_(statuses)).order_by(WaitlistEntry.id)
+        ).all()
+        if entries:
+            entry = entries[pick % len(entries)]
+            self.attempt(lambda: action(entry, entry.user))
+
+    @rule(pick=picks)
+    def leave_waitlist(self, pick):
+        self.on_entry(pick, lambda e, buyer: waitlist.leave(e, user=buyer, now=self.clock), ("waiting", "offered"))
+
+    @rule(pick=picks)
+    def accept_offer(self, pick):
+        self.on_entry(pick, lambda e, buyer: waitlist.accept(e, user=buyer, now=self.clock), ("offered",))
+
+    @rule(pick=picks)
+    def decline_offer(self, pick):
+        self.on_entry(pick, lambda e, buyer: waitlist.decline(e, user=buyer, now=self.clock), ("offered",))
+
+    @rule(pick=picks)
+    def admin_ends_an_offer(self, pick):
+        self.on_entry(pick, lambda e, _: waitlist.end_offer(e, now=self.clock), ("offered",))
+
+    @rule(pick=picks)
+    def admin_skips_an_entry(self, pick):
+        self.on_entry(pick, lambda e, _: waitlist.skip(e, now=self.clock), ("waiting",))
+
+    @rule()
+    def offers_run_out(self):
+        self.clock += timedelta(minutes=30, seconds=1)
+
+    @rule()
+    def waitlist_job(self):
+        self.attempt(lambda: waitlist.tidy_offers(self.clock))
+
     @invariant()
     def invariants_hold(self):
         assert_invariants()
+
+    @invariant()
+    def no_entry_jumps_the_queue(self):
+        """A new offer went to an entry only if no earlier entry, waiting throughout, whose buyer
+        had no checkout open, fits the seats it got."""
+        entries = {e.id: e for e in db.session.scalars(sa.select(WaitlistEntry))}
+        orders = {o.id: (o.user_id, o.event_id, o.status) for o in db.session.scalars(sa.select(Order))}
+        before_entries, before_orders = self.waitlist_seen
+        changed_users = {
+            (user, event)
+            for order_id, (user, event, status) in orders.items()
+            if before_orders.get(order_id) != (user, event, status)
+        }
+        busy = {
+            (user, event) for user, event, status in [*orders.values(), *before_orders.values()] if status == "pending"
+        }
+        for entry in entries.values():
+            if entry.offer_order_id is None or before_entries.get(entry.id, (None, None))[1] == entry.offer_order_id:
+                continue
+            offered = [
+                (b.seat.id, b.seat.row, b.seat.column, b.seat.price_category_id, b.total_amount)
+                for b in db.session.get(Order, entry.offer_order_id).bookings
+            ]
+            for earlier in entries.values():
+                if (
+                    earlier.id < entry.id
+                    and earlier.event_id == entry.event_id
+                    and earlier.status == "waiting"
+                    and before_entries.get(earlier.id, (None,))[0] == "waiting"
+                    and (earlier.user_id, earlier.event_id) not in busy | changed_users
+                ):
+                    assert waitlist.fitting_seats(earlier, offered) is None, (earlier, entry, offered)
+        self.waitlist_seen = (
+            {e.id: (e.status, e.offer_order_id) for e in entries.values()},
+            orders,
+        )
 
 
 # Sequences the machine has found, replayed on every run (the random search meets them only sometimes).

@@ -13,6 +13,7 @@ open for the event) is passed over and keeps its place. Seats no entry can use s
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import re
@@ -265,14 +266,30 @@ def _category_id(event: Event, category) -> int | None:
 
 
 def _ensure_waitlist(event_id: int) -> None:
-    """Create the event's list row once (its own short transaction; a racing creator wins)."""
+    """Create the event's list row once (its own short unit of work; a racing creator wins)."""
     if db.session.scalar(sa.select(Waitlist.id).where(Waitlist.event_id == event_id)) is not None:
         return
-    try:
+
+    def create():
         db.session.add(Waitlist(event_id=event_id))
-        db.session.commit()
-    except IntegrityError:
-        db.session.rollback()
+        db.session.flush()
+
+    with contextlib.suppress(IntegrityError):
+        run_unit_of_work(create)
+
+
+def _check_can_join(event: Event, user: User, category_id: int | None, moment: datetime, is_open: bool) -> None:
+    """Refuse a join that cannot be: the list closed, the buyer already waiting, seats still free."""
+    if not is_open:
+        raise WaitlistClosed(_("The waiting list for this event is closed."))
+    if open_entry_for(user, event) is not None:
+        raise AlreadyWaiting(_("You are already on the waiting list for this event."))
+    free = free_seat_counts(event, moment)
+    free_here = sum(free.values()) if category_id is None else free.get(category_id, 0)
+    if free_here:
+        raise SeatsStillFree(
+            _("Seats are still free for this event: choose them on the seat map."), free_seats=free_here
+        )
 
 
 def _lock_waitlist(event_id: int) -> Waitlist | None:
@@ -293,22 +310,18 @@ def join(
     size = parse_party_size(party_size)
     category_id = _category_id(event, category)
     event_id, user_id = event.id, user.id
+    # The same checks without locks first, so a refused join writes nothing (not even the list's row);
+    # they are made again under the locks below, which decide.
+    moment = now or utcnow()
+    booking._check_on_sale(event, moment)
+    existing = db.session.scalar(sa.select(Waitlist).where(Waitlist.event_id == event_id))
+    _check_can_join(event, user, category_id, moment, existing is None or existing.is_open)
     _ensure_waitlist(event_id)
 
     def work():
         moment = now or utcnow()
         booking._check_on_sale(locking.lock_event(event_id, shared=True), moment)
-        waitlist = _lock_waitlist(event_id)
-        if not waitlist.is_open:
-            raise WaitlistClosed(_("The waiting list for this event is closed."))
-        if open_entry_for(user, event) is not None:
-            raise AlreadyWaiting(_("You are already on the waiting list for this event."))
-        free = free_seat_counts(event, moment)
-        free_here = sum(free.values()) if category_id is None else free.get(category_id, 0)
-        if free_here:
-            raise SeatsStillFree(
-                _("Seats are still free for this event: choose them on the seat map."), free_seats=free_here
-            )
+        _check_can_join(event, user, category_id, moment, _lock_waitlist(event_id).is_open)
         entry = WaitlistEntry(
             event_id=event_id,
             user_id=user_id,

@@ -163,6 +163,23 @@ EXPECTED = {
         "admin": Outcome(200, changes=True),
     },
     ("checkin.undo", "POST"): admin_action(redirect("/admin/events/{event_id}")),  # refused: not checked in
+    # The waiting list. The world's event still has a free seat, so joining is refused (409), and
+    # its list has no entry {entry_id}: acting on it is "not found" for whoever may act at all.
+    ("booking.waitlist_join", "POST"): {
+        **BUYER_PAGE,
+        "guest": LOGIN,
+        "buyer": CONFLICT,
+        "owner": CONFLICT,
+        "staff": CONFLICT,
+    },
+    ("booking.waitlist_leave", "POST"): owners(NOT_FOUND),
+    ("booking.waitlist_accept", "POST"): owners(NOT_FOUND),
+    ("booking.waitlist_decline", "POST"): owners(NOT_FOUND),
+    ("booking.extend_hold", "POST"): owners(redirect("/orders/{reference}/checkout", changes=True)),
+    ("admin.waitlist_skip", "POST"): admin_action(NOT_FOUND),
+    ("admin.waitlist_end_offer", "POST"): admin_action(NOT_FOUND),
+    ("admin.waitlist_switch", "POST"): admin_action(redirect("/admin/events/{event_id}#waitlist", changes=True)),
+    ("admin.waitlist_csv", "GET"): ADMIN_PAGE,
 }
 
 
@@ -218,6 +235,8 @@ class World:
             "filename": "css/app.css",
             "ticket_id": self.ticket.id,
             "run_id": "0123456789abcdef",
+            "entry_id": 999999,
+            "state": "closed",
         }
         self.free_seat_id = ids[1]
         self.client = app.test_client()

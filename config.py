@@ -16,7 +16,9 @@ def engine_options_for(url):
     if url.startswith("mysql"):
         return {
             "isolation_level": "READ COMMITTED",
-            "pool_pre_ping": True,
+            # No ping on every checkout (a round trip per request): app.extensions.ping_after_idle
+            # pings only connections idle for DB_PING_AFTER_IDLE_SECONDS.
+            "pool_pre_ping": False,
             # app.extensions.roll_back_if_in_transaction resets connections instead
             "pool_reset_on_return": None,
             "pool_recycle": 3600,
@@ -34,6 +36,7 @@ class Config:
     SQLALCHEMY_DATABASE_URI = os.environ.get("DATABASE_URL", f"sqlite:///{INSTANCE_DIR / 'stagepass.sqlite'}")
     SQLALCHEMY_ENGINE_OPTIONS = engine_options_for(SQLALCHEMY_DATABASE_URI)
     REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    DB_PING_AFTER_IDLE_SECONDS = float(os.environ.get("DB_PING_AFTER_IDLE_SECONDS", 30))
     REDIS_MAX_CONNECTIONS = _int("REDIS_MAX_CONNECTIONS", 200)
 
     HOLD_TTL_SECONDS = _int("HOLD_TTL_SECONDS", 300)

@@ -148,6 +148,33 @@ def configure_engines(app):
         if engine.dialect.name in ("mysql", "mariadb"):
             sa.event.listen(engine, "connect", set_lock_wait)
             sa.event.listen(engine, "reset", roll_back_if_in_transaction)
+            ping_after_idle(engine, float(app.config.get("DB_PING_AFTER_IDLE_SECONDS", 30)))
+
+
+def ping_after_idle(engine, idle_seconds: float) -> None:
+    """Check a pooled connection at checkout only if it sat idle for more than `idle_seconds`.
+
+    pool_pre_ping costs a round trip on every checkout, i.e. every request. A connection in steady
+    use cannot have timed out, so only one that waited in the pool is pinged; a dead one is replaced
+    before the request sees it. A connection that dies while in use (a server restart in the middle
+    of the traffic) fails its statement: units of work run again on a fresh connection, and the
+    engine invalidates the rest of the pool, so the other requests get fresh connections too.
+    """
+
+    def note_idle_since(_dbapi_connection, connection_record):
+        connection_record.info["idle_since"] = time.monotonic()
+
+    def ping_if_it_was_idle(dbapi_connection, connection_record, _connection_proxy):
+        idle_since = connection_record.info.get("idle_since")
+        if idle_since is None or time.monotonic() - idle_since <= idle_seconds:
+            return
+        try:
+            dbapi_connection.ping(reconnect=False)
+        except Exception as error:  # any failure: the pool drops it and checks out another
+            raise sa.exc.DisconnectionError(f"idle connection gone: {error}") from error
+
+    sa.event.listen(engine, "checkin", note_idle_since)
+    sa.event.listen(engine, "checkout", ping_if_it_was_idle)
 
 
 def roll_back_if_in_transaction(dbapi_connection, _connection_record, reset_state):

@@ -53,6 +53,8 @@ def hold_seats(event_id):
         raise InvalidRequest('Send JSON like {"seat_ids": [1, 2]}.')
     if event.is_on_sale(utcnow()):  # else the hold itself says why not (not on sale yet, ended)
         waiting_room.require_admission(current_user, event)
+    # Asked before the hold: its commit expires the event, and asking after it re-read the row.
+    room_in_front = waiting_room.configured_active(event, utcnow())
     order = booking.hold(current_user, event, payload["seat_ids"])
     response = make_response(
         jsonify(
@@ -64,7 +66,7 @@ def hold_seats(event_id):
         ),
         201,
     )
-    if waiting_room.configured_active(event, utcnow()):
+    if room_in_front:
         waiting_room.note_hold(response, current_user.id, event, order.hold_expires_at)
     return response
 

@@ -1,7 +1,13 @@
-"""An on-sale rush in one process: N buyers, N threads, one barrier, the same hold() the web uses."""
+"""An on-sale rush in one process: N buyer threads, one barrier, the same hold() the web uses.
+
+The buyers share a bounded pool of database connections, as web requests share an app server's
+pool: thousands of buyers fit under MariaDB's default max_connections (151), and each buyer's time
+is split into waiting for a connection and time in the database.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import threading
 import time
@@ -18,20 +24,48 @@ from app.services.transactions import end_read, run_unit_of_work
 
 SIM_EMAIL = "sim-{:05d}@simulate.stagepass.test"
 CLEAN_REFUSALS = (booking.SeatUnavailable, booking.CheckoutAlreadyOpen, booking.SeatsBusy)
+# Past a few dozen connections a 2-core database server only queues the extra ones itself.
+DEFAULT_CONNECTIONS = 32
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
+
+
+def _ms(value: float) -> float:
+    return round(value, 1)
+
+
+@dataclass
+class Outcome:
+    """One buyer's result: kind is ok, conflict or error; times from time.perf_counter()."""
+
+    kind: str
+    began: float | None = None
+    connected: float | None = None
+    ended: float | None = None
+    detail: str | None = None
 
 
 @dataclass
 class SimulationResult:
     users: int
     seat_labels: list[str]
+    connections: int = 0
     succeeded: int = 0
     conflicts: int = 0
     errors: int = 0
     wall_s: float = 0.0
     latencies_ms: list[float] = field(default_factory=list)
+    waits_ms: list[float] = field(default_factory=list)
+    in_database_ms: list[float] = field(default_factory=list)
     error_samples: list[str] = field(default_factory=list)
     timed_out: int = 0
     live_bookings_per_seat: dict[str, int] = field(default_factory=dict)
+    last_end: float = 0.0
 
     @property
     def database_consistent(self) -> bool:
@@ -44,21 +78,44 @@ class SimulationResult:
         return self.succeeded == 1 and self.errors == 0 and self.database_consistent
 
     def percentile(self, fraction: float) -> float:
-        if not self.latencies_ms:
-            return 0.0
-        ordered = sorted(self.latencies_ms)
-        return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
+        return _percentile(self.latencies_ms, fraction)
+
+    def count(self, outcome: Outcome, stopped: float, timeout: float) -> None:
+        """Add one buyer's outcome; a buyer still busy at `stopped` counts as an error until then."""
+        if outcome.ended is None and outcome.kind != "error":
+            self.timed_out += 1
+            outcome.kind, outcome.detail = "error", f"did not finish within the --timeout of {timeout:g} s"
+        if outcome.began is not None:
+            ended = outcome.ended or stopped
+            self.last_end = max(self.last_end, ended)
+            self.latencies_ms.append((ended - outcome.began) * 1000)
+            connected = outcome.connected or ended
+            self.waits_ms.append((connected - outcome.began) * 1000)
+            self.in_database_ms.append((ended - connected) * 1000)
+        if outcome.kind == "ok":
+            self.succeeded += 1
+        elif outcome.kind == "conflict":
+            self.conflicts += 1
+        else:
+            self.errors += 1
+            if len(self.error_samples) < 5:
+                self.error_samples.append(outcome.detail)
 
     def summary(self) -> dict:
         return {
             "users": self.users,
+            "connections": self.connections,
             "succeeded": self.succeeded,
             "conflicts": self.conflicts,
             "errors": self.errors,
             "wall_s": round(self.wall_s, 3),
-            "p50_ms": round(statistics.median(self.latencies_ms), 1) if self.latencies_ms else 0.0,
-            "p95_ms": round(self.percentile(0.95), 1),
-            "max_ms": round(max(self.latencies_ms), 1) if self.latencies_ms else 0.0,
+            "p50_ms": _ms(statistics.median(self.latencies_ms)) if self.latencies_ms else 0.0,
+            "p95_ms": _ms(self.percentile(0.95)),
+            "max_ms": _ms(max(self.latencies_ms)) if self.latencies_ms else 0.0,
+            "wait_p50_ms": _ms(_percentile(self.waits_ms, 0.5)),
+            "wait_p95_ms": _ms(_percentile(self.waits_ms, 0.95)),
+            "db_p50_ms": _ms(_percentile(self.in_database_ms, 0.5)),
+            "db_p95_ms": _ms(_percentile(self.in_database_ms, 0.95)),
         }
 
 
@@ -141,20 +198,101 @@ def live_bookings_per_seat(seats: list[Seat]) -> dict[str, int]:
     return {seat.label: counts.get(seat.id, 0) for seat in seats}
 
 
-def connection_shortage(needed: int) -> str | None:
-    """Why MySQL/MariaDB cannot open `needed` more connections at once now, or None if it can."""
+def connection_room() -> tuple[int, int] | None:
+    """(max_connections, connections open now) on MySQL/MariaDB; None for databases without a limit."""
     if db.engine.dialect.name not in ("mysql", "mariadb"):
         return None
     limit = db.session.scalar(sa.text("SELECT @@GLOBAL.max_connections"))
     in_use = int(db.session.execute(sa.text("SHOW GLOBAL STATUS LIKE 'Threads_connected'")).one()[1])
     end_read()
-    if needed <= limit - in_use:
-        return None
-    return (
-        f"{needed} buyers need {needed} database connections at once, but the server's max_connections "
-        f"is {limit} with {in_use} open already. Raise it for the run (as a database admin: "
-        f"SET GLOBAL max_connections={needed + in_use + 20}) or choose fewer --users. Nothing was changed."
-    )
+    return limit, in_use
+
+
+def choose_connections(users: int, requested: int | None) -> int:
+    """The size of the buyers' pool: `requested`, or by default at most DEFAULT_CONNECTIONS and half
+    of what the server has free (the app servers keep the rest); refuses more than the server has free."""
+    room = connection_room()
+    if requested is None:
+        size = min(users, DEFAULT_CONNECTIONS)
+        if room is not None:
+            size = min(size, max(1, (room[0] - room[1]) // 2))
+    else:
+        size = min(users, requested)
+    if room is not None and size > room[0] - room[1]:
+        limit, in_use = room
+        raise InvalidRequest(
+            f"--connections {size} needs {size} database connections at once, but the server's max_connections "
+            f"is {limit} with {in_use} open already. Choose fewer --connections, or raise the limit for the run "
+            f"(as a database admin: SET GLOBAL max_connections={size + in_use + 20}). Nothing was changed."
+        )
+    return size
+
+
+class _Rush:
+    """The buyers' threads, their barrier and their outcomes (one Outcome per buyer once done)."""
+
+    def __init__(self, app, event_id: int, seat_ids: list[int], buyer_ids: list[int], on_done, timeout: float):
+        self.app, self.event_id, self.seat_ids, self.buyer_ids = app, event_id, seat_ids, buyer_ids
+        self.on_done, self.timeout = on_done, timeout
+        self.deadline = time.perf_counter() + timeout
+        self.barrier = threading.Barrier(len(buyer_ids) + 1)
+        self.outcomes: list[Outcome | None] = [None] * len(buyer_ids)
+        self.began: list[float | None] = [None] * len(buyer_ids)
+        self.reporting = threading.Lock()
+        self.given_up = False
+
+    def remaining(self) -> float:
+        return max(0.0, self.deadline - time.perf_counter())
+
+    def buyer(self, index: int) -> None:
+        with self.app.app_context():
+            try:
+                self.outcomes[index] = self._released_buyer(index)
+            finally:
+                db.session.remove()
+                with self.reporting:
+                    if self.on_done and not self.given_up:
+                        self.on_done()
+
+    def _released_buyer(self, index: int) -> Outcome:
+        try:
+            self.barrier.wait(timeout=self.remaining())
+        except threading.BrokenBarrierError:
+            return Outcome("error", detail=f"not released: the buyers were not all ready within {self.timeout:g} s")
+        began = self.began[index] = time.perf_counter()
+        connected = None
+        try:
+            db.session.connection()  # waits for one of the pool's connections, like a web request
+            connected = time.perf_counter()
+            user, event = db.session.get(User, self.buyer_ids[index]), db.session.get(Event, self.event_id)
+            booking.hold(user, event, self.seat_ids)
+            return Outcome("ok", began, connected, time.perf_counter())
+        except CLEAN_REFUSALS as refusal:
+            kind, detail = "conflict", refusal.code
+        except DomainError as error:
+            kind, detail = "error", f"{error.code}: {error.message}"
+        except Exception as error:  # counted and shown: the simulation exists to find these
+            kind, detail = "error", repr(error)
+        return Outcome(kind, began, connected, time.perf_counter(), detail)
+
+    def run(self) -> SimulationResult:
+        threads = [threading.Thread(target=self.buyer, args=(i,), daemon=True) for i in range(len(self.buyer_ids))]
+        for thread in threads:
+            thread.start()
+        # If it breaks, the buyers waiting at the barrier record that they were never released.
+        with contextlib.suppress(threading.BrokenBarrierError):
+            self.barrier.wait(timeout=self.remaining())
+        started = time.perf_counter()
+        for thread in threads:
+            thread.join(self.remaining())
+        with self.reporting:
+            self.given_up = True
+            stopped, final = time.perf_counter(), list(self.outcomes)
+        result = SimulationResult(users=len(final), seat_labels=[])
+        for index, outcome in enumerate(final):
+            result.count(outcome or Outcome("busy", self.began[index]), stopped, self.timeout)
+        result.wall_s = max(0.0, result.last_end - started)
+        return result
 
 
 def run(
@@ -164,79 +302,4 @@ def run(
 
     Buyers still waiting `timeout` seconds after the start are given up on and counted as errors.
     """
-    count = len(buyer_ids)
-    deadline = time.perf_counter() + timeout
-    barrier = threading.Barrier(count + 1)
-    # Each buyer stores one tuple (kind, began, ended, detail) when it is done; None: still busy.
-    outcomes: list = [None] * count
-    began: list = [None] * count
-    reporting = threading.Lock()
-    given_up = [False]
-
-    def report_done():
-        with reporting:
-            if on_done and not given_up[0]:
-                on_done()
-
-    def buyer(index: int):
-        with app.app_context():
-            try:
-                try:
-                    barrier.wait(timeout=max(0.0, deadline - time.perf_counter()))
-                except threading.BrokenBarrierError:
-                    outcomes[index] = (
-                        "error",
-                        None,
-                        None,
-                        f"not released: the buyers were not all ready within {timeout:g} s",
-                    )
-                    return
-                begin = began[index] = time.perf_counter()
-                try:
-                    booking.hold(db.session.get(User, buyer_ids[index]), db.session.get(Event, event_id), seat_ids)
-                    outcome = ("ok", None)
-                except CLEAN_REFUSALS as refusal:
-                    outcome = ("conflict", refusal.code)
-                except DomainError as error:
-                    outcome = ("error", f"{error.code}: {error.message}")
-                except Exception as error:  # counted and shown: the simulation exists to find these
-                    outcome = ("error", repr(error))
-                outcomes[index] = (outcome[0], begin, time.perf_counter(), outcome[1])
-            finally:
-                db.session.remove()
-                report_done()
-
-    threads = [threading.Thread(target=buyer, args=(i,), daemon=True) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    try:
-        barrier.wait(timeout=max(0.0, deadline - time.perf_counter()))
-    except threading.BrokenBarrierError:
-        pass  # the buyers waiting at the barrier record that they were never released
-    started = time.perf_counter()
-    for thread in threads:
-        thread.join(max(0.0, deadline - time.perf_counter()))
-    with reporting:
-        given_up[0] = True
-        stopped, final = time.perf_counter(), list(outcomes)
-
-    result = SimulationResult(users=count, seat_labels=[])
-    ends = []
-    for index, outcome in enumerate(final):
-        if outcome is None:
-            result.timed_out += 1
-            outcome = ("error", began[index], None, f"did not finish within the --timeout of {timeout:g} s")
-        kind, begin, end, detail = outcome
-        if begin is not None:
-            ends.append(end or stopped)
-            result.latencies_ms.append(((end or stopped) - begin) * 1000)
-        if kind == "ok":
-            result.succeeded += 1
-        elif kind == "conflict":
-            result.conflicts += 1
-        else:
-            result.errors += 1
-            if len(result.error_samples) < 5:
-                result.error_samples.append(detail)
-    result.wall_s = max(ends) - started if ends else 0.0
-    return result
+    return _Rush(app, event_id, seat_ids, buyer_ids, on_done, timeout).run()

@@ -25,16 +25,11 @@ BIN=.venv/bin
 GUNICORN_ARGS=${GUNICORN_ARGS:-"-c gunicorn.conf.py"}
 export GUNICORN_ACCESS_LOG=/dev/null
 pids=()
-old_max_connections=
 status=0
 sql() { mariadb -uroot -h127.0.0.1 -N -e "$1"; }
 cleanup() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  if [[ -n $old_max_connections ]]; then
-    sql "SET GLOBAL max_connections=$old_max_connections"
-    echo "# max_connections restored to $old_max_connections"
-  fi
   sql "DROP DATABASE IF EXISTS \`${DB}\`"
   rm -f "/tmp/stagepass-bench-simulate-$$.jsonl"
 }
@@ -54,22 +49,11 @@ serve() {  # serve PORT
   for _ in $(seq 1 50); do curl -fs "http://127.0.0.1:$1/livez" >/dev/null && return; sleep 0.2; done
   echo "server on $1 did not start" >&2; exit 1
 }
-room_for_connections() {  # room_for_connections N: raise max_connections for this run so N more fit
-  local limit in_use need
-  limit=$(sql "SELECT @@GLOBAL.max_connections")
-  in_use=$(sql "SHOW GLOBAL STATUS LIKE 'Threads_connected'" | cut -f2)
-  need=$(($1 + in_use + 100))  # room for the app servers' pools to grow meanwhile
-  if ((need > limit)); then
-    old_max_connections=${old_max_connections:-$limit}  # noted before the change: cleanup restores it
-    sql "SET GLOBAL max_connections=$need"
-    echo "# max_connections $limit -> $need for this run ($1 buyers, $in_use connections open)"
-  fi
-}
 median_of_rounds() {  # median_of_rounds FILE: the median of each figure over the --json lines in FILE
   $BIN/python -c '
 import json, statistics, sys
 rounds = [json.loads(line) for line in open(sys.argv[1]) if line.startswith("{")]
-figures = ("succeeded", "conflicts", "errors", "wall_s", "p50_ms", "p95_ms", "max_ms")
+figures = ("succeeded", "conflicts", "errors", "wall_s", "p50_ms", "p95_ms", "max_ms", "wait_p50_ms", "wait_p95_ms", "db_p50_ms", "db_p95_ms")
 print(json.dumps({"median_of_rounds": len(rounds), **{name: statistics.median(r[name] for r in rounds) for name in figures}}))
 ' "$1"
 }
@@ -81,12 +65,11 @@ case $what in
   streams|all) $BIN/python scripts/bench/streams.py --base-url http://127.0.0.1:$PORT --streams "${STREAMS:-500}" ;;&
   simulate|all)
     seat=$($BIN/python -c "from scripts.bench import fixtures as f; app = f.make_app(); print(f.seat_ids(app, f.big_event(app, 'Simulate'))[0])")
-    room_for_connections "${USERS:-1000}"
     rounds=/tmp/stagepass-bench-simulate-$$.jsonl
     : > "$rounds"
     failed=0
     for _ in $(seq 1 "${ROUNDS:-5}"); do
-      $BIN/flask simulate-booking "$seat" --users "${USERS:-1000}" --reset --json | tail -1 | tee -a "$rounds" \
+      $BIN/flask simulate-booking "$seat" --users "${USERS:-1000}" ${CONNECTIONS:+--connections "$CONNECTIONS"} --reset --json | tail -1 | tee -a "$rounds" \
         || failed=$((failed + 1))
     done
     median_of_rounds "$rounds"

@@ -359,3 +359,38 @@ def test_redis_stops_during_a_sale(app, client, factory, login, monkeypatch, pri
     assert paid.status_code == 302 and "/orders/" in paid.headers["Location"]
     assert client.get(f"/api/events/{event.id}/seats").get_json()["seats"][0][3] == "b"
     assert_invariants()
+
+
+@pytest.mark.mariadb
+def test_connection_killed_while_idle_in_the_pool_is_replaced_before_use(app):
+    """Without pool_pre_ping, a connection idle past DB_PING_AFTER_IDLE_SECONDS is pinged at
+    checkout, and a dead one is replaced before the request sees it."""
+    with app_with(app, DB_PING_AFTER_IDLE_SECONDS=0) as other, other.app_context():
+        victim = db.session.scalar(sa.text("SELECT CONNECTION_ID()"))
+        db.session.remove()  # back to the pool, idle
+        server = sa.create_engine(db.engine.url, poolclass=sa.pool.NullPool)
+        with server.connect() as admin:
+            admin.execute(sa.text(f"KILL {victim}"))
+        server.dispose()
+        replacement = db.session.scalar(sa.text("SELECT CONNECTION_ID()"))
+        db.session.remove()
+    assert replacement != victim
+
+
+@pytest.mark.mariadb
+def test_a_connection_in_steady_use_is_not_pinged(app, monkeypatch):
+    """The round trip pool_pre_ping paid on every checkout is gone while connections are busy."""
+    import pymysql
+
+    pings = []
+    real_ping = pymysql.connections.Connection.ping
+
+    def counted_ping(connection, *args, **kwargs):
+        pings.append(connection)
+        return real_ping(connection, *args, **kwargs)
+
+    monkeypatch.setattr(pymysql.connections.Connection, "ping", counted_ping)
+    for _ in range(5):
+        assert db.session.scalar(sa.text("SELECT 1")) == 1
+        db.session.remove()
+    assert pings == []

@@ -1,5 +1,5 @@
-import contextlib
 import json
+import re
 import threading
 import time
 
@@ -23,7 +23,10 @@ def test_hundred_buyers_one_seat_exits_zero_with_one_success(runner, factory, db
     summary = json.loads(result.output.strip().splitlines()[-1])
     assert summary["users"] == 100 and summary["succeeded"] == 1
     assert summary["conflicts"] == 99 and summary["errors"] == 0
-    assert set(summary) == {"users", "succeeded", "conflicts", "errors", "wall_s", "p50_ms", "p95_ms", "max_ms"}
+    assert set(summary) == {
+        *("users", "connections", "succeeded", "conflicts", "errors", "wall_s", "p50_ms", "p95_ms", "max_ms"),
+        *("wait_p50_ms", "wait_p95_ms", "db_p50_ms", "db_p95_ms"),
+    }
     assert db_session.scalar(sa.select(sa.func.count(Booking.id)).where(Booking.seat_id == seat_id)) == 1
     assert_invariants()
 
@@ -33,6 +36,8 @@ def test_table_and_database_check_are_printed(runner, factory, db_session):
     result = runner.invoke(args=["simulate-booking", str(seat_id), "--users", "5"])
     assert result.exit_code == 0, result.output
     assert "got the seats" in result.output and "latency p50 / p95 / max" in result.output
+    assert "waiting for a connection" in result.output and "in the database" in result.output
+    assert re.search(r"database connections +5\n", result.output)  # never more connections than buyers
     assert "OK, at most one live booking per seat" in result.output
 
 
@@ -76,54 +81,61 @@ def free_mariadb_connections(db_session):
     return limit, limit - in_use
 
 
-@contextlib.contextmanager
-def room_for_connections(db_session, count):
-    """On MariaDB, raise max_connections while the test runs if the shared server has fewer than
-    `count` free (rather than skip the test), and put the old limit back afterwards."""
-    if db.engine.dialect.name != "mysql":
-        yield
-        return
-    limit, free = free_mariadb_connections(db_session)
-    if free >= count:
-        yield
-        return
-    db_session.execute(sa.text(f"SET GLOBAL max_connections = {limit + count - free}"))
-    try:
-        yield
-    finally:
-        db_session.execute(sa.text(f"SET GLOBAL max_connections = {limit}"))
-
-
-def test_each_buyer_holds_a_connection_of_its_own_at_the_same_moment(runner, factory, db_session, monkeypatch):
-    """More buyers than the old pool cap of 100, and every one of them has a connection at once."""
-    users = 110
+def test_a_thousand_buyers_share_a_small_pool(runner, factory, db_session, monkeypatch):
+    """Buyers wait for one of --connections connections, as requests wait for the app's pool;
+    the wait is reported apart from the time in the database."""
+    users, pool = 1000, 4
     seat_id = first_seat_id(db_session, factory.event())
-    all_connected = threading.Barrier(users, timeout=20)
-    connections = set()
+    connections, lock = set(), threading.Lock()
     real_hold = booking.hold
 
-    def hold_with_everyone_connected(user, event, seat_ids):
-        connections.add(id(db.session.connection().connection.dbapi_connection))
-        all_connected.wait()
+    def hold_noting_the_connection(user, event, seat_ids):
+        with lock:
+            connections.add(id(db.session.connection().connection.dbapi_connection))
         return real_hold(user, event, seat_ids)
 
-    monkeypatch.setattr(booking, "hold", hold_with_everyone_connected)
-    with room_for_connections(db_session, users + 20):
-        result = runner.invoke(args=["simulate-booking", str(seat_id), "--users", str(users), "--json"])
+    monkeypatch.setattr(booking, "hold", hold_noting_the_connection)
+    begin = time.perf_counter()
+    result = runner.invoke(
+        args=["simulate-booking", str(seat_id), "--users", str(users), "--connections", str(pool), "--json"]
+    )
+    elapsed = time.perf_counter() - begin
     assert result.exit_code == 0, result.output[-2000:]
-    assert len(connections) == users
-    assert json.loads(result.stdout.strip().splitlines()[-1])["succeeded"] == 1
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (summary["users"], summary["connections"]) == (users, pool)
+    assert (summary["succeeded"], summary["conflicts"], summary["errors"]) == (1, users - 1, 0)
+    assert 1 <= len(connections) <= pool
+    # 1,000 buyers through 4 connections: most of a buyer's time is the queue for a connection.
+    assert summary["wait_p95_ms"] > summary["db_p50_ms"]
+    assert "waiting for a connection" in result.stderr and "in the database" in result.stderr
+    assert db_session.scalar(sa.select(sa.func.count(Booking.id)).where(Booking.seat_id == seat_id)) == 1
+    assert_invariants()
+    print(f"1000 buyers, {pool} connections: {elapsed:.1f} s, {summary}")
+
+
+def test_default_pool_is_bounded_below_the_servers_limit(app, db_session):
+    from app.services import simulation
+
+    assert simulation.choose_connections(5, None) == 5
+    assert simulation.choose_connections(5000, 7) == 7
+    mysql = db.engine.dialect.name == "mysql"
+    before = free_mariadb_connections(db_session) if mysql else None
+    chosen = simulation.choose_connections(5000, None)
+    assert 1 <= chosen <= simulation.DEFAULT_CONNECTIONS
+    if mysql:  # other clients may connect or leave meanwhile: the bound holds at one of the two moments
+        after = free_mariadb_connections(db_session)
+        assert chosen <= max(1, before[1] // 2, after[1] // 2) < after[0]
 
 
 @pytest.mark.mariadb
-def test_more_buyers_than_the_server_has_connections_is_refused_up_front(runner, factory, db_session):
+def test_more_connections_than_the_server_has_free_is_refused_up_front(runner, factory, db_session):
     limit, _ = free_mariadb_connections(db_session)
-    if limit >= 5000:
-        pytest.skip(f"max_connections is {limit}: --users cannot go above it")
     event = factory.event()
     seat_id = first_seat_id(db_session, event)
     before = hold_rows()
-    result = runner.invoke(args=["simulate-booking", str(seat_id), "--users", str(limit + 1), "--reset"])
+    result = runner.invoke(
+        args=["simulate-booking", str(seat_id), "--users", "5000", "--connections", str(limit + 1), "--reset"]
+    )
     assert result.exit_code != 0
     assert f"max_connections is {limit}" in result.output and "SET GLOBAL max_connections=" in result.output
     assert "Nothing was changed" in result.output

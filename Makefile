@@ -65,8 +65,8 @@ scheduler: migrate
 dev-all: seed
 	bash scripts/dev-all.sh
 
-## The whole suite, once on SQLite and once on a throwaway MariaDB database.
-test: dev-venv compile-translations services
+## Lint (ruff), then the whole suite, once on SQLite and once on a throwaway MariaDB database.
+test: dev-venv compile-translations services lint
 	@echo "================ test pass 1/2: SQLite ================"
 	STAGEPASS_TEST_DB=sqlite $(BIN)/python -m pytest
 	@echo "================ test pass 2/2: MariaDB ================"

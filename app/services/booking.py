@@ -198,57 +198,15 @@ def hold(user: User, event: Event, seat_ids, *, now: datetime | None = None) -> 
         # (an exclusive lock) waits for them and they wait for it.
         locked_event = locking.lock_event(event_id, shared=True)
         _check_on_sale(locked_event, moment)
-
-        stale = _pending_order(user_id, event_id)
-        if stale is not None and not stale.hold_has_expired(moment):
-            raise CheckoutAlreadyOpen(order_reference=stale.reference)
-        stale_seat_ids = locking.order_seat_ids(stale.id) if stale is not None else []
-
-        locked = locking.lock_seats_with_prices(ids + stale_seat_ids)
-        if stale is not None:
-            stale = locking.lock_order(stale.id)
-            if stale.status == OrderStatus.PENDING:
-                if not stale.hold_has_expired(moment):
-                    raise CheckoutAlreadyOpen(order_reference=stale.reference)
-                orders.close_pending(stale, OrderStatus.EXPIRED, moment)
-
-        seats = [locked[seat_id][0] for seat_id in ids if seat_id in locked]
-        if len(seats) != len(ids) or any(seat.event_id != event_id for seat in seats):
-            raise UnknownSeats()
-        taken = [seat for seat in seats if not seat.is_free(moment)]
-        if taken:
-            raise _unavailable(taken)
-
+        locked = _lock_seats_closing_stale_checkout(user_id, event_id, ids, moment)
+        seats = _free_seats_of(locked, ids, event_id, moment)
         if any(seat.status == SeatStatus.RESERVED for seat in seats):
             _expire_stale_bookings(ids)
             if waitlist.offer_expired_seats(event_id, seats, moment):
                 return None, None  # committed: the waiting list had the first claim on those seats
         expires_at = moment + timedelta(seconds=current_app.config["HOLD_TTL_SECONDS"])
         _claim_seats(event_id, ids, moment, expires_at)
-        prices = {seat_id: locked[seat_id][1] for seat_id in ids}
-        order = Order(
-            user_id=user_id,
-            event_id=event_id,
-            hold_expires_at=expires_at,
-            total_amount=sum(prices.values(), Decimal("0.00")),
-        )
-        db.session.add(order)
-        db.session.flush()
-        # One multi-row INSERT; the bookings are new, so nothing in the session needs to know them.
-        db.session.execute(
-            sa.insert(Booking),
-            [
-                {
-                    "order_id": order.id,
-                    "user_id": user_id,
-                    "event_id": event_id,
-                    "seat_id": seat_id,
-                    "total_amount": prices[seat_id],
-                }
-                for seat_id in ids
-            ],
-        )
-        seat_changes.mark_changed(event_id, ids, state=seatmap.STATE_CODES[SeatStatus.RESERVED])
+        order = _add_order(user_id, event_id, {seat_id: locked[seat_id][1] for seat_id in ids}, expires_at)
         return order, dict(sa.inspect(order).dict)
 
     try:
@@ -264,6 +222,56 @@ def hold(user: User, event: Event, seat_ids, *, now: datetime | None = None) -> 
     for name, value in written.items():
         if not name.startswith("_"):
             so.attributes.set_committed_value(order, name, value)
+    return order
+
+
+def _lock_seats_closing_stale_checkout(user_id: int, event_id: int, ids, moment: datetime) -> dict:
+    """Lock the seats (and those of the buyer's earlier checkout, in one ascending pass), then close
+    that checkout if its hold ran out; one still running is refused. {seat_id: (seat, price)}."""
+    stale = _pending_order(user_id, event_id)
+    if stale is not None and not stale.hold_has_expired(moment):
+        raise CheckoutAlreadyOpen(order_reference=stale.reference)
+    stale_seat_ids = locking.order_seat_ids(stale.id) if stale is not None else []
+    locked = locking.lock_seats_with_prices(ids + stale_seat_ids)
+    if stale is not None:
+        stale = locking.lock_order(stale.id)
+        if stale.status == OrderStatus.PENDING:
+            if not stale.hold_has_expired(moment):
+                raise CheckoutAlreadyOpen(order_reference=stale.reference)
+            orders.close_pending(stale, OrderStatus.EXPIRED, moment)
+    return locked
+
+
+def _free_seats_of(locked: dict, ids, event_id: int, moment: datetime) -> list[Seat]:
+    """The locked seats asked for, all of this event and free at `moment`, or the refusal."""
+    seats = [locked[seat_id][0] for seat_id in ids if seat_id in locked]
+    if len(seats) != len(ids) or any(seat.event_id != event_id for seat in seats):
+        raise UnknownSeats()
+    taken = [seat for seat in seats if not seat.is_free(moment)]
+    if taken:
+        raise _unavailable(taken)
+    return seats
+
+
+def _add_order(user_id: int, event_id: int, prices: dict[int, Decimal], expires_at: datetime) -> Order:
+    """The pending order and one pending booking per seat, at the seats' prices."""
+    order = Order(
+        user_id=user_id,
+        event_id=event_id,
+        hold_expires_at=expires_at,
+        total_amount=sum(prices.values(), Decimal("0.00")),
+    )
+    db.session.add(order)
+    db.session.flush()
+    # One multi-row INSERT; the bookings are new, so nothing in the session needs to know them.
+    db.session.execute(
+        sa.insert(Booking),
+        [
+            {"order_id": order.id, "user_id": user_id, "event_id": event_id, "seat_id": seat_id, "total_amount": price}
+            for seat_id, price in prices.items()
+        ],
+    )
+    seat_changes.mark_changed(event_id, list(prices), state=seatmap.STATE_CODES[SeatStatus.RESERVED])
     return order
 
 

@@ -16,7 +16,7 @@ class DomainError(Exception):
 
     def __init__(self, message=None, **details):
         # Read now, in the language of the request that raised it: a str flashes and serialises.
-        self.message = str(message or self.default_message or self.__doc__)
+        self.message = str(message or self.default_message)
         super().__init__(self.message)
         self.details = details
 

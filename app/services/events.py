@@ -177,6 +177,25 @@ def check_categories(categories: list[CategorySpec], rows: int, currency: str | 
     """At least one price; ranges inside the map, not overlapping; every row has a price."""
     if not categories:
         raise InvalidRequest(_("An event needs at least one price."))
+    _check_category_names_and_prices(categories, currency)
+    defaults = [c for c in categories if c.first_row is None]
+    if len(defaults) > 1:
+        raise InvalidRequest(_("Only one price category can cover 'all other rows' (leave its rows blank)."))
+    owner = _row_owners(categories, rows)
+    uncovered = [row_label(number) for number in range(1, rows + 1) if number not in owner]
+    if uncovered and not defaults:
+        raise InvalidRequest(
+            ngettext(
+                "Row %(rows)s has no price: add a category with blank rows for all other rows.",
+                "Rows %(rows)s have no price: add a category with blank rows for all other rows.",
+                len(uncovered),
+                rows=", ".join(uncovered[:LABELS_SHOWN]) + (" …" if len(uncovered) > LABELS_SHOWN else ""),
+            )
+        )
+
+
+def _check_category_names_and_prices(categories: list[CategorySpec], currency: str | None) -> None:
+    """Every category has a name of its own, a valid price in the currency and a valid colour."""
     names = set()
     for category in categories:
         if not category.name or not category.name.strip():
@@ -190,10 +209,10 @@ def check_categories(categories: list[CategorySpec], rows: int, currency: str | 
         except InvalidRequest as error:
             raise InvalidRequest(_("'%(name)s': %(reason)s", name=category.name, reason=error.message)) from None
         check_color(category.color)
-    defaults = [c for c in categories if c.first_row is None]
-    if len(defaults) > 1:
-        raise InvalidRequest(_("Only one price category can cover 'all other rows' (leave its rows blank)."))
 
+
+def _row_owners(categories: list[CategorySpec], rows: int) -> dict[int, CategorySpec]:
+    """{row number: its category} for the categories with rows; ranges inside the map, none overlapping."""
     owner = {}
     for category in categories:
         if category.first_row is None:
@@ -220,16 +239,7 @@ def check_categories(categories: list[CategorySpec], rows: int, currency: str | 
                     )
                 )
             owner[number] = category
-    uncovered = [row_label(number) for number in range(1, rows + 1) if number not in owner]
-    if uncovered and not defaults:
-        raise InvalidRequest(
-            ngettext(
-                "Row %(rows)s has no price: add a category with blank rows for all other rows.",
-                "Rows %(rows)s have no price: add a category with blank rows for all other rows.",
-                len(uncovered),
-                rows=", ".join(uncovered[:LABELS_SHOWN]) + (" …" if len(uncovered) > LABELS_SHOWN else ""),
-            )
-        )
+    return owner
 
 
 def check_details(details: EventDetails, event: Event | None = None) -> str:

@@ -1,26 +1,14 @@
 """Browser fixtures: Playwright driving Debian's Chromium against the app served from a thread
 (or two app server processes), and screenshots of failing pages."""
 
-import os
 import re
 from pathlib import Path
 
 import pytest
 
+from tests.browser.support import CHROMIUM, CHROMIUM_ARGS, watched_page
 from tests.support import ROOT, app_servers
 
-# --- real browser (Playwright driving Debian's Chromium) -------------------------------------
-
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 ARTIFACTS = ROOT / "test-artifacts" / "screenshots"
 
 
@@ -74,20 +62,7 @@ def new_page(chromium, live_server, request):
     def open_page(base=None):
         context = chromium.new_context(viewport={"width": 1280, "height": 900})
         contexts.append(context)
-        page = context.new_page()
-        page.set_default_timeout(10_000)
-        page.errors = []
-        page.on("pageerror", lambda error: page.errors.append(str(error)))
-        page.on(
-            "console",
-            lambda message: (
-                page.errors.append(message.text)
-                if message.type == "error" and "Content Security Policy" in message.text
-                else None
-            ),
-        )
-        page.base = base or live_server
-        return page
+        return watched_page(context, base or live_server)
 
     request.node.browser_contexts = contexts
     yield open_page

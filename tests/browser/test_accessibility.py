@@ -282,7 +282,8 @@ def test_the_axe_check_does_find_violations(page):
 
 
 def test_the_seat_map_formats_prices_in_the_event_currency_and_page_language(page, factory):
-    """Intl.NumberFormat with the event's currency: dollars in a German page, yen without decimals."""
+    """Intl.NumberFormat with the event's currency: dollars in a German page (whose seat names are
+    German too), yen without decimals."""
     dollars = factory.event(name="Dollar Show", rows=1, columns=3)
     dollars.currency = "USD"
     yen = factory.event(
@@ -298,7 +299,7 @@ def test_the_seat_map_formats_prices_in_the_event_currency_and_page_language(pag
     page.locator("[data-seat='A2']").click()
     expect(page.locator("#total")).to_have_text("50,00\u00a0$")
     expect(page.locator("[data-seat='A3']")).to_have_attribute(
-        "aria-label", "Row A, seat 3, Standard, 25,00\u00a0$, available"
+        "aria-label", "Reihe A, Platz 3, Standard, 25,00\u00a0$, frei"
     )
     page.set_extra_http_headers({"Accept-Language": "en"})
     page.goto(page.base + f"/events/{yen.id}")

@@ -15,7 +15,7 @@ from playwright.sync_api import expect
 from app.extensions import db
 from app.models import CheckinConflict, Ticket, utcnow
 from app.services import checkin, tickets
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.browser.support import CHROMIUM, CHROMIUM_ARGS, watched_page
 from tests.door.support import sold_tickets, staff_user
 from tests.support import PASSWORD
 
@@ -69,19 +69,7 @@ def camera_page(playwright, live_server, tmp_path, request):
         )
         browsers.append(browser)
         context = browser.new_context(viewport={"width": 412, "height": 915}, permissions=["camera"])
-        page = context.new_page()
-        page.set_default_timeout(15_000)
-        page.errors = []
-        page.on("pageerror", lambda error: page.errors.append(str(error)))
-        page.on(
-            "console",
-            lambda message: (
-                page.errors.append(message.text)
-                if message.type == "error" and "Content Security Policy" in message.text
-                else None
-            ),
-        )
-        page.base = live_server
+        page = watched_page(context, live_server, timeout_ms=15_000)
         request.node.browser_contexts = [*getattr(request.node, "browser_contexts", []), context]
         return page
 

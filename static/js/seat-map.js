@@ -5,7 +5,7 @@
 // not the next one (changes lost, or Redis counting from 1 again) or a change of the event itself
 // (cancelled, resized, re-priced) loads the whole map.
 const STATE_NAMES = { a: "available", r: "reserved", b: "booked" };
-// Without push the page polls every 3 seconds (the booking issue asks for at least every 5);
+// Without push the page polls every 3 seconds (a buyer must see a change within 5 seconds);
 // with push only as a safety net.
 const POLL_MS = 3000;
 const POLL_MS_WITH_PUSH = 15000;

@@ -42,20 +42,16 @@ def seat_states(event_id):
 @limits.apply(limits.hold)
 def hold_seats(event_id):
     """Hold the chosen seats for the logged-in buyer: 201 with the checkout URL, or why not."""
-    event = visible_event(event_id)
     if not current_user.is_authenticated:
-        login_url = url_for("auth.login", next=url_for("booking.event_detail", event_id=event.id))
+        login_url = url_for("auth.login", next=url_for("booking.event_detail", event_id=event_id))
         return jsonify(error=_("Log in to hold seats."), code="login_required", login_url=login_url), 401
     if current_user.is_admin:
         return jsonify(error=_("Administrators cannot buy tickets; use a buyer account."), code="forbidden"), 403
     payload = json_body()
     if not isinstance(payload, dict) or not isinstance(payload.get("seat_ids"), list):
         raise InvalidRequest('Send JSON like {"seat_ids": [1, 2]}.')
-    if event.is_on_sale(utcnow()):  # else the hold itself says why not (not on sale yet, ended)
-        waiting_room.require_admission(current_user, event)
-    # Asked before the hold: its commit expires the event, and asking after it re-read the row.
-    room_in_front = waiting_room.configured_active(event, utcnow())
-    order = booking.hold(current_user, event, payload["seat_ids"])
+    gate = HoldGate(current_user)
+    order = booking.hold(current_user, event_id, payload["seat_ids"], admit=gate)
     response = make_response(
         jsonify(
             reference=order.reference,
@@ -66,9 +62,25 @@ def hold_seats(event_id):
         ),
         201,
     )
-    if room_in_front:
-        waiting_room.note_hold(response, current_user.id, event, order.hold_expires_at)
+    if gate.room_in_front:
+        waiting_room.note_hold(response, current_user.id, event_id, order.hold_expires_at)
     return response
+
+
+class HoldGate:
+    """What stands between a buyer and a hold, asked by booking.hold under the event's lock: the
+    event must be one buyers may see (404 otherwise), and an active waiting room wants an admission."""
+
+    def __init__(self, user):
+        self.user, self.room_in_front = user, False
+
+    def __call__(self, event: Event | None) -> None:
+        if event is None or event.is_deleted or event.status == EventStatus.DRAFT:
+            abort(404, _("No such event."))
+        now = utcnow()
+        if event.is_on_sale(now):  # else the hold itself says why not (not on sale yet, ended)
+            waiting_room.require_admission(self.user, event, now)
+        self.room_in_front = waiting_room.configured_active(event, now)
 
 
 def json_body():

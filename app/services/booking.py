@@ -8,6 +8,7 @@ confirmed booking does; the unique `bookings.live_seat_id` key makes the databas
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -33,6 +34,8 @@ from app.models import (
     Seat,
     SeatStatus,
     User,
+    new_reference,
+    seat_state,
     utcnow,
 )
 from app.services import audit, locking, mail, orders, payments, seat_changes, seatmap, states, tickets, waitlist
@@ -186,51 +189,124 @@ def _check_on_sale(event: Event | None, now: datetime) -> Event:
     return event
 
 
-def hold(user: User, event: Event, seat_ids, *, now: datetime | None = None) -> Order:
-    """Hold all of the seats for the buyer, or none: one pending order, one pending booking per seat."""
+def hold(user: User, event: Event | int, seat_ids, *, now: datetime | None = None, admit=None) -> Order:
+    """Hold all of the seats for the buyer, or none: one pending order, one pending booking per seat.
+
+    `event` is the event or its id. `admit(event)`, if given, is the caller's gate (the event
+    page's 404, the waiting room): it runs first, under the event's shared lock, with the locked
+    event or None, and refuses by raising. The hot path reads only the columns it decides on.
+    """
     ids = _checked_seat_ids(seat_ids)
-    event_id, user_id = event.id, user.id
-    _refuse_early(user_id, event_id, ids, now or utcnow())
+    event_id = event if isinstance(event, int) else event.id
+    user_id = user.id
 
     def work():
         moment = now or utcnow()
         # A shared lock on the event: holds do not block each other, but cancelling the event
         # (an exclusive lock) waits for them and they wait for it.
-        locked_event = locking.lock_event(event_id, shared=True)
+        locked_event, open_checkout_id = _lock_event_finding_checkout(event_id, user_id)
+        if admit is not None:
+            admit(locked_event)
         _check_on_sale(locked_event, moment)
-        locked = _lock_seats_closing_stale_checkout(user_id, event_id, ids, moment)
-        seats = _free_seats_of(locked, ids, event_id, moment)
-        if any(seat.status == SeatStatus.RESERVED for seat in seats):
-            _expire_stale_bookings(ids)
-            if waitlist.offer_expired_seats(event_id, seats, moment):
-                return None, None  # committed: the waiting list had the first claim on those seats
+        stale = _stale_checkout(open_checkout_id, moment)
+        _refuse_early(ids, event_id, moment)
+        locked = _lock_seats_closing(ids, stale, moment)
+        if _free_seats_of(locked, ids, event_id, moment) and _offered_to_waiting_list(event_id, ids, moment):
+            return None  # committed: the waiting list had the first claim on those seats
         expires_at = moment + timedelta(seconds=current_app.config["HOLD_TTL_SECONDS"])
         _claim_seats(event_id, ids, moment, expires_at)
-        order = _add_order(user_id, event_id, {seat_id: locked[seat_id][1] for seat_id in ids}, expires_at)
-        return order, dict(sa.inspect(order).dict)
+        return _add_order(user_id, event_id, {seat_id: locked[seat_id].price for seat_id in ids}, moment, expires_at)
 
     try:
-        order, written = run_unit_of_work(work)
+        written = run_unit_of_work(work)
     except IntegrityError as error:
         # Only reachable where row locks do not exist (SQLite): the unique keys decided the race.
         if "pending_event_id" in str(error.orig) or "one_pending" in str(error.orig):
             raise CheckoutAlreadyOpen() from None
         raise _unavailable(_seats_taken_now(ids)) from None
-    if order is None:
+    if written is None:
         raise _unavailable(_seats_taken_now(ids))
-    # The commit expired the order, but we wrote every value it has: keep them instead of a re-read.
-    for name, value in written.items():
-        if not name.startswith("_"):
-            so.attributes.set_committed_value(order, name, value)
-    return order
+    return _known_order(written)
 
 
-def _lock_seats_closing_stale_checkout(user_id: int, event_id: int, ids, moment: datetime) -> dict:
-    """Lock the seats (and those of the buyer's earlier checkout, in one ascending pass), then close
-    that checkout if its hold ran out; one still running is refused. {seat_id: (seat, price)}."""
-    stale = _pending_order(user_id, event_id)
+def _lock_event_finding_checkout(event_id: int, user_id: int) -> tuple[Event | None, int | None]:
+    """The event, locked shared, and the id of the buyer's open checkout for it, if any, in one
+    statement. The checkout is a plain read (a subquery locks nothing); the unique key on pending
+    orders still allows only one.
+
+    The event comes back as a snapshot outside the session holding only HOLD_EVENT_COLUMNS (and
+    its id): everything a hold, its gate and its answer decide on, without building a loaded row.
+    """
+    open_checkout = (
+        sa.select(Order.id)
+        .where(Order.user_id == user_id, Order.event_id == Event.id, Order.status == OrderStatus.PENDING)
+        .scalar_subquery()
+    )
+    row = db.session.execute(
+        sa.select(Event.id, *HOLD_EVENT_COLUMNS, open_checkout.label("open_checkout_id"))
+        .where(Event.id == event_id)
+        .with_for_update(read=True)
+        .execution_options(include_deleted=True)
+    ).first()
+    if row is None:
+        return None, None
+    snapshot = Event(id=row.id, **{column.key: getattr(row, column.key) for column in HOLD_EVENT_COLUMNS})
+    return snapshot, row.open_checkout_id
+
+
+# What a hold decides on (and its gate, the waiting room, reads): nothing else is read.
+HOLD_EVENT_COLUMNS = (
+    Event.status,
+    Event.deleted_at,
+    Event.date,
+    Event.sales_ended_at,
+    Event.sales_start_at,
+    Event.waiting_room,
+    Event.waiting_room_rate,
+)
+
+
+def _stale_checkout(order_id: int | None, moment: datetime) -> Order | None:
+    """The buyer's earlier checkout of this event if its hold ran out (it closes with this hold);
+    one still running refuses the hold."""
+    if order_id is None:
+        return None
+    stale = db.session.get(Order, order_id, populate_existing=True)
     if stale is not None and not stale.hold_has_expired(moment):
         raise CheckoutAlreadyOpen(order_reference=stale.reference)
+    return stale
+
+
+def _refuse_early(ids, event_id: int, now: datetime) -> None:
+    """Without row locks, seats already taken fail fast: in a rush most buyers stop here instead
+    of queueing for the seats' row locks only to find them gone. The locked check decides."""
+    seats = db.session.execute(
+        sa.select(Seat.id, Seat.row, Seat.column, Seat.status, Seat.reservation_expires_at).where(
+            Seat.id.in_(ids), Seat.event_id == event_id
+        )
+    ).all()
+    if len(seats) != len(ids):
+        raise UnknownSeats()
+    taken = [
+        seat for seat in seats if seat_state(seat.status, seat.reservation_expires_at, now) != SeatStatus.AVAILABLE
+    ]
+    if taken:
+        raise _unavailable([SeatLabel(seat.id, f"{seat.row}{seat.column}") for seat in taken])
+
+
+def _free_at(seat_row, now: datetime) -> bool:
+    return seat_state(seat_row.status, seat_row.reservation_expires_at, now) == SeatStatus.AVAILABLE
+
+
+@dataclass(frozen=True)
+class SeatLabel:
+    id: int
+    label: str
+
+
+def _lock_seats_closing(ids, stale: Order | None, moment: datetime) -> dict:
+    """Lock the seats (and those of the buyer's earlier checkout, in one ascending pass), then
+    close that checkout, whose hold ran out. {seat_id: locked seat row, with its price}."""
     stale_seat_ids = locking.order_seat_ids(stale.id) if stale is not None else []
     locked = locking.lock_seats_with_prices(ids + stale_seat_ids)
     if stale is not None:
@@ -242,32 +318,53 @@ def _lock_seats_closing_stale_checkout(user_id: int, event_id: int, ids, moment:
     return locked
 
 
-def _free_seats_of(locked: dict, ids, event_id: int, moment: datetime) -> list[Seat]:
-    """The locked seats asked for, all of this event and free at `moment`, or the refusal."""
-    seats = [locked[seat_id][0] for seat_id in ids if seat_id in locked]
-    if len(seats) != len(ids) or any(seat.event_id != event_id for seat in seats):
+def _free_seats_of(locked: dict, ids, event_id: int, moment: datetime) -> bool:
+    """Refuse unless every seat asked for is this event's and free at `moment`; whether some of
+    them are free only because a hold on them ran out."""
+    rows = [locked[seat_id] for seat_id in ids if seat_id in locked]
+    if len(rows) != len(ids) or any(row.event_id != event_id for row in rows):
         raise UnknownSeats()
-    taken = [seat for seat in seats if not seat.is_free(moment)]
-    if taken:
-        raise _unavailable(taken)
-    return seats
+    if not all(_free_at(row, moment) for row in rows):
+        raise _unavailable(_seats_taken_now(ids))
+    return any(row.status == SeatStatus.RESERVED for row in rows)
 
 
-def _add_order(user_id: int, event_id: int, prices: dict[int, Decimal], expires_at: datetime) -> Order:
-    """The pending order and one pending booking per seat, at the seats' prices."""
-    order = Order(
-        user_id=user_id,
-        event_id=event_id,
-        hold_expires_at=expires_at,
-        total_amount=sum(prices.values(), Decimal("0.00")),
-    )
-    db.session.add(order)
-    db.session.flush()
-    # One multi-row INSERT; the bookings are new, so nothing in the session needs to know them.
+def _offered_to_waiting_list(event_id: int, ids, moment: datetime) -> bool:
+    """Holds that ran out on these seats give way; True when the seats went to the waiting list."""
+    _expire_stale_bookings(ids)
+    return waitlist.offer_expired_seats(event_id, locking.lock_seats(ids), moment)
+
+
+def _add_order(user_id: int, event_id: int, prices: dict[int, Decimal], moment: datetime, expires_at: datetime):
+    """The pending order and one pending booking per seat, at the seats' prices: the order's values."""
+    order = {
+        "reference": new_reference(),
+        "user_id": user_id,
+        "event_id": event_id,
+        "status": OrderStatus.PENDING,
+        "payment_status": PaymentStatus.PENDING,
+        "total_amount": sum(prices.values(), Decimal("0.00")),
+        "refunded_amount": Decimal("0.00"),
+        "hold_expires_at": expires_at,
+        "version": 1,
+        "created_at": moment,
+        "updated_at": moment,
+    }
+    # Core INSERTs: the order and its bookings are new, so the session has nothing to track.
+    order["id"] = db.session.execute(sa.insert(Order.__table__).values(order)).inserted_primary_key[0]
     db.session.execute(
-        sa.insert(Booking),
+        sa.insert(Booking.__table__),
         [
-            {"order_id": order.id, "user_id": user_id, "event_id": event_id, "seat_id": seat_id, "total_amount": price}
+            {
+                "order_id": order["id"],
+                "user_id": user_id,
+                "event_id": event_id,
+                "seat_id": seat_id,
+                "total_amount": price,
+                "status": BookingStatus.PENDING,
+                "created_at": moment,
+                "updated_at": moment,
+            }
             for seat_id, price in prices.items()
         ],
     )
@@ -275,23 +372,21 @@ def _add_order(user_id: int, event_id: int, prices: dict[int, Decimal], expires_
     return order
 
 
-def _refuse_early(user_id: int, event_id: int, ids, now: datetime) -> None:
-    """Without locks, seats already taken fail fast: in a rush most buyers stop here instead of
-    queueing for the row lock only to find the seats gone. The locked check in hold() decides.
-
-    One read when the seats are free; otherwise it refuses for the reason the locked check would
-    give first, so seats the buyer already holds are their open checkout, not someone else's.
-    """
-    seats = _seats_now(ids, event_id)
-    if len(seats) == len(ids) and all(seat.is_free(now) for seat in seats):
-        return
-    _check_on_sale(db.session.get(Event, event_id, populate_existing=True), now)
-    open_order = _pending_order(user_id, event_id)
-    if open_order is not None and not open_order.hold_has_expired(now):
-        raise CheckoutAlreadyOpen(order_reference=open_order.reference)
-    if len(seats) != len(ids):
-        raise UnknownSeats()
-    raise _unavailable([seat for seat in seats if not seat.is_free(now)])
+def _known_order(written: dict) -> Order:
+    """The order just inserted, in the session as if loaded, from the values written: no re-read."""
+    order = Order(
+        **written,
+        payment_method=None,
+        card_last4=None,
+        provider_reference=None,
+        failure_reason=None,
+        paid_at=None,
+        refunded_at=None,
+        pending_event_id=written["event_id"],
+    )
+    so.make_transient_to_detached(order)
+    db.session.add(order)
+    return order
 
 
 def _unavailable(seats) -> SeatUnavailable:
@@ -305,8 +400,8 @@ def _unavailable(seats) -> SeatUnavailable:
     )
 
 
-def _seats_now(ids, event_id: int | None = None) -> list[Seat]:
-    return db.session.scalars(locking.seats_query(ids, event_id)).all()
+def _seats_now(ids) -> list[Seat]:
+    return db.session.scalars(locking.seats_query(ids)).all()
 
 
 def _seats_taken_now(ids) -> list[Seat]:
@@ -321,26 +416,31 @@ def _claim_seats(event_id: int, ids, now: datetime, expires_at: datetime) -> Non
     The conditions repeat what was checked under the row locks (seats free, event on sale), so the
     claim stays atomic where rows cannot be locked (SQLite) and a concurrent cancellation wins.
     """
+    result = db.session.execute(
+        _claim_statement(), {"claim_ids": ids, "claim_now": now, "claim_until": expires_at, "claim_event": event_id}
+    )
+    if result.rowcount != len(ids):
+        _check_on_sale(db.session.get(Event, event_id, populate_existing=True), now)
+        raise _unavailable(_seats_taken_now(ids))
+
+
+@functools.cache
+def _claim_statement():
+    """The claim's UPDATE, built once: every hold runs it, only its parameters change."""
+    now = sa.bindparam("claim_now")
     on_sale = sa.exists().where(
-        Event.id == event_id,
+        Event.id == sa.bindparam("claim_event"),
         Event.status == EventStatus.PUBLISHED,
         Event.deleted_at.is_(None),
         Event.sales_ended_at.is_(None),
         Event.date > now,
     )
-    result = db.session.execute(
+    return (
         sa.update(Seat)
-        .where(
-            Seat.id.in_(ids),
-            Seat.is_free(now),
-            on_sale,
-        )
-        .values(status=SeatStatus.RESERVED, reservation_expires_at=expires_at, updated_at=now)
+        .where(Seat.id.in_(sa.bindparam("claim_ids", expanding=True)), Seat.is_free(now), on_sale)
+        .values(status=SeatStatus.RESERVED, reservation_expires_at=sa.bindparam("claim_until"), updated_at=now)
         .execution_options(synchronize_session=False)
     )
-    if result.rowcount != len(ids):
-        _check_on_sale(db.session.get(Event, event_id, populate_existing=True), now)
-        raise _unavailable(_seats_taken_now(ids))
 
 
 def _expire_stale_bookings(seat_ids) -> None:

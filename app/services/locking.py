@@ -22,8 +22,6 @@ a lock taken outside a transaction that commits or rolls back would be held by n
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 from flask_babel import gettext as _
@@ -52,7 +50,13 @@ def _require_unit_of_work() -> None:
 def lock_event(event_id: int, *, shared: bool = False, include_deleted: bool = False) -> Event | None:
     """Lock the event row, shared (many at once: holds) or exclusive (changes to the event)."""
     _require_unit_of_work()
-    return db.session.scalar(
+    return db.session.scalar(event_lock_query(event_id, shared=shared, include_deleted=include_deleted))
+
+
+def event_lock_query(event_id: int, *, shared: bool = False, include_deleted: bool = False):
+    """The locking SELECT of lock_event, for a caller that adds to it (run it in a unit of work)."""
+    _require_unit_of_work()
+    return (
         sa.select(Event)
         .where(Event.id == event_id)
         .with_for_update(read=shared)
@@ -82,8 +86,9 @@ def lock_seats(seat_ids, event_id: int | None = None) -> list[Seat]:
     return list(db.session.scalars(seats_query(seat_ids, event_id).with_for_update()))
 
 
-def lock_seats_with_prices(seat_ids) -> dict[int, tuple[Seat, Decimal]]:
-    """Lock the seats as lock_seats does, reading each one's price in the same statement.
+def lock_seats_with_prices(seat_ids) -> dict[int, sa.Row]:
+    """Lock the seats as lock_seats does, reading only what a hold decides on: {seat_id: row of
+    (id, event_id, status, reservation_expires_at, price)}. No objects are built.
 
     The price comes from a subquery, which locks no category row (holds of one category do not
     queue on it). It cannot be stale: re-pricing locks the event exclusively, and a hold reads
@@ -91,8 +96,13 @@ def lock_seats_with_prices(seat_ids) -> dict[int, tuple[Seat, Decimal]]:
     """
     _require_unit_of_work()
     price = sa.select(PriceCategory.price).where(PriceCategory.id == Seat.price_category_id).scalar_subquery()
-    rows = db.session.execute(seats_query(seat_ids).add_columns(price).with_for_update())
-    return {seat.id: (seat, price) for seat, price in rows}
+    rows = db.session.execute(
+        sa.select(Seat.id, Seat.event_id, Seat.status, Seat.reservation_expires_at, price.label("price"))
+        .where(Seat.id.in_(sorted(set(seat_ids))))
+        .order_by(Seat.id)
+        .with_for_update()
+    )
+    return {row.id: row for row in rows}
 
 
 def lock_event_seats(event_id: int) -> list[Seat]:

@@ -274,9 +274,9 @@ def set_admission_cookie(response, user_id: int, event_id: int, deadline_ms: int
     )
 
 
-def note_hold(response, user_id: int, event: Event, hold_expires_at: datetime) -> None:
+def note_hold(response, user_id: int, event_id: int, hold_expires_at: datetime) -> None:
     """After a hold: count it (throughput), free the buyer's admission slot, and admit them until the hold ends."""
-    keys = Keys(event.id)
+    keys = Keys(event_id)
     second = int(time.time())
 
     def record(client):
@@ -289,7 +289,7 @@ def note_hold(response, user_id: int, event: Event, hold_expires_at: datetime) -
 
     redis_call(record)
     deadline = _now_ms(hold_expires_at) + HOLD_GRACE_SECONDS * 1000
-    set_admission_cookie(response, user_id, event.id, deadline)
+    set_admission_cookie(response, user_id, event_id, deadline)
 
 
 # --- joining and waiting ---------------------------------------------------------------------

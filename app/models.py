@@ -112,7 +112,9 @@ class User(UserMixin, TimestampMixin, db.Model):
 
 @login_manager.user_loader
 def load_user(user_id: str) -> User | None:
-    return db.session.get(User, int(user_id))
+    # Every signed-in request runs this; accounts are never soft-deleted, so the soft-delete
+    # filter (a loader criterion SQLAlchemy must process on each query) is skipped.
+    return db.session.get(User, int(user_id), execution_options={"include_deleted": True})
 
 
 class EventStatus:

@@ -237,17 +237,7 @@ def _lock_event_finding_checkout(event_id: int, user_id: int) -> tuple[Event | N
     The event comes back as a snapshot outside the session holding only HOLD_EVENT_COLUMNS (and
     its id): everything a hold, its gate and its answer decide on, without building a loaded row.
     """
-    open_checkout = (
-        sa.select(Order.id)
-        .where(Order.user_id == user_id, Order.event_id == Event.id, Order.status == OrderStatus.PENDING)
-        .scalar_subquery()
-    )
-    row = db.session.execute(
-        sa.select(Event.id, *HOLD_EVENT_COLUMNS, open_checkout.label("open_checkout_id"))
-        .where(Event.id == event_id)
-        .with_for_update(read=True)
-        .execution_options(include_deleted=True)
-    ).first()
+    row = db.session.execute(_event_and_checkout_statement(), {"hold_event": event_id, "hold_user": user_id}).first()
     if row is None:
         return None, None
     snapshot = Event(id=row.id, **{column.key: getattr(row, column.key) for column in HOLD_EVENT_COLUMNS})
@@ -266,6 +256,41 @@ HOLD_EVENT_COLUMNS = (
 )
 
 
+# Every hold runs the statements below, with only their parameters changing: each is built once.
+
+
+@functools.cache
+def _event_and_checkout_statement():
+    open_checkout = (
+        sa.select(Order.id)
+        .where(
+            Order.user_id == sa.bindparam("hold_user"),
+            Order.event_id == Event.id,
+            Order.status == OrderStatus.PENDING,
+        )
+        .scalar_subquery()
+    )
+    return (
+        sa.select(Event.id, *HOLD_EVENT_COLUMNS, open_checkout.label("open_checkout_id"))
+        .where(Event.id == sa.bindparam("hold_event"))
+        .with_for_update(read=True)
+        .execution_options(include_deleted=True)
+    )
+
+
+@functools.cache
+def _seats_now_statement():
+    return (
+        sa.select(Seat.id, Seat.row, Seat.column, Seat.status, Seat.reservation_expires_at)
+        .where(
+            Seat.id.in_(sa.bindparam("hold_seats", expanding=True)),
+            Seat.event_id == sa.bindparam("hold_event"),
+            Seat.deleted_at.is_(None),
+        )
+        .execution_options(include_deleted=True)  # said in the statement itself
+    )
+
+
 def _stale_checkout(order_id: int | None, moment: datetime) -> Order | None:
     """The buyer's earlier checkout of this event if its hold ran out (it closes with this hold);
     one still running refuses the hold."""
@@ -280,11 +305,7 @@ def _stale_checkout(order_id: int | None, moment: datetime) -> Order | None:
 def _refuse_early(ids, event_id: int, now: datetime) -> None:
     """Without row locks, seats already taken fail fast: in a rush most buyers stop here instead
     of queueing for the seats' row locks only to find them gone. The locked check decides."""
-    seats = db.session.execute(
-        sa.select(Seat.id, Seat.row, Seat.column, Seat.status, Seat.reservation_expires_at).where(
-            Seat.id.in_(ids), Seat.event_id == event_id
-        )
-    ).all()
+    seats = db.session.execute(_seats_now_statement(), {"hold_seats": ids, "hold_event": event_id}).all()
     if len(seats) != len(ids):
         raise UnknownSeats()
     taken = [
@@ -351,7 +372,7 @@ def _add_order(user_id: int, event_id: int, prices: dict[int, Decimal], moment: 
         "updated_at": moment,
     }
     # Core INSERTs: the order and its bookings are new, so the session has nothing to track.
-    order["id"] = db.session.execute(sa.insert(Order.__table__).values(order)).inserted_primary_key[0]
+    order["id"] = db.session.execute(sa.insert(Order.__table__), order).inserted_primary_key[0]
     db.session.execute(
         sa.insert(Booking.__table__),
         [

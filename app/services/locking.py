@@ -22,6 +22,8 @@ a lock taken outside a transaction that commits or rolls back would be held by n
 
 from __future__ import annotations
 
+import functools
+
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 from flask_babel import gettext as _
@@ -95,14 +97,21 @@ def lock_seats_with_prices(seat_ids) -> dict[int, sa.Row]:
     seats only after its shared lock on the event was granted.
     """
     _require_unit_of_work()
+    rows = db.session.execute(_seats_with_prices_statement(), {"seat_ids": sorted(set(seat_ids))})
+    return {row.id: row for row in rows}
+
+
+@functools.cache
+def _seats_with_prices_statement():
+    """Built once: every hold runs it, only the seat ids change."""
     price = sa.select(PriceCategory.price).where(PriceCategory.id == Seat.price_category_id).scalar_subquery()
-    rows = db.session.execute(
+    return (
         sa.select(Seat.id, Seat.event_id, Seat.status, Seat.reservation_expires_at, price.label("price"))
-        .where(Seat.id.in_(sorted(set(seat_ids))))
+        .where(Seat.id.in_(sa.bindparam("seat_ids", expanding=True)), Seat.deleted_at.is_(None))
         .order_by(Seat.id)
         .with_for_update()
+        .execution_options(include_deleted=True)  # said in the statement itself
     )
-    return {row.id: row for row in rows}
 
 
 def lock_event_seats(event_id: int) -> list[Seat]:

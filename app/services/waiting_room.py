@@ -231,7 +231,10 @@ def _serializer() -> URLSafeSerializer:
 
 def admission_token(user_id: int, event_id: int, deadline_ms: int) -> str:
     """A signed admission for this buyer and event, valid until deadline_ms (Unix ms)."""
-    return _serializer().dumps({"u": user_id, "e": event_id, "d": int(deadline_ms)})
+    claims = {"u": user_id, "e": event_id, "d": int(deadline_ms)}
+    if generation := room_generation(event_id):
+        claims["g"] = generation
+    return _serializer().dumps(claims)
 
 
 def cookie_name(event_id: int) -> str:
@@ -253,6 +256,7 @@ def has_admission(user, event: Event, now: datetime, token: str | None = None) -
         and claims.get("e") == event.id
         and isinstance(claims.get("d"), int)
         and claims["d"] > _now_ms(now)
+        and claims.get("g", "") == room_generation(event.id)
     )
 
 
@@ -532,7 +536,7 @@ def admit(event: Event, count: int, *, now: datetime | None = None) -> list[int]
 
 
 def forget(event_id: int) -> None:
-    """Drop every trace of an event's room from Redis (tests, and an on-sale moved to a new time)."""
+    """Drop every trace of an event's room from Redis (tests; a moved on-sale calls `restart`)."""
 
     def run(client):
         names = list(client.scan_iter(match=f"{Keys(event_id).prefix}*", count=1000))
@@ -584,6 +588,45 @@ def unless_sold_out(place: Place, event: Event) -> Place:
     return replace(
         place, state="sold_out", seats_may_return=state == SaleState.TAKEN_FOR_NOW, waitlist_open=waitlist_open
     )
+
+
+# --- a new on-sale -----------------------------------------------------------------------------
+
+
+def on_sale_move_restarts_room(before: datetime | None, after: datetime | None, now: datetime) -> bool:
+    """Whether moving the on-sale from `before` to `after` makes a new on-sale with a room of its own.
+
+    Postponed (or newly scheduled on an event already selling): the old room's opening, draw and
+    admissions belong to a sale that did not happen, so they go. Brought forward but still ahead:
+    nothing was sold yet and the early arrivals stay in the draw. Opened now: the crowd waiting
+    is drawn at once, as at any on-sale.
+    """
+    return after is not None and after > now and (before is None or after > before)
+
+
+def room_generation(event_id: int) -> str:
+    """The room's generation: '' until its first restart, then a new random word at each."""
+    value = redis_call(lambda client: client.get(Keys(event_id).generation))
+    if not value:
+        return ""
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def restart(event_id: int) -> bool:
+    """Start the room afresh: forget its queue, draw, opening and admissions, and refuse the admission
+    cookies already handed out (they name the old generation). False if Redis could not be reached."""
+    keys = Keys(event_id)
+
+    def run(client):
+        names = list(client.scan_iter(match=f"{keys.prefix}*", count=1000))
+        pipe = client.pipeline(transaction=True)
+        if names:
+            pipe.delete(*names)
+        pipe.set(keys.generation, secrets.token_urlsafe(9))
+        pipe.execute()
+        return True
+
+    return bool(redis_call(run, default=False))
 
 
 def advance_active_rooms(now: datetime | None = None) -> int:

@@ -12,6 +12,7 @@ from app.extensions import db
 from app.models import AuditEntry, Event, Seat, SeatStatus, WaitingRoomMode, utcnow
 from app.services import events, waiting_room, waitlist
 from app.services.catalog import SaleState, sale_state
+from tests.admin_support import event_form
 from tests.support import csrf_token, log_in
 
 
@@ -194,18 +195,16 @@ def test_the_admin_form_postponing_the_on_sale_restarts_the_room(client, factory
     admin = factory.admin()
     log_in(client, admin)
     edit = f"/admin/events/{event.id}/edit"
-    data = {
-        "csrf_token": csrf_token(client, edit),
-        "name": event.name,
-        "date": event.date.strftime("%Y-%m-%dT%H:%M"),
-        "rows": 2,
-        "columns": 5,
-        "categories-0-name": "Standard",
-        "categories-0-price": "25.00",
-        "categories-0-color": "#2563eb",
-        "sales_start_at": (utcnow() + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M"),
-        "waiting_room": "always",
-    }
+    data = event_form(
+        client,
+        categories=(("Standard", "25.00", "", ""),),
+        name=event.name,
+        date=event.date.strftime("%Y-%m-%dT%H:%M"),
+        rows="2",
+        columns="5",
+        sales_start_at=(utcnow() + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M"),
+        waiting_room="always",
+    )
     assert client.post(edit, data=data).status_code == 302
     assert waiting_room.stats(db.session.get(Event, event.id)).waiting == 0
     line = db.session.scalar(sa.select(AuditEntry).where(AuditEntry.action == "event.waiting_room_restarted"))

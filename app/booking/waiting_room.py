@@ -148,11 +148,14 @@ def waiting_room_stream(event_id):
 
 
 def admission_redirect(event):
-    """For pages: the way to the room when it is active and the buyer has no admission, else None."""
+    """For pages: the way to the room when it is active and the buyer has no admission, else None.
+    With nothing left to sell the event page shows (its waiting list); holding still needs an admission."""
     if request.method == "HEAD":
         return None
     try:
         waiting_room.require_admission(current_user, event)
     except waiting_room.QueueRequired:
+        if waiting_room.nothing_to_sell(event):
+            return None
         return redirect(url_for("booking.waiting_room", event_id=event.id))
     return None

@@ -8,7 +8,16 @@ import sqlalchemy as sa
 import sqlalchemy.orm as so
 
 from app.extensions import db
-from app.models import Booking, Event, EventStatus, Order, Seat, User, utcnow
+from app.models import Booking, Event, EventStatus, Order, Seat, SeatStatus, User, utcnow
+from app.services import waitlist
+
+
+class SaleState:
+    """What is left to sell of an event: seats to take, seats only held (they may come back), or none."""
+
+    AVAILABLE = "available"
+    TAKEN_FOR_NOW = "taken_for_now"
+    SOLD_OUT = "sold_out"
 
 
 def upcoming_events(now: datetime | None = None) -> list[Event]:
@@ -35,6 +44,18 @@ def seats_left(event_ids, now: datetime | None = None) -> dict[int, int]:
     )
     counts = dict(rows.all())
     return {event_id: counts.get(event_id, 0) for event_id in event_ids}
+
+
+def sale_state(event: Event, now: datetime | None = None) -> str:
+    """Whether a buyer could take a seat now, or all are taken for now (held: a hold that runs out,
+    or a waiting-list offer turned down, puts seats back), or the event is sold out (all booked)."""
+    now = now or utcnow()
+    if any(waitlist.free_seat_counts(event, now).values()):
+        return SaleState.AVAILABLE
+    reserved = db.session.scalar(
+        sa.select(sa.func.count(Seat.id)).where(Seat.event_id == event.id, Seat.status == SeatStatus.RESERVED)
+    )
+    return SaleState.TAKEN_FOR_NOW if reserved else SaleState.SOLD_OUT
 
 
 def orders_of(user: User) -> list[Order]:

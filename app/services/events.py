@@ -21,7 +21,7 @@ from flask_babel import ngettext
 from app.extensions import db
 from app.i18n import status_label
 from app.models import Event, EventStatus, Order, PriceCategory, Seat, SeatStatus, WaitingRoomMode, row_label, utcnow
-from app.services import audit, currencies, locking, seat_changes, zones
+from app.services import audit, currencies, locking, seat_changes, waiting_room, zones
 from app.services.errors import DomainError, IllegalTransition, InvalidRequest, NotFound
 from app.services.querying import contains
 from app.services.transactions import run_unit_of_work
@@ -564,15 +564,22 @@ def update_event(event: Event, details: EventDetails, *, now: datetime | None = 
         audit.record(
             "event.updated", actor=actor, subject=locked, data={"changes": _changes(before, _audited_details(locked))}
         )
+        room_restarts = waiting_room.on_sale_move_restarts_room(before["sales_start_at"], locked.sales_start_at, moment)
+        if room_restarts:
+            on_sale = {"sales_start_at": [before["sales_start_at"], locked.sales_start_at]}
+            audit.record("event.waiting_room_restarted", actor=actor, subject=locked, data=on_sale, now=moment)
         if resized:
             generate_seats(locked)
         else:
             _assign_categories(locked)
         # New seats, sizes and prices: open maps load the whole map again.
         seat_changes.mark_changed(event_id, [])
-        return locked
+        return locked, room_restarts
 
-    return run_unit_of_work(work)
+    saved, room_restarts = run_unit_of_work(work)
+    if room_restarts:
+        waiting_room.restart(event_id)  # Redis, after the commit: a rolled-back edit restarts nothing
+    return saved
 
 
 # --- life cycle ------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 import redis
@@ -37,6 +37,8 @@ from itsdangerous import BadSignature, URLSafeSerializer
 
 from app.extensions import db, redis_call
 from app.models import Event, EventStatus, Seat, SeatStatus, WaitingRoomMode, utcnow
+from app.services import catalog, waitlist
+from app.services.catalog import SaleState
 from app.services.errors import DomainError
 
 LATE_OFFSET = 10**12  # larger than any early crowd, far below 2**53 (scores are doubles)
@@ -44,6 +46,8 @@ TICK_MS = 500
 TOKEN_SALT = "stagepass-waiting-room-admission"
 THROUGHPUT_WINDOW_SECONDS = 10
 HOLD_GRACE_SECONDS = 60
+SALE_STATE_TTL_SECONDS = 10  # the room's steps renew it while anyone waits
+SOLD_OUT_POLL_MS = 5000  # nothing moves until seats come back: no hurry to ask
 POLL_MIN_MS, POLL_MAX_MS = 1000, 15000  # an admission outlives the hold a little, so checkout right at the end works
 
 
@@ -227,7 +231,10 @@ def _serializer() -> URLSafeSerializer:
 
 def admission_token(user_id: int, event_id: int, deadline_ms: int) -> str:
     """A signed admission for this buyer and event, valid until deadline_ms (Unix ms)."""
-    return _serializer().dumps({"u": user_id, "e": event_id, "d": int(deadline_ms)})
+    claims = {"u": user_id, "e": event_id, "d": int(deadline_ms)}
+    if generation := room_generation(event_id):
+        claims["g"] = generation
+    return _serializer().dumps(claims)
 
 
 def cookie_name(event_id: int) -> str:
@@ -249,6 +256,7 @@ def has_admission(user, event: Event, now: datetime, token: str | None = None) -
         and claims.get("e") == event.id
         and isinstance(claims.get("d"), int)
         and claims["d"] > _now_ms(now)
+        and claims.get("g", "") == room_generation(event.id)
     )
 
 
@@ -297,7 +305,8 @@ def note_hold(response, user_id: int, event_id: int, hold_expires_at: datetime) 
 
 @dataclass
 class Place:
-    """Where a buyer stands: 'open' (no room now), 'early', 'queued', 'admitted' or 'ip_cap'."""
+    """Where a buyer stands: 'open' (no room now), 'early', 'queued', 'admitted', 'ip_cap', or
+    'sold_out' (queued, but nothing is left to sell: `seats_may_return` while some are only held)."""
 
     state: str
     position: int | None = None
@@ -306,12 +315,16 @@ class Place:
     deadline_ms: int | None = None
     estimated_wait_seconds: int | None = None
     sales_start_at: datetime | None = None
+    seats_may_return: bool | None = None
+    waitlist_open: bool | None = None
 
     def poll_after_ms(self, starts_in_ms: int | None) -> int:
         """When the page should ask again: soon near the head of the queue, rarely far back, so
         thousands of waiting pages do not cost more than the sale itself."""
         if self.state == "early" and starts_in_ms is not None:
             return max(POLL_MIN_MS, min(starts_in_ms, POLL_MAX_MS))
+        if self.state == "sold_out":
+            return SOLD_OUT_POLL_MS
         if self.state != "queued" or not self.ahead:
             return POLL_MIN_MS
         if self.estimated_wait_seconds is not None:
@@ -332,6 +345,8 @@ class Place:
             "waiting": self.waiting,
             "estimated_wait_seconds": self.estimated_wait_seconds,
             "sales_start_in_ms": starts_in,
+            "seats_may_return": self.seats_may_return,
+            "waitlist_open": self.waitlist_open,
         }
 
 
@@ -382,7 +397,7 @@ def join(user, event: Event, *, ip: str, now: datetime | None = None) -> Place:
     place = _place_from(reply, event, now, admission_rate(event))
     if place.state == "ip_cap":
         raise TooManyPlaces(_("Too many places in this waiting room were taken from your network. Please try later."))
-    return place
+    return unless_sold_out(place, event)
 
 
 def place_of(user_id: int, event: Event, now: datetime | None = None) -> Place:
@@ -395,7 +410,7 @@ def place_of(user_id: int, event: Event, now: datetime | None = None) -> Place:
     reply = redis_call(lambda c: _script(c, _STATUS, 3, keys.queue, keys.early, keys.shopping, user_id, _now_ms(now)))
     if reply is None:
         return Place("open")
-    return _place_from(reply, event, now, admission_rate(event))
+    return unless_sold_out(_place_from(reply, event, now, admission_rate(event)), event)
 
 
 # --- moving the queue ------------------------------------------------------------------------
@@ -481,6 +496,8 @@ def advance(event: Event, *, now: datetime | None = None, force: bool = False) -
         if not force and not client.set(keys.step, _now_ms(now), nx=True, px=TICK_MS):
             return []
         shuffle_early_arrivals(event)
+        if note_sale_state(event, now) != SaleState.AVAILABLE:
+            return admit(event, 0, now=now)  # lapsed admissions still go; nobody new comes in for nothing
         return admit(event, _how_many_to_admit(client, event, keys, now), now=now)
 
     return redis_call(run, default=[]) or []
@@ -519,7 +536,7 @@ def admit(event: Event, count: int, *, now: datetime | None = None) -> list[int]
 
 
 def forget(event_id: int) -> None:
-    """Drop every trace of an event's room from Redis (tests, and an on-sale moved to a new time)."""
+    """Drop every trace of an event's room from Redis (tests; a moved on-sale calls `restart`)."""
 
     def run(client):
         names = list(client.scan_iter(match=f"{Keys(event_id).prefix}*", count=1000))
@@ -527,6 +544,89 @@ def forget(event_id: int) -> None:
             client.delete(*names)
 
     redis_call(run)
+
+
+# --- nothing left to sell ---------------------------------------------------------------------
+
+
+def note_sale_state(event: Event, now: datetime) -> str:
+    """Count what is left to sell and tell the room (Redis, so waiting pages read no database): the state."""
+    state = catalog.sale_state(event, now)
+    keys = Keys(event.id)
+    if state == SaleState.AVAILABLE:
+        redis_call(lambda client: client.delete(keys.sale_state))
+    else:
+        # With no seat free in any category, the list takes entries whenever it is open and sales are.
+        waitlist_open = event.is_on_sale(now) and waitlist.is_list_open(event.id)
+        notice = f"{state} {int(waitlist_open)}"
+        redis_call(lambda client: client.set(keys.sale_state, notice, ex=SALE_STATE_TTL_SECONDS))
+    return state
+
+
+def _sale_notice(event_id: int) -> tuple[str, bool] | None:
+    """The room's last word on what is left to sell, when nothing is: (state, waiting list open)."""
+    notice = redis_call(lambda client: client.get(Keys(event_id).sale_state))
+    if not notice:
+        return None
+    state, waitlist_open = (notice.decode() if isinstance(notice, bytes) else notice).split()
+    return state, waitlist_open == "1"
+
+
+def nothing_to_sell(event: Event) -> bool:
+    """Whether the room found no seat to sell at its last step (sold out, or all held for now)."""
+    return _sale_notice(event.id) is not None
+
+
+def unless_sold_out(place: Place, event: Event) -> Place:
+    """A queued buyer's place, turned into 'sold_out' while the room has nothing to sell."""
+    if place.state != "queued":
+        return place
+    notice = _sale_notice(event.id)
+    if notice is None:
+        return place
+    state, waitlist_open = notice
+    return replace(
+        place, state="sold_out", seats_may_return=state == SaleState.TAKEN_FOR_NOW, waitlist_open=waitlist_open
+    )
+
+
+# --- a new on-sale -----------------------------------------------------------------------------
+
+
+def on_sale_move_restarts_room(before: datetime | None, after: datetime | None, now: datetime) -> bool:
+    """Whether moving the on-sale from `before` to `after` makes a new on-sale with a room of its own.
+
+    Postponed (or newly scheduled on an event already selling): the old room's opening, draw and
+    admissions belong to a sale that did not happen, so they go. Brought forward but still ahead:
+    nothing was sold yet and the early arrivals stay in the draw. Opened now: the crowd waiting
+    is drawn at once, as at any on-sale.
+    """
+    return after is not None and after > now and (before is None or after > before)
+
+
+def room_generation(event_id: int) -> str:
+    """The room's generation: '' until its first restart, then a new random word at each."""
+    value = redis_call(lambda client: client.get(Keys(event_id).generation))
+    if not value:
+        return ""
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def restart(event_id: int) -> bool:
+    """Start the room afresh: forget its queue, draw, opening and admissions, and refuse the admission
+    cookies already handed out (they name the old generation). False if Redis could not be reached."""
+    keys = Keys(event_id)
+
+    def run(client):
+        names = list(client.scan_iter(match=f"{keys.prefix}*", count=1000))
+        pipe = client.pipeline(transaction=True)
+        if names:
+            pipe.delete(*names)
+        pipe.set(keys.generation, secrets.token_urlsafe(9))
+        pipe.execute()
+        return True
+
+    return bool(redis_call(run, default=False))
 
 
 def advance_active_rooms(now: datetime | None = None) -> int:

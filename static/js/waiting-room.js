@@ -18,6 +18,8 @@ document.addEventListener("alpine:init", () => {
     clock: Date.now(),
     live: false,
     pollAfter: null,
+    seatsMayReturn: false,
+    waitlistOpen: false,
 
     init() {
       const data = this.$el.dataset;
@@ -70,11 +72,14 @@ document.addEventListener("alpine:init", () => {
       this.waiting = status.waiting === null ? "" : String(status.waiting);
       this.wait = status.estimated_wait_seconds;
       this.pollAfter = status.poll_after_ms;
+      this.seatsMayReturn = Boolean(status.seats_may_return);
+      this.waitlistOpen = Boolean(status.waitlist_open);
       this.startsAt = status.sales_start_in_ms === null ? null : Date.now() + status.sales_start_in_ms;
     },
 
     get early() { return this.state === "early"; },
     get queued() { return this.state === "queued"; },
+    get soldOut() { return this.state === "sold_out"; },
     get admitted() { return this.state === "admitted"; },
     get waitText() { return this.wait === null || this.wait === undefined ? "…" : minutesAndSeconds(this.wait); },
     get startsIn() { return this.startsAt === null ? "" : minutesAndSeconds((this.startsAt - this.clock) / 1000); },

@@ -204,12 +204,13 @@ def hold(user: User, event: Event | int, seat_ids, *, now: datetime | None = Non
         moment = now or utcnow()
         # A shared lock on the event: holds do not block each other, but cancelling the event
         # (an exclusive lock) waits for them and they wait for it.
-        locked_event, open_checkout_id = _lock_event_finding_checkout(event_id, user_id)
+        start = _lock_event_for_hold(event_id, user_id, ids, moment)
         if admit is not None:
-            admit(locked_event)
-        _check_on_sale(locked_event, moment)
-        stale = _stale_checkout(open_checkout_id, moment)
-        _refuse_early(ids, event_id, moment)
+            admit(start.event)
+        _check_on_sale(start.event, moment)
+        stale = _stale_checkout(start.open_checkout_id, moment)
+        if start.free_seats != len(ids):
+            _refuse_early(ids, event_id, moment)
         locked = _lock_seats_closing(ids, stale, moment)
         if _free_seats_of(locked, ids, event_id, moment) and _offered_to_waiting_list(event_id, ids, moment):
             return None  # committed: the waiting list had the first claim on those seats
@@ -229,19 +230,31 @@ def hold(user: User, event: Event | int, seat_ids, *, now: datetime | None = Non
     return _known_order(written)
 
 
-def _lock_event_finding_checkout(event_id: int, user_id: int) -> tuple[Event | None, int | None]:
-    """The event, locked shared, and the id of the buyer's open checkout for it, if any, in one
-    statement. The checkout is a plain read (a subquery locks nothing); the unique key on pending
-    orders still allows only one.
+@dataclass(frozen=True)
+class HoldStart:
+    event: Event | None
+    open_checkout_id: int | None
+    free_seats: int
+
+
+def _lock_event_for_hold(event_id: int, user_id: int, ids, now: datetime) -> HoldStart:
+    """One statement: the event, locked shared; the id of the buyer's open checkout for it, if
+    any; and how many of the seats asked for are this event's and free, before any seat lock.
+
+    The last two are plain reads (a subquery locks nothing): the open checkout's unique key and
+    the locked checks later decide. When every seat looks free, which is most holds, there is
+    no separate early read of the seats.
 
     The event comes back as a snapshot outside the session holding only HOLD_EVENT_COLUMNS (and
     its id): everything a hold, its gate and its answer decide on, without building a loaded row.
     """
-    row = db.session.execute(_event_and_checkout_statement(), {"hold_event": event_id, "hold_user": user_id}).first()
+    row = db.session.execute(
+        _hold_start_statement(), {"hold_event": event_id, "hold_user": user_id, "hold_seats": ids, "hold_now": now}
+    ).first()
     if row is None:
-        return None, None
+        return HoldStart(None, None, 0)
     snapshot = Event(id=row.id, **{column.key: getattr(row, column.key) for column in HOLD_EVENT_COLUMNS})
-    return snapshot, row.open_checkout_id
+    return HoldStart(snapshot, row.open_checkout_id, row.free_seats)
 
 
 # What a hold decides on (and its gate, the waiting room, reads): nothing else is read.
@@ -260,7 +273,7 @@ HOLD_EVENT_COLUMNS = (
 
 
 @functools.cache
-def _event_and_checkout_statement():
+def _hold_start_statement():
     open_checkout = (
         sa.select(Order.id)
         .where(
@@ -270,8 +283,20 @@ def _event_and_checkout_statement():
         )
         .scalar_subquery()
     )
+    free_seats = (
+        sa.select(sa.func.count(Seat.id))
+        .where(
+            Seat.id.in_(sa.bindparam("hold_seats", expanding=True)),
+            Seat.event_id == Event.id,
+            Seat.deleted_at.is_(None),
+            Seat.is_free(sa.bindparam("hold_now")),
+        )
+        .scalar_subquery()
+    )
     return (
-        sa.select(Event.id, *HOLD_EVENT_COLUMNS, open_checkout.label("open_checkout_id"))
+        sa.select(
+            Event.id, *HOLD_EVENT_COLUMNS, open_checkout.label("open_checkout_id"), free_seats.label("free_seats")
+        )
         .where(Event.id == sa.bindparam("hold_event"))
         .with_for_update(read=True)
         .execution_options(include_deleted=True)

@@ -5,9 +5,9 @@ import time
 
 from flask import current_app, request
 from flask_limiter.util import get_remote_address
-from flask_login import current_user
 from sqlalchemy.exc import SQLAlchemyError
 
+from app.auth.identity import signed_in_user_id
 from app.extensions import limiter, redacted_url
 from app.services import accounts
 from app.services.transactions import end_read
@@ -19,7 +19,9 @@ def configured(name):
 
 
 def per_user():
-    return f"user:{current_user.id}" if current_user.is_authenticated else f"ip:{get_remote_address()}"
+    # From the signed session: counting a request must not cost loading the account.
+    user_id = signed_in_user_id()
+    return f"user:{user_id}" if user_id is not None else f"ip:{get_remote_address()}"
 
 
 def per_login_account():

@@ -2,9 +2,9 @@
 
 from flask import abort, jsonify, make_response, request, url_for
 from flask_babel import gettext as _
-from flask_login import current_user
 
 from app import limits
+from app.auth.identity import SignedIn, signed_in_user_id
 from app.booking import bp
 from app.extensions import db
 from app.models import Event, EventStatus, utcnow
@@ -42,16 +42,18 @@ def seat_states(event_id):
 @limits.apply(limits.hold)
 def hold_seats(event_id):
     """Hold the chosen seats for the logged-in buyer: 201 with the checkout URL, or why not."""
-    if not current_user.is_authenticated:
-        login_url = url_for("auth.login", next=url_for("booking.event_detail", event_id=event_id))
-        return jsonify(error=_("Log in to hold seats."), code="login_required", login_url=login_url), 401
-    if current_user.is_admin:
-        return jsonify(error=_("Administrators cannot buy tickets; use a buyer account."), code="forbidden"), 403
+    buyer_id = signed_in_user_id()  # the hold itself reads the account: no separate load
+    if buyer_id is None:
+        return _log_in_first(event_id)
     payload = json_body()
     if not isinstance(payload, dict) or not isinstance(payload.get("seat_ids"), list):
         raise InvalidRequest('Send JSON like {"seat_ids": [1, 2]}.')
-    gate = HoldGate(current_user)
-    order = booking.hold(current_user, event_id, payload["seat_ids"], admit=gate)
+    buyer = SignedIn(buyer_id)
+    gate = HoldGate(buyer)
+    try:
+        order = booking.hold(buyer, event_id, payload["seat_ids"], admit=gate)
+    except booking.NotSignedIn:
+        return _log_in_first(event_id)
     response = make_response(
         jsonify(
             reference=order.reference,
@@ -63,23 +65,28 @@ def hold_seats(event_id):
         201,
     )
     if gate.room_in_front:
-        waiting_room.note_hold(response, current_user.id, event_id, order.hold_expires_at)
+        waiting_room.note_hold(response, buyer_id, event_id, order.hold_expires_at)
     return response
+
+
+def _log_in_first(event_id: int):
+    login_url = url_for("auth.login", next=url_for("booking.event_detail", event_id=event_id))
+    return jsonify(error=_("Log in to hold seats."), code="login_required", login_url=login_url), 401
 
 
 class HoldGate:
     """What stands between a buyer and a hold, asked by booking.hold under the event's lock: the
     event must be one buyers may see (404 otherwise), and an active waiting room wants an admission."""
 
-    def __init__(self, user):
-        self.user, self.room_in_front = user, False
+    def __init__(self, buyer):
+        self.buyer, self.room_in_front = buyer, False
 
     def __call__(self, event: Event | None) -> None:
         if event is None or event.is_deleted or event.status == EventStatus.DRAFT:
             abort(404, _("No such event."))
         now = utcnow()
         if event.is_on_sale(now):  # else the hold itself says why not (not on sale yet, ended)
-            waiting_room.require_admission(self.user, event, now)
+            waiting_room.require_admission(self.buyer, event, now)
         self.room_in_front = waiting_room.configured_active(event, now)
 
 

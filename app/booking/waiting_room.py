@@ -2,14 +2,14 @@
 
 import json
 import time
-from types import SimpleNamespace
 
-from flask import current_app, flash, jsonify, make_response, redirect, render_template, request, session, url_for
+from flask import current_app, flash, jsonify, make_response, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_limiter.util import get_remote_address
 from flask_login import current_user, login_required
 
 from app.auth.decorators import redirect_admins
+from app.auth.identity import SignedIn, signed_in_user_id
 from app.booking import bp
 from app.booking.api import visible_event
 from app.extensions import db
@@ -71,24 +71,16 @@ def forget_room_events() -> None:
     _events.clear()
 
 
-def _signed_in_user_id() -> int | None:
-    """The account id Flask-Login keeps in the signed session, without loading the account."""
-    user_id = session.get("_user_id")
-    if user_id is not None:
-        return int(user_id)
-    return current_user.id if current_user.is_authenticated else None  # e.g. a remember-me cookie
-
-
 @bp.get("/api/events/<int:event_id>/waiting-room")
 def waiting_room_status(event_id):
     """Join (or keep) a place and say where the buyer stands; once admitted, the admission cookie."""
     event = room_event(event_id)
-    user_id = _signed_in_user_id()
+    user_id = signed_in_user_id()
     if user_id is None:
         login_url = url_for("auth.login", next=url_for("booking.waiting_room", event_id=event.id))
         return jsonify(error=_("Log in to join the waiting room."), code="login_required", login_url=login_url), 401
     now = utcnow()
-    place = waiting_room.join(SimpleNamespace(id=user_id), event, ip=get_remote_address(), now=now)
+    place = waiting_room.join(SignedIn(user_id), event, ip=get_remote_address(), now=now)
     db.session.remove()  # a room step may have counted free seats: give the connection back now
     response = jsonify(**place.to_json(now), seat_map_url=_event_url(event.id))
     if place.state == "admitted":

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 import sqlalchemy.orm as so
@@ -41,6 +42,9 @@ from app.models import (
 from app.services import audit, locking, mail, orders, payments, seat_changes, seatmap, states, tickets, waitlist
 from app.services.errors import DomainError, HoldExpired, InvalidRequest, OrderNotFound, OrderNotPending
 from app.services.transactions import SeatsBusy, end_read, run_unit_of_work
+
+if TYPE_CHECKING:
+    from app.auth.identity import SignedIn
 
 __all__ = ["HoldExpired", "OrderNotPending", "SeatsBusy"]  # re-exported: callers catch booking.<Error>
 
@@ -189,12 +193,14 @@ def _check_on_sale(event: Event | None, now: datetime) -> Event:
     return event
 
 
-def hold(user: User, event: Event | int, seat_ids, *, now: datetime | None = None, admit=None) -> Order:
+def hold(user: User | SignedIn, event: Event | int, seat_ids, *, now: datetime | None = None, admit=None) -> Order:
     """Hold all of the seats for the buyer, or none: one pending order, one pending booking per seat.
 
-    `event` is the event or its id. `admit(event)`, if given, is the caller's gate (the event
-    page's 404, the waiting room): it runs first, under the event's shared lock, with the locked
-    event or None, and refuses by raising. The hot path reads only the columns it decides on.
+    `user` may be known only by its id (SignedIn): the account is read in the hold's first
+    statement, and refused if it is gone or an administrator's. `event` is the event or its id.
+    `admit(event)`, if given, is the caller's gate (the event page's 404, the waiting room): it
+    runs under the event's shared lock, with the locked event or None, and refuses by raising.
+    The hot path reads only the columns it decides on.
     """
     ids = _checked_seat_ids(seat_ids)
     event_id = event if isinstance(event, int) else event.id
@@ -205,6 +211,7 @@ def hold(user: User, event: Event | int, seat_ids, *, now: datetime | None = Non
         # A shared lock on the event: holds do not block each other, but cancelling the event
         # (an exclusive lock) waits for them and they wait for it.
         start = _lock_event_for_hold(event_id, user_id, ids, moment)
+        _check_buyer(start.buyer_is_admin)
         if admit is not None:
             admit(start.event)
         _check_on_sale(start.event, moment)
@@ -235,13 +242,34 @@ class HoldStart:
     event: Event | None
     open_checkout_id: int | None
     free_seats: int
+    buyer_is_admin: bool | None  # None: no such account
+
+
+class NotSignedIn(DomainError):
+    code = "login_required"
+    status = 401
+    default_message = _l("Log in to hold seats.")
+
+
+class AdministratorsCannotBuy(DomainError):
+    code = "forbidden"
+    status = 403
+    default_message = _l("Administrators cannot buy tickets; use a buyer account.")
+
+
+def _check_buyer(is_admin: bool | None) -> None:
+    if is_admin is None:
+        raise NotSignedIn()  # the account was deleted since its session began
+    if is_admin:
+        raise AdministratorsCannotBuy()
 
 
 def _lock_event_for_hold(event_id: int, user_id: int, ids, now: datetime) -> HoldStart:
-    """One statement: the event, locked shared; the id of the buyer's open checkout for it, if
-    any; and how many of the seats asked for are this event's and free, before any seat lock.
+    """One statement: the event, locked shared; the buyer's account (is it an administrator's);
+    the id of the buyer's open checkout for the event, if any; and how many of the seats asked
+    for are this event's and free, before any seat lock.
 
-    The last two are plain reads (a subquery locks nothing): the open checkout's unique key and
+    The last three are plain reads (a subquery locks nothing): the open checkout's unique key and
     the locked checks later decide. When every seat looks free, which is most holds, there is
     no separate early read of the seats.
 
@@ -252,9 +280,10 @@ def _lock_event_for_hold(event_id: int, user_id: int, ids, now: datetime) -> Hol
         _hold_start_statement(), {"hold_event": event_id, "hold_user": user_id, "hold_seats": ids, "hold_now": now}
     ).first()
     if row is None:
-        return HoldStart(None, None, 0)
+        buyer = db.session.scalar(sa.select(User.is_admin).where(User.id == user_id))
+        return HoldStart(None, None, 0, buyer)
     snapshot = Event(id=row.id, **{column.key: getattr(row, column.key) for column in HOLD_EVENT_COLUMNS})
-    return HoldStart(snapshot, row.open_checkout_id, row.free_seats)
+    return HoldStart(snapshot, row.open_checkout_id, row.free_seats, row.buyer_is_admin)
 
 
 # What a hold decides on (and its gate, the waiting room, reads): nothing else is read.
@@ -293,9 +322,14 @@ def _hold_start_statement():
         )
         .scalar_subquery()
     )
+    buyer_is_admin = sa.select(User.is_admin).where(User.id == sa.bindparam("hold_user")).scalar_subquery()
     return (
         sa.select(
-            Event.id, *HOLD_EVENT_COLUMNS, open_checkout.label("open_checkout_id"), free_seats.label("free_seats")
+            Event.id,
+            *HOLD_EVENT_COLUMNS,
+            buyer_is_admin.label("buyer_is_admin"),
+            open_checkout.label("open_checkout_id"),
+            free_seats.label("free_seats"),
         )
         .where(Event.id == sa.bindparam("hold_event"))
         .with_for_update(read=True)

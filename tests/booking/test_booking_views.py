@@ -5,7 +5,7 @@ import re
 import pytest
 import sqlalchemy as sa
 
-from app.models import Booking, Order, Payment, Seat
+from app.models import Booking, Order, Payment, Seat, User
 from app.services import booking, payments
 from tests.support import csrf_token
 
@@ -307,6 +307,27 @@ def test_guest_hold_gets_login_url(client, factory, db_session):
     assert response.status_code == 401
     assert response.get_json()["login_url"].startswith("/auth/login?next=")
     assert counts(db_session)[0] == 0
+
+
+def test_an_administrator_cannot_hold(client, factory, db_session, login):
+    event = factory.event()
+    login(factory.admin())
+    before = counts(db_session)
+    response = hold(client, event, seat_ids(db_session, event, 1), token=csrf_token(client, "/admin/"))
+    assert response.status_code == 403 and response.get_json()["code"] == "forbidden"
+    assert counts(db_session) == before
+
+
+def test_a_session_whose_account_is_gone_must_log_in_again(client, factory, db_session, buyer):
+    """The hold reads the account itself (no user load before it): a deleted one holds nothing."""
+    event = factory.event()
+    token = csrf_token(client, "/")
+    db_session.execute(sa.delete(User).where(User.id == buyer.id))
+    db_session.commit()
+    before = counts(db_session)
+    response = hold(client, event, seat_ids(db_session, event, 1), token=token)
+    assert response.status_code == 401 and response.get_json()["code"] == "login_required"
+    assert counts(db_session) == before
 
 
 @pytest.mark.parametrize(

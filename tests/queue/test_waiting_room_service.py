@@ -2,14 +2,16 @@
 cannot be forged, lent or kept past their deadline, and the queue moves as it should."""
 
 import statistics
+import time
 from collections import Counter
 from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
+import sqlalchemy as sa
 
 from app.extensions import db, get_redis
-from app.models import WaitingRoomMode, utcnow
+from app.models import Seat, SeatStatus, WaitingRoomMode, utcnow
 from app.services import waiting_room
 
 
@@ -143,6 +145,53 @@ def test_the_automatic_rate_admits_no_more_than_the_free_seats(room_event, app):
     admitted = waiting_room.advance(room_event, now=start, force=True)
     assert len(admitted) == 50  # the event has 50 seats
     assert waiting_room.stats(room_event, start).waiting == 30
+
+
+def test_the_automatic_rate_ramps_up_from_the_first_seconds_of_holds(room_event, app):
+    """Holds measured over the two seconds since admissions began count as two seconds' worth, not
+    as a tenth of a full window: the room admits enough to keep the seats selling at once."""
+    app.config["WAITING_ROOM_MIN_ACTIVE"] = 10
+    app.config["WAITING_ROOM_SHOPPING_SECONDS"] = 10
+    start = room_event.sales_start_at + timedelta(seconds=1)
+    early = room_event.sales_start_at - timedelta(minutes=1)
+    for user_id in range(1, 81):
+        waiting_room.join(buyer(user_id), room_event, ip=f"10.0.{user_id}.1", now=early)
+    first = waiting_room.advance(room_event, now=start, force=True)
+    assert len(first) == 10
+    keys, second, client = waiting_room.Keys(room_event.id), int(time.time()), get_redis()
+    client.set(keys.admitting_since, second - 2)  # the first ten held within two seconds
+    client.set(f"{keys.holds}:{second - 1}", 10)
+    client.zrem(keys.shopping, *first)
+    # 10 holds in 2 s (3 s if the clock ticked meanwhile) serve 50 (34) shoppers in 10 s; over
+    # a whole window they would have served only 10.
+    assert len(waiting_room.advance(room_event, now=start + timedelta(seconds=2), force=True)) >= 30
+
+
+def test_a_sold_out_room_admits_nobody_and_pages_behind_the_seats_left_poll_rarely(room_event, app):
+    app.config["WAITING_ROOM_MIN_ACTIVE"] = 1000
+    start = room_event.sales_start_at + timedelta(seconds=1)
+    early = room_event.sales_start_at - timedelta(minutes=1)
+    for user_id in range(1, 81):
+        waiting_room.join(buyer(user_id), room_event, ip=f"10.0.{user_id}.1", now=early)
+    assert len(waiting_room.advance(room_event, now=start, force=True)) == 50  # one admission a seat
+    last_in_queue = int(get_redis().zrange(waiting_room.Keys(room_event.id).queue, -1, -1)[0])
+    behind = waiting_room.place_of(last_in_queue, room_event, start)
+    assert behind.seats_for_queue == 0
+    assert behind.to_json(start)["poll_after_ms"] == waiting_room.POLL_BEYOND_SEATS_MS
+    db.session.execute(sa.update(Seat).where(Seat.event_id == room_event.id).values(status=SeatStatus.BOOKED))
+    db.session.commit()
+    lapsed = start + timedelta(seconds=app.config["WAITING_ROOM_ADMISSION_SECONDS"] + 1)
+    assert waiting_room.advance(room_event, now=lapsed, force=True) == []
+    assert waiting_room.stats(room_event, lapsed).waiting == 30
+
+
+def test_pages_near_the_head_poll_soon_and_far_back_rarely():
+    near = waiting_room.Place("queued", ahead=20, estimated_wait_seconds=2, seats_for_queue=300)
+    middle = waiting_room.Place("queued", ahead=200, estimated_wait_seconds=30, seats_for_queue=300)
+    beyond = waiting_room.Place("queued", ahead=400, estimated_wait_seconds=60, seats_for_queue=300)
+    assert near.poll_after_ms(None) == waiting_room.POLL_MIN_MS
+    assert middle.poll_after_ms(None) == 10_000
+    assert beyond.poll_after_ms(None) == waiting_room.POLL_BEYOND_SEATS_MS
 
 
 def test_a_fixed_rate_and_a_pause(room_event, app):

@@ -95,6 +95,14 @@ def test_places_per_ip_are_capped(room_event, app):
     assert waiting_room.join(buyer(3), room_event, ip="10.0.0.2", now=early).state == "early"
 
 
+def gather_early(event, count):
+    """Buyers 1..count arrive in the early window: the moment just after the on-sale."""
+    early = event.sales_start_at - timedelta(minutes=1)
+    for user_id in range(1, count + 1):
+        waiting_room.join(buyer(user_id), event, ip=f"10.0.{user_id}.1", now=early)
+    return event.sales_start_at + timedelta(seconds=1)
+
+
 # --- admissions ---------------------------------------------------------------------------------
 
 
@@ -138,10 +146,7 @@ def test_an_admission_not_used_in_time_lapses_and_the_next_buyers_move_up(room_e
 
 def test_the_automatic_rate_admits_no_more_than_the_free_seats(room_event, app):
     app.config["WAITING_ROOM_MIN_ACTIVE"] = 1000
-    start = room_event.sales_start_at + timedelta(seconds=1)
-    early = room_event.sales_start_at - timedelta(minutes=1)
-    for user_id in range(1, 81):
-        waiting_room.join(buyer(user_id), room_event, ip=f"10.0.{user_id}.1", now=early)
+    start = gather_early(room_event, 80)
     admitted = waiting_room.advance(room_event, now=start, force=True)
     assert len(admitted) == 50  # the event has 50 seats
     assert waiting_room.stats(room_event, start).waiting == 30
@@ -152,10 +157,7 @@ def test_the_automatic_rate_ramps_up_from_the_first_seconds_of_holds(room_event,
     as a tenth of a full window: the room admits enough to keep the seats selling at once."""
     app.config["WAITING_ROOM_MIN_ACTIVE"] = 10
     app.config["WAITING_ROOM_SHOPPING_SECONDS"] = 10
-    start = room_event.sales_start_at + timedelta(seconds=1)
-    early = room_event.sales_start_at - timedelta(minutes=1)
-    for user_id in range(1, 81):
-        waiting_room.join(buyer(user_id), room_event, ip=f"10.0.{user_id}.1", now=early)
+    start = gather_early(room_event, 80)
     first = waiting_room.advance(room_event, now=start, force=True)
     assert len(first) == 10
     keys, second, client = waiting_room.Keys(room_event.id), int(time.time()), get_redis()
@@ -169,10 +171,7 @@ def test_the_automatic_rate_ramps_up_from_the_first_seconds_of_holds(room_event,
 
 def test_a_sold_out_room_admits_nobody_and_pages_behind_the_seats_left_poll_rarely(room_event, app):
     app.config["WAITING_ROOM_MIN_ACTIVE"] = 1000
-    start = room_event.sales_start_at + timedelta(seconds=1)
-    early = room_event.sales_start_at - timedelta(minutes=1)
-    for user_id in range(1, 81):
-        waiting_room.join(buyer(user_id), room_event, ip=f"10.0.{user_id}.1", now=early)
+    start = gather_early(room_event, 80)
     assert len(waiting_room.advance(room_event, now=start, force=True)) == 50  # one admission a seat
     last_in_queue = int(get_redis().zrange(waiting_room.Keys(room_event.id).queue, -1, -1)[0])
     behind = waiting_room.place_of(last_in_queue, room_event, start)
@@ -197,10 +196,7 @@ def test_pages_near_the_head_poll_soon_and_far_back_rarely():
 def test_a_fixed_rate_and_a_pause(room_event, app):
     room_event.waiting_room_rate = 60  # one a second
     db.session.commit()
-    start = room_event.sales_start_at + timedelta(seconds=1)
-    early = room_event.sales_start_at - timedelta(minutes=1)
-    for user_id in range(1, 21):
-        waiting_room.join(buyer(user_id), room_event, ip=f"10.0.{user_id}.1", now=early)
+    start = gather_early(room_event, 20)
     assert waiting_room.advance(room_event, now=start, force=True) == []  # the bucket starts empty
     assert len(waiting_room.advance(room_event, now=start + timedelta(seconds=5), force=True)) == 5
     waiting_room.set_paused(room_event, True)

@@ -504,11 +504,18 @@ def _fixed_rate_admissions(client, event: Event, keys: Keys, now_ms: int) -> int
 def _automatic_admissions(client, event: Event, keys: Keys, now: datetime) -> int:
     """Keep as many buyers choosing seats as the measured holds per second serve in
     SHOPPING_SECONDS (at least MIN_ACTIVE), never more than the free seats: a sold-out event
-    admits nobody. Notes the seats left for the queue, by which far-back pages poll rarely."""
+    admits nobody. While this server is behind (its own look-ups here came back late), nobody
+    new unless nobody is shopping: more buyers would only wait longer for the same CPU, and so
+    would new arrivals for their place. Notes the seats left for the queue, by which far-back
+    pages poll rarely."""
+    began = time.perf_counter()
     shopping = client.zcount(keys.shopping, _now_ms(now), "+inf")
     free = free_seats(event.id, now)
     served = math.ceil(holds_per_second(client, keys) * _config("WAITING_ROOM_SHOPPING_SECONDS"))
-    count = max(0, min(free, max(_config("WAITING_ROOM_MIN_ACTIVE"), served)) - shopping)
+    wanted = max(_config("WAITING_ROOM_MIN_ACTIVE"), served)
+    if (time.perf_counter() - began) * 1000 > _config("WAITING_ROOM_BEHIND_MS"):
+        wanted = min(wanted, max(shopping, math.ceil(_config("WAITING_ROOM_MIN_ACTIVE") / 10)))
+    count = max(0, min(free, wanted) - shopping)
     client.set(keys.seats_for_queue, max(0, free - shopping - count), px=SEATS_FOR_QUEUE_TTL_MS)
     return count
 

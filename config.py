@@ -65,9 +65,12 @@ class Config:
     WAITING_ROOM_PLACES_PER_IP = _int("WAITING_ROOM_PLACES_PER_IP", 50)  # 0: no cap
     WAITING_ROOM_OPEN_AFTER_EMPTY_SECONDS = _int("WAITING_ROOM_OPEN_AFTER_EMPTY_SECONDS", 60)
     # Automatic rate: admitted buyers choosing seats at once, at least MIN_ACTIVE, at most the free
-    # seats, else as many as the measured holds per second serve in SHOPPING_SECONDS.
+    # seats, else as many as the measured holds per second serve in SHOPPING_SECONDS. Nobody new
+    # (a tenth of MIN_ACTIVE if nobody shops) while a room step's three look-ups (Redis, the
+    # database) take over BEHIND_MS: the app server is behind.
     WAITING_ROOM_MIN_ACTIVE = _int("WAITING_ROOM_MIN_ACTIVE", 50)
     WAITING_ROOM_SHOPPING_SECONDS = _int("WAITING_ROOM_SHOPPING_SECONDS", 10)
+    WAITING_ROOM_BEHIND_MS = _int("WAITING_ROOM_BEHIND_MS", 250)
 
     # How many reverse proxies (nginx: 1) stand in front and append the client to X-Forwarded-For.
     # 0 trusts no forwarding header: per-IP limits then count the peer's own address.

@@ -17,7 +17,6 @@ from app.models import utcnow
 from app.services import waiting_room
 from app.services.errors import DomainError
 
-STREAM_CHECK_MAX_SECONDS = 5.0  # far back in the queue, the place is checked less often
 STREAM_MAX_SECONDS = 600  # the browser reconnects; a stream never outlives a deploy for long
 
 
@@ -105,11 +104,13 @@ def waiting_room_enter(event_id):
 @bp.get("/events/<int:event_id>/waiting-room/stream")
 @login_required
 def waiting_room_stream(event_id):
-    """The buyer's place (`place`), pushed whenever it changes (checked every 1-5 s); `done` when
-    the wait is over: admitted, the room opened, or the place was lost (the page joins again)."""
+    """The buyer's place (`place`), pushed whenever it changes; `done` when the wait is over:
+    admitted, the room opened, or the place was lost (the page joins again). The place is checked
+    as often as the page would poll, and at least every heartbeat, which a check also sends."""
     visible_event(event_id)
     user_id = current_user.id
     app = current_app._get_current_object()
+    longest_pause = app.config["SSE_HEARTBEAT_SECONDS"]
     db.session.remove()  # no database connection is held while the stream waits
 
     def events():
@@ -130,7 +131,7 @@ def waiting_room_stream(event_id):
             data = json.dumps(status)
             yield f"event: place\ndata: {data}\n\n" if data != last else ": still waiting\n\n"
             last = data
-            time.sleep(min(STREAM_CHECK_MAX_SECONDS, status["poll_after_ms"] / 1000))
+            time.sleep(min(longest_pause, status["poll_after_ms"] / 1000))
 
     response = make_response(events())
     response.mimetype = "text/event-stream"

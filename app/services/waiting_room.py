@@ -45,10 +45,14 @@ LATE_OFFSET = 10**12  # larger than any early crowd, far below 2**53 (scores are
 TICK_MS = 500
 TOKEN_SALT = "stagepass-waiting-room-admission"
 THROUGHPUT_WINDOW_SECONDS = 10
-HOLD_GRACE_SECONDS = 60
+RATE_WINDOW_SECONDS = 30
+HOLD_GRACE_SECONDS = 60  # an admission outlives the hold a little, so checkout right at the end works
 SALE_STATE_TTL_SECONDS = 10  # the room's steps renew it while anyone waits
 SOLD_OUT_POLL_MS = 5000  # nothing moves until seats come back: no hurry to ask
-POLL_MIN_MS, POLL_MAX_MS = 1000, 15000  # an admission outlives the hold a little, so checkout right at the end works
+POLL_MIN_MS, POLL_MAX_MS = 1000, 15000
+# Behind more buyers than there are seats left, a place moves only when someone ahead gives up.
+POLL_BEYOND_SEATS_MS = 30000
+SEATS_FOR_QUEUE_TTL_MS = 10000  # a room nobody steps forgets its count rather than keep an old one
 
 
 class QueueRequired(DomainError):
@@ -75,38 +79,58 @@ class Keys:
         return self.prefix + name
 
 
-# KEYS: queue early shopping  ARGV: user now_ms
-_STATUS = """
-local deadline = redis.call('ZSCORE', KEYS[3], ARGV[1])
-if deadline and tonumber(deadline) > tonumber(ARGV[2]) then return {'admitted', deadline} end
-local rank = redis.call('ZRANK', KEYS[1], ARGV[1])
-if rank then return {'queued', rank, redis.call('ZCARD', KEYS[1])} end
-if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then return {'early', 0, redis.call('SCARD', KEYS[2])} end
-return {'none'}
-"""
-
-# KEYS: queue early shopping seq shuffled ips user_ips  ARGV: user now_ms ip ip_cap late_offset
-_JOIN = (
-    "local found = (function() "
-    + _STATUS.replace("return {'none'}", "return nil")
-    + """ end)()
-if found then return found end
-local cap = tonumber(ARGV[4])
-if cap > 0 then
-  if redis.call('HINCRBY', KEYS[6], ARGV[3], 1) > cap then
-    redis.call('HINCRBY', KEYS[6], ARGV[3], -1)
-    return {'ip_cap'}
+# One visit to the room, one round trip: 'open' if the room opened by itself; 'step' (and nothing
+# else) if this visit took the step lock and must move the queue first; else the buyer's place,
+# joining the queue if ARGV[6] = 1. A queued place comes with the admissions of the last
+# ARGV[11] seconds, the seconds they span, and the seats left for the queue at the last step
+# (-1: unknown), for the wait and the next poll.
+# KEYS: queue early shopping seq shuffled ips user_ips opened step admits admitting_since seats_for_queue
+# ARGV: user now_ms ip ip_cap late_offset join may_open may_step tick_ms second rate_window
+_VISIT = """
+local now = tonumber(ARGV[2])
+if ARGV[7] == '1' and redis.call('EXISTS', KEYS[8]) == 1 then return {'open'} end
+if ARGV[8] == '1' and redis.call('SET', KEYS[9], ARGV[2], 'NX', 'PX', ARGV[9]) then return {'step'} end
+local function place()
+  local deadline = redis.call('ZSCORE', KEYS[3], ARGV[1])
+  if deadline and tonumber(deadline) > now then return {'admitted', deadline} end
+  local rank = redis.call('ZRANK', KEYS[1], ARGV[1])
+  if rank then return {'queued', rank, redis.call('ZCARD', KEYS[1])} end
+  if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then return {'early', 0, redis.call('SCARD', KEYS[2])} end
+  return nil
+end
+local function join()
+  local cap = tonumber(ARGV[4])
+  if cap > 0 then
+    if redis.call('HINCRBY', KEYS[6], ARGV[3], 1) > cap then
+      redis.call('HINCRBY', KEYS[6], ARGV[3], -1)
+      return {'ip_cap'}
+    end
+    redis.call('HSET', KEYS[7], ARGV[1], ARGV[3])
   end
-  redis.call('HSET', KEYS[7], ARGV[1], ARGV[3])
+  if redis.call('EXISTS', KEYS[5]) == 1 then
+    redis.call('ZADD', KEYS[1], tonumber(ARGV[5]) + redis.call('INCR', KEYS[4]), ARGV[1])
+    return {'queued', redis.call('ZRANK', KEYS[1], ARGV[1]), redis.call('ZCARD', KEYS[1])}
+  end
+  redis.call('SADD', KEYS[2], ARGV[1])
+  return {'early', 0, redis.call('SCARD', KEYS[2])}
 end
-if redis.call('EXISTS', KEYS[5]) == 1 then
-  redis.call('ZADD', KEYS[1], tonumber(ARGV[5]) + redis.call('INCR', KEYS[4]), ARGV[1])
-  return {'queued', redis.call('ZRANK', KEYS[1], ARGV[1]), redis.call('ZCARD', KEYS[1])}
+local found = place()
+if not found then
+  if ARGV[6] ~= '1' then return {'none'} end
+  found = join()
 end
-redis.call('SADD', KEYS[2], ARGV[1])
-return {'early', 0, redis.call('SCARD', KEYS[2])}
+if found[1] == 'queued' then
+  local second, window, admitted = tonumber(ARGV[10]), tonumber(ARGV[11]), 0
+  for offset = 0, window - 1 do
+    admitted = admitted + tonumber(redis.call('GET', KEYS[10] .. ':' .. (second - offset)) or 0)
+  end
+  local since = redis.call('GET', KEYS[11])
+  local span = window
+  if since then span = math.min(window, math.max(1, second - tonumber(since) + 1)) end
+  found[4], found[5], found[6] = admitted, span, tonumber(redis.call('GET', KEYS[12]) or -1)
+end
+return found
 """
-)
 
 # The drawn order of the early arrivals; anyone who joined the early set while it was drawn
 # (clocks of app servers differ by a little) queues behind them in arrival order.
@@ -126,8 +150,10 @@ return #ARGV - 1
 
 # Drop lapsed admissions, admit up to ARGV[2] buyers from the head of the queue, and note when
 # the queue became empty (opening the room once it stayed so for ARGV[5] ms, if ARGV[6] = 1).
-# KEYS: queue early shopping admitted ips user_ips admits_bucket empty_since opened
-# ARGV: now_ms count deadline_ms bucket_ttl open_after_ms may_open
+# admitting_since: the second (Unix time) this stretch of admissions began, gone after a minute
+# without any, so a new rush measures its rates from its own start.
+# KEYS: queue early shopping admitted ips user_ips admits_bucket empty_since opened admitting_since
+# ARGV: now_ms count deadline_ms bucket_ttl open_after_ms may_open second
 _ADMIT = """
 local now = tonumber(ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
@@ -149,6 +175,8 @@ if count > 0 then
     redis.call('INCRBY', KEYS[4], #admitted)
     redis.call('INCRBY', KEYS[7], #admitted)
     redis.call('EXPIRE', KEYS[7], tonumber(ARGV[4]))
+    redis.call('SET', KEYS[10], ARGV[7], 'NX')
+    redis.call('EXPIRE', KEYS[10], tonumber(ARGV[4]))
   end
 end
 if redis.call('ZCARD', KEYS[1]) == 0 and redis.call('SCARD', KEYS[2]) == 0 then
@@ -263,7 +291,7 @@ def has_admission(user, event: Event, now: datetime, token: str | None = None) -
 def require_admission(user, event: Event, now: datetime | None = None) -> None:
     """Refuse (409 queue_required, with the room's URL) while the room is active and the buyer has no admission."""
     now = now or utcnow()
-    if not is_active(event, now) or has_admission(user, event, now):
+    if has_admission(user, event, now) or not is_active(event, now):  # the signed cookie first: no Redis
         return
     raise QueueRequired(
         _("Many people are buying tickets for this event: please wait for your turn in the waiting room."),
@@ -305,8 +333,8 @@ def note_hold(response, user_id: int, event_id: int, hold_expires_at: datetime) 
 
 @dataclass
 class Place:
-    """Where a buyer stands: 'open' (no room now), 'early', 'queued', 'admitted', 'ip_cap', or
-    'sold_out' (queued, but nothing is left to sell: `seats_may_return` while some are only held)."""
+    """Where a buyer stands: 'open' (no room now), 'early', 'queued', 'admitted', 'ip_cap', 'none',
+    or 'sold_out' (queued, but nothing is left to sell: `seats_may_return` while some are only held)."""
 
     state: str
     position: int | None = None
@@ -317,6 +345,7 @@ class Place:
     sales_start_at: datetime | None = None
     seats_may_return: bool | None = None
     waitlist_open: bool | None = None
+    seats_for_queue: int | None = None
 
     def poll_after_ms(self, starts_in_ms: int | None) -> int:
         """When the page should ask again: soon near the head of the queue, rarely far back, so
@@ -327,6 +356,8 @@ class Place:
             return SOLD_OUT_POLL_MS
         if self.state != "queued" or not self.ahead:
             return POLL_MIN_MS
+        if self.seats_for_queue is not None and self.ahead >= self.seats_for_queue:
+            return POLL_BEYOND_SEATS_MS
         if self.estimated_wait_seconds is not None:
             guess = self.estimated_wait_seconds * 1000 // 3
         else:
@@ -350,67 +381,84 @@ class Place:
         }
 
 
-def _place_from(reply, event: Event, now: datetime, rate_per_second: float | None) -> Place:
+def _queued_place(reply, event: Event) -> Place:
+    ahead, waiting, admitted_lately, span, seats_for_queue = (int(value) for value in reply[1:6])
+    if event.waiting_room_rate:
+        rate = event.waiting_room_rate / 60
+    else:
+        rate = admitted_lately / span if admitted_lately else None
+    return Place(
+        "queued",
+        position=ahead + 1,
+        ahead=ahead,
+        waiting=waiting,
+        estimated_wait_seconds=math.ceil(ahead / rate) if rate else None,
+        seats_for_queue=seats_for_queue if seats_for_queue >= 0 else None,
+    )
+
+
+def _place_from(reply, event: Event) -> Place:
     state = reply[0].decode() if isinstance(reply[0], bytes) else reply[0]
     if state == "admitted":
         return Place("admitted", deadline_ms=int(float(reply[1])))
     if state == "queued":
-        ahead = int(reply[1])
-        wait = math.ceil(ahead / rate_per_second) if rate_per_second else None
-        return Place("queued", position=ahead + 1, ahead=ahead, waiting=int(reply[2]), estimated_wait_seconds=wait)
+        return _queued_place(reply, event)
     if state == "early":
         return Place("early", waiting=int(reply[2]), sales_start_at=event.sales_start_at)
     return Place(state)
 
 
-def join(user, event: Event, *, ip: str, now: datetime | None = None) -> Place:
-    """Take (or keep) the buyer's place in the room, let the queue move on, and say where they stand."""
-    now = now or utcnow()
-    if not is_active(event, now):
-        return Place("open")
-    advance(event, now=now)
+def _visit(user_id: int, event: Event, now: datetime, *, ip: str | None = None, may_step: bool = True) -> Place:
+    """The buyer's place (taking one if `ip` is given), moving the queue first when this visit's turn."""
     keys = Keys(event.id)
-    now_ms = _now_ms(now)
 
     def run(client):
         return _script(
             client,
-            _JOIN,
-            7,
-            keys.queue,
-            keys.early,
-            keys.shopping,
-            keys.seq,
-            keys.shuffled,
-            keys.ips,
-            keys.user_ips,
-            user.id,
-            now_ms,
-            ip,
+            _VISIT,
+            12,
+            *(keys.queue, keys.early, keys.shopping, keys.seq, keys.shuffled, keys.ips, keys.user_ips),
+            *(keys.opened, keys.step, keys.admits, keys.admitting_since, keys.seats_for_queue),
+            user_id,
+            _now_ms(now),
+            ip or "",
             _config("WAITING_ROOM_PLACES_PER_IP"),
             LATE_OFFSET,
+            "1" if ip is not None else "0",
+            "1" if event.waiting_room == WaitingRoomMode.ON_SALE else "0",
+            "1" if may_step and not event.sells_later(now) else "0",
+            TICK_MS,
+            int(time.time()),
+            RATE_WINDOW_SECONDS,
         )
 
     reply = redis_call(run)
     if reply is None:
         return Place("open")
-    place = _place_from(reply, event, now, admission_rate(event))
+    place = _place_from(reply, event)
+    if place.state == "step":  # this visit's turn to move the queue: the draw, admissions; then look again
+        advance(event, now=now, force=True)
+        return _visit(user_id, event, now, ip=ip, may_step=False)
+    return place
+
+
+def join(user, event: Event, *, ip: str, now: datetime | None = None) -> Place:
+    """Take (or keep) the buyer's place in the room, let the queue move on, and say where they stand."""
+    now = now or utcnow()
+    if not configured_active(event, now):
+        return Place("open")
+    place = _visit(user.id, event, now, ip=ip)
     if place.state == "ip_cap":
         raise TooManyPlaces(_("Too many places in this waiting room were taken from your network. Please try later."))
     return unless_sold_out(place, event)
 
 
 def place_of(user_id: int, event: Event, now: datetime | None = None) -> Place:
-    """Where the buyer stands, without joining (the live stream asks this every second)."""
+    """Where the buyer stands, without joining (the live stream asks this every few seconds)."""
     now = now or utcnow()
-    if not is_active(event, now):
+    if not configured_active(event, now):
         return Place("open")
-    advance(event, now=now)
-    keys = Keys(event.id)
-    reply = redis_call(lambda c: _script(c, _STATUS, 3, keys.queue, keys.early, keys.shopping, user_id, _now_ms(now)))
-    if reply is None:
-        return Place("open")
-    return unless_sold_out(_place_from(reply, event, now, admission_rate(event)), event)
+    return unless_sold_out(_visit(user_id, event, now), event)
 
 
 # --- moving the queue ------------------------------------------------------------------------
@@ -441,25 +489,50 @@ def free_seats(event_id: int, now: datetime) -> int:
     return db.session.scalar(sa.select(sa.func.count(Seat.id)).where(Seat.event_id == event_id, free)) or 0
 
 
-def holds_per_second(event_id: int) -> float:
-    """Holds made through the room over the last few seconds, per second."""
-    keys = Keys(event_id)
+def holds_per_second(client, keys: Keys) -> float:
+    """Holds made through the room per second, over the last THROUGHPUT_WINDOW_SECONDS whole
+    seconds or, early in a stretch of admissions, over the seconds since it began (a rush ramps
+    up within seconds instead of waiting for a full window of measurements)."""
     second = int(time.time())
-    names = [f"{keys.holds}:{second - offset}" for offset in range(1, THROUGHPUT_WINDOW_SECONDS + 1)]
-    values = redis_call(lambda client: client.mget(names), default=[]) or []
-    return sum(int(value) for value in values if value) / THROUGHPUT_WINDOW_SECONDS
+    pipe = client.pipeline()
+    pipe.get(keys.admitting_since)
+    pipe.mget([f"{keys.holds}:{second - offset}" for offset in range(1, THROUGHPUT_WINDOW_SECONDS + 1)])
+    since, values = pipe.execute()
+    span = THROUGHPUT_WINDOW_SECONDS if since is None else min(THROUGHPUT_WINDOW_SECONDS, second - int(since))
+    if span <= 0:
+        return 0.0
+    return sum(int(value) for value in values if value) / span
 
 
-def admission_rate(event: Event) -> float | None:
-    """Buyers admitted per second lately (for estimated waits), or None when nobody was admitted."""
-    if event.waiting_room_rate:
-        return event.waiting_room_rate / 60
-    keys = Keys(event.id)
-    second = int(time.time())
-    names = [f"{keys.admits}:{second - offset}" for offset in range(0, 30)]
-    values = redis_call(lambda client: client.mget(names), default=[]) or []
-    admitted = sum(int(value) for value in values if value)
-    return admitted / 30 if admitted else None
+def _fixed_rate_admissions(client, event: Event, keys: Keys, now_ms: int) -> int:
+    """A token bucket: the event's rate per minute, at most one minute's worth saved up."""
+    last = client.getset(keys.last_tick, now_ms)
+    allowance = float(client.get(keys.allowance) or 0)
+    if last is not None:
+        allowance += event.waiting_room_rate * max(0, now_ms - int(last)) / 60000
+    allowance = min(allowance, float(event.waiting_room_rate))
+    count = int(allowance)
+    client.set(keys.allowance, allowance - count)
+    return count
+
+
+def _automatic_admissions(client, event: Event, keys: Keys, now: datetime) -> int:
+    """Keep as many buyers choosing seats as the measured holds per second serve in
+    SHOPPING_SECONDS (at least MIN_ACTIVE), never more than the free seats: a sold-out event
+    admits nobody. While this server is behind (its own look-ups here came back late), nobody
+    new unless nobody is shopping: more buyers would only wait longer for the same CPU, and so
+    would new arrivals for their place. Notes the seats left for the queue, by which far-back
+    pages poll rarely."""
+    began = time.perf_counter()
+    shopping = client.zcount(keys.shopping, _now_ms(now), "+inf")
+    free = free_seats(event.id, now)
+    served = math.ceil(holds_per_second(client, keys) * _config("WAITING_ROOM_SHOPPING_SECONDS"))
+    wanted = max(_config("WAITING_ROOM_MIN_ACTIVE"), served)
+    if (time.perf_counter() - began) * 1000 > _config("WAITING_ROOM_BEHIND_MS"):
+        wanted = min(wanted, max(shopping, math.ceil(_config("WAITING_ROOM_MIN_ACTIVE") / 10)))
+    count = max(0, min(free, wanted) - shopping)
+    client.set(keys.seats_for_queue, max(0, free - shopping - count), px=SEATS_FOR_QUEUE_TTL_MS)
+    return count
 
 
 def _how_many_to_admit(client, event: Event, keys: Keys, now: datetime) -> int:
@@ -469,19 +542,8 @@ def _how_many_to_admit(client, event: Event, keys: Keys, now: datetime) -> int:
         client.set(keys.allowance, 0)
         return 0
     if event.waiting_room_rate:
-        # A token bucket: rate per minute, at most one minute's worth saved up.
-        last = client.getset(keys.last_tick, now_ms)
-        allowance = float(client.get(keys.allowance) or 0)
-        if last is not None:
-            allowance += event.waiting_room_rate * max(0, now_ms - int(last)) / 60000
-        allowance = min(allowance, float(event.waiting_room_rate))
-        count = int(allowance)
-        client.set(keys.allowance, allowance - count)
-        return count
-    shopping = client.zcount(keys.shopping, now_ms, "+inf")
-    throughput = holds_per_second(event.id) * _config("WAITING_ROOM_SHOPPING_SECONDS")
-    target = min(free_seats(event.id, now), max(_config("WAITING_ROOM_MIN_ACTIVE"), math.ceil(throughput)))
-    return max(0, target - shopping)
+        return _fixed_rate_admissions(client, event, keys, now_ms)
+    return _automatic_admissions(client, event, keys, now)
 
 
 def advance(event: Event, *, now: datetime | None = None, force: bool = False) -> list[int]:
@@ -510,25 +572,28 @@ def admit(event: Event, count: int, *, now: datetime | None = None) -> list[int]
     now_ms = _now_ms(now)
 
     def run(client):
+        second = int(time.time())
         admitted = _script(
             client,
             _ADMIT,
-            9,
+            10,
             keys.queue,
             keys.early,
             keys.shopping,
             keys.admitted,
             keys.ips,
             keys.user_ips,
-            f"{keys.admits}:{int(time.time())}",
+            f"{keys.admits}:{second}",
             keys.empty_since,
             keys.opened,
+            keys.admitting_since,
             now_ms,
             max(0, int(count)),
             now_ms + _config("WAITING_ROOM_ADMISSION_SECONDS") * 1000,
             60,
             _config("WAITING_ROOM_OPEN_AFTER_EMPTY_SECONDS") * 1000,
             "1" if event.waiting_room == WaitingRoomMode.ON_SALE else "0",
+            second,
         )
         return [int(user) for user in admitted]
 

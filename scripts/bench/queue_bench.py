@@ -3,12 +3,14 @@ app servers (127.0.0.1 only) for one event's seats, each buyer a greenlet with i
 connection and log-in (gevent, so thousands of buyers fit in one process).
 
 Room on: a buyer asks the room's status endpoint (the first answer: a place), asks again when
-the answer says (`poll_after_ms`), as the page's polling fallback does, and once admitted holds one random free seat
-and pays. Room off: a buyer loads the map and holds one random free seat (trying again with
-another while seats are left), then pays. Reported per mode: arrival to first answer p50/p95,
-admitted buyers' hold p50/p95, sell-out time, seats sold once (database check), errors, and
-fairness: Spearman's rank correlation between queue position (room off: arrival order) and the
-order of purchases.
+the answer says (`poll_after_ms`), as the page's polling fallback does, and once admitted loads
+the event page, the map, holds one random free seat (another while seats are left) and pays.
+Room off: a buyer does the same from the event page on. Reported per mode: arrival to first
+answer p50/p95 (room off: the first hold's answer), admitted buyers' hold p50/p95, sell-out
+time, seats sold once (database check), errors, and fairness: Spearman's rank correlation
+between queue position (room off: arrival order) and the order of purchases. Also the CPU
+seconds the app servers and this load process used during the run (both share the machine's
+cores), and how many room status requests were made.
 
 Writes its fixtures (an event, bench buyers) into DATABASE_URL, which must be the servers'.
 """
@@ -21,6 +23,7 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import random  # noqa: E402
 import re  # noqa: E402
+import resource  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from collections import Counter  # noqa: E402
@@ -32,7 +35,7 @@ from gevent.pool import Pool  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from scripts.bench import fixtures  # noqa: E402
-from scripts.bench.client import Browser, percentile  # noqa: E402
+from scripts.bench.client import Browser, cpu_seconds, percentile, server_pids  # noqa: E402
 from scripts.bench.http_bench import database_check  # noqa: E402
 
 JSON = {"Accept": "application/json"}
@@ -57,12 +60,14 @@ def ms(values, fraction):
 def event_for(app, mode: str, rows: int, columns: int) -> int:
     from app.extensions import db
     from app.models import Event, WaitingRoomMode
+    from app.services import waiting_room
 
     event_id = fixtures.big_event(app, f"Queue {mode} {time.time():.0f}", rows, columns)
     with app.app_context():
         event = db.session.get(Event, event_id)
         event.waiting_room = WaitingRoomMode.ALWAYS if mode == "on" else WaitingRoomMode.OFF
         db.session.commit()
+        waiting_room.forget(event_id)  # each run has a new database, whose event ids an earlier run's room used
     return event_id
 
 
@@ -94,6 +99,7 @@ class Run:
         self.bought = []  # (buyer, time) in purchase order
         self.sold_out = False
         self.started = 0.0
+        self.status_requests = 0
 
     def free_seats(self, browser):
         state = browser.get(f"/api/events/{self.event_id}/seats", JSON).json()
@@ -135,11 +141,13 @@ class Run:
         try:
             if self.mode == "off":
                 self.position[index] = (0, index)
+                browser.refresh_csrf(f"/events/{self.event_id}")  # the page an admitted buyer is sent to
                 self.buy(index, browser, arrived)
                 return
             answered = False
             while time.perf_counter() < self.deadline and not self.sold_out:
                 response = browser.get(f"/api/events/{self.event_id}/waiting-room", JSON)
+                self.status_requests += 1
                 if response.status != 200:
                     self.errors[f"room-{response.status}"] += 1
                     return
@@ -159,12 +167,15 @@ class Run:
             self.errors[type(error).__name__] += 1
 
     def run(self):
+        servers = [pid for url in self.args.base_url for pid in server_pids(url.rsplit(":", 1)[1])]
+        servers_cpu, own_cpu = cpu_seconds(servers), _own_cpu_seconds()
         self.started = time.perf_counter()
         self.deadline = self.started + self.args.seconds
         jobs = [gevent.spawn(self.buyer, index) for index in range(len(self.browsers))]
         gevent.joinall(jobs, timeout=self.args.seconds + 30)
         gevent.killall([job for job in jobs if not job.dead], block=True, timeout=5)
         elapsed = time.perf_counter() - self.started
+        servers_cpu, own_cpu = cpu_seconds(servers) - servers_cpu, _own_cpu_seconds() - own_cpu
         sold_out_s = None
         if len(self.bought) >= self.args.rows * self.args.columns:
             sold_out_s = round(self.bought[-1][1] - self.started, 2)
@@ -186,7 +197,15 @@ class Run:
             "elapsed_s": round(elapsed, 1),
             "errors": dict(self.errors),
             "fairness_spearman": fairness,
+            "status_requests": self.status_requests,
+            "servers_cpu_s": round(servers_cpu, 1),
+            "load_process_cpu_s": round(own_cpu, 1),
         }
+
+
+def _own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main():

@@ -81,7 +81,6 @@ case $what in
   profile) $BIN/python scripts/bench/profile_hold.py --holds "${HOLDS:-300}" ;;&
   queue)
     serve $PORT2
-    room_for_connections 200
     $BIN/python scripts/bench/queue_bench.py --base-url http://127.0.0.1:$PORT --base-url http://127.0.0.1:$PORT2 \
       --buyers "${BUYERS:-5000}" --arrival-seconds "${ARRIVAL_SECONDS:-10}" --seconds "${QUEUE_SECONDS:-180}" \
       --modes "${MODES:-on,off}" || status=1 ;;

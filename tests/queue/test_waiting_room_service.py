@@ -2,14 +2,16 @@
 cannot be forged, lent or kept past their deadline, and the queue moves as it should."""
 
 import statistics
+import time
 from collections import Counter
 from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
+import sqlalchemy as sa
 
 from app.extensions import db, get_redis
-from app.models import WaitingRoomMode, utcnow
+from app.models import Seat, SeatStatus, WaitingRoomMode, utcnow
 from app.services import waiting_room
 
 
@@ -93,6 +95,14 @@ def test_places_per_ip_are_capped(room_event, app):
     assert waiting_room.join(buyer(3), room_event, ip="10.0.0.2", now=early).state == "early"
 
 
+def gather_early(event, count):
+    """Buyers 1..count arrive in the early window: the moment just after the on-sale."""
+    early = event.sales_start_at - timedelta(minutes=1)
+    for user_id in range(1, count + 1):
+        waiting_room.join(buyer(user_id), event, ip=f"10.0.{user_id}.1", now=early)
+    return event.sales_start_at + timedelta(seconds=1)
+
+
 # --- admissions ---------------------------------------------------------------------------------
 
 
@@ -136,22 +146,67 @@ def test_an_admission_not_used_in_time_lapses_and_the_next_buyers_move_up(room_e
 
 def test_the_automatic_rate_admits_no_more_than_the_free_seats(room_event, app):
     app.config["WAITING_ROOM_MIN_ACTIVE"] = 1000
-    start = room_event.sales_start_at + timedelta(seconds=1)
-    early = room_event.sales_start_at - timedelta(minutes=1)
-    for user_id in range(1, 81):
-        waiting_room.join(buyer(user_id), room_event, ip=f"10.0.{user_id}.1", now=early)
+    start = gather_early(room_event, 80)
     admitted = waiting_room.advance(room_event, now=start, force=True)
     assert len(admitted) == 50  # the event has 50 seats
     assert waiting_room.stats(room_event, start).waiting == 30
 
 
+@pytest.mark.parametrize("behind", [False, True])
+def test_the_automatic_rate_ramps_up_from_the_first_seconds_of_holds_unless_the_server_is_behind(
+    room_event, app, behind
+):
+    """Holds measured over the two seconds since admissions began count as two seconds' worth, not
+    as a tenth of a full window: the room admits enough to keep the seats selling at once. A
+    server whose look-ups come back late admits nobody new while buyers are still shopping."""
+    app.config["WAITING_ROOM_MIN_ACTIVE"] = 10
+    app.config["WAITING_ROOM_SHOPPING_SECONDS"] = 10
+    app.config["WAITING_ROOM_BEHIND_MS"] = 60_000
+    start = gather_early(room_event, 80)
+    first = waiting_room.advance(room_event, now=start, force=True)
+    assert len(first) == 10
+    keys, second, client = waiting_room.Keys(room_event.id), int(time.time()), get_redis()
+    client.set(keys.admitting_since, second - 2)  # the first ten held within two seconds
+    client.set(f"{keys.holds}:{second - 1}", 10)
+    client.zrem(keys.shopping, *first[:8])  # two are still choosing
+    app.config["WAITING_ROOM_BEHIND_MS"] = -1 if behind else 60_000
+    admitted = waiting_room.advance(room_event, now=start + timedelta(seconds=2), force=True)
+    if behind:
+        assert admitted == []
+    else:
+        # 10 holds in 2 s (3 s if the clock ticked meanwhile) serve 50 (34) shoppers in 10 s;
+        # over a whole window they would have served only 10.
+        assert len(admitted) >= 30
+
+
+def test_a_sold_out_room_admits_nobody_and_pages_behind_the_seats_left_poll_rarely(room_event, app):
+    app.config["WAITING_ROOM_MIN_ACTIVE"] = 1000
+    start = gather_early(room_event, 80)
+    assert len(waiting_room.advance(room_event, now=start, force=True)) == 50  # one admission a seat
+    last_in_queue = int(get_redis().zrange(waiting_room.Keys(room_event.id).queue, -1, -1)[0])
+    behind = waiting_room.place_of(last_in_queue, room_event, start)
+    assert behind.seats_for_queue == 0
+    assert behind.to_json(start)["poll_after_ms"] == waiting_room.POLL_BEYOND_SEATS_MS
+    db.session.execute(sa.update(Seat).where(Seat.event_id == room_event.id).values(status=SeatStatus.BOOKED))
+    db.session.commit()
+    lapsed = start + timedelta(seconds=app.config["WAITING_ROOM_ADMISSION_SECONDS"] + 1)
+    assert waiting_room.advance(room_event, now=lapsed, force=True) == []
+    assert waiting_room.stats(room_event, lapsed).waiting == 30
+
+
+def test_pages_near_the_head_poll_soon_and_far_back_rarely():
+    near = waiting_room.Place("queued", ahead=20, estimated_wait_seconds=2, seats_for_queue=300)
+    middle = waiting_room.Place("queued", ahead=200, estimated_wait_seconds=30, seats_for_queue=300)
+    beyond = waiting_room.Place("queued", ahead=400, estimated_wait_seconds=60, seats_for_queue=300)
+    assert near.poll_after_ms(None) == waiting_room.POLL_MIN_MS
+    assert middle.poll_after_ms(None) == 10_000
+    assert beyond.poll_after_ms(None) == waiting_room.POLL_BEYOND_SEATS_MS
+
+
 def test_a_fixed_rate_and_a_pause(room_event, app):
     room_event.waiting_room_rate = 60  # one a second
     db.session.commit()
-    start = room_event.sales_start_at + timedelta(seconds=1)
-    early = room_event.sales_start_at - timedelta(minutes=1)
-    for user_id in range(1, 21):
-        waiting_room.join(buyer(user_id), room_event, ip=f"10.0.{user_id}.1", now=early)
+    start = gather_early(room_event, 20)
     assert waiting_room.advance(room_event, now=start, force=True) == []  # the bucket starts empty
     assert len(waiting_room.advance(room_event, now=start + timedelta(seconds=5), force=True)) == 5
     waiting_room.set_paused(room_event, True)

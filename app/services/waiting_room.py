@@ -48,7 +48,6 @@ THROUGHPUT_WINDOW_SECONDS = 10
 RATE_WINDOW_SECONDS = 30
 HOLD_GRACE_SECONDS = 60  # an admission outlives the hold a little, so checkout right at the end works
 SALE_STATE_TTL_SECONDS = 10  # the room's steps renew it while anyone waits
-SOLD_OUT_POLL_MS = 5000  # nothing moves until seats come back: no hurry to ask
 POLL_MIN_MS, POLL_MAX_MS = 1000, 15000
 # Behind more buyers than there are seats left, a place moves only when someone ahead gives up.
 POLL_BEYOND_SEATS_MS = 30000
@@ -353,7 +352,9 @@ class Place:
         if self.state == "early" and starts_in_ms is not None:
             return max(POLL_MIN_MS, min(starts_in_ms, POLL_MAX_MS))
         if self.state == "sold_out":
-            return SOLD_OUT_POLL_MS
+            # Nothing moves until seats come back, and thousands wait: in the 5,000-buyer rush a
+            # 5 s poll here cost more than the sale itself.
+            return POLL_MAX_MS if self.seats_may_return else POLL_BEYOND_SEATS_MS
         if self.state != "queued" or not self.ahead:
             return POLL_MIN_MS
         if self.seats_for_queue is not None and self.ahead >= self.seats_for_queue:

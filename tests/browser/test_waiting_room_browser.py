@@ -67,6 +67,8 @@ def test_a_waiting_buyer_is_told_of_the_sell_out_and_the_queue_goes_on_when_seat
     page, factory, app, redis_client
 ):
     app.config["WAITING_ROOM_MIN_ACTIVE"] = 0  # nobody is let in but by the test
+    # A sold-out room's pages look again only every 15-30 s (thousands wait); its stream here every 2 s.
+    app.config["SSE_HEARTBEAT_SECONDS"] = 2
     event = factory.event(name="Last Seats", rows=1, columns=4)
     event.waiting_room = WaitingRoomMode.ALWAYS
     db.session.commit()

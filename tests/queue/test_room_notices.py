@@ -58,7 +58,7 @@ def test_a_sold_out_room_tells_its_queue_admits_nobody_and_offers_the_waiting_li
     place = waiting_room.join(buyer(1), always_room, ip="10.0.0.1")
     assert (place.state, place.position, place.seats_may_return, place.waitlist_open) == ("sold_out", 1, False, True)
     status = place.to_json(utcnow())
-    assert status["state"] == "sold_out" and status["poll_after_ms"] == waiting_room.SOLD_OUT_POLL_MS
+    assert status["state"] == "sold_out" and status["poll_after_ms"] == waiting_room.POLL_BEYOND_SEATS_MS
     waiting_room.advance(always_room, force=True)
     assert waiting_room.place_of(1, always_room).state == "sold_out"
     assert waiting_room.stats(always_room).admitted == 0

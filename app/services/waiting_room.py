@@ -84,6 +84,7 @@ class Keys:
 # ARGV[11] seconds, the seconds they span, and the seats left for the queue at the last step
 # (-1: unknown), for the wait and the next poll.
 # KEYS: queue early shopping seq shuffled ips user_ips opened step admits admitting_since seats_for_queue
+#       sale_state (the room's notice that nothing is left to sell, '' if there is none)
 # ARGV: user now_ms ip ip_cap late_offset join may_open may_step tick_ms second rate_window
 _VISIT = """
 local now = tonumber(ARGV[2])
@@ -127,6 +128,7 @@ if found[1] == 'queued' then
   local span = window
   if since then span = math.min(window, math.max(1, second - tonumber(since) + 1)) end
   found[4], found[5], found[6] = admitted, span, tonumber(redis.call('GET', KEYS[12]) or -1)
+  found[7] = redis.call('GET', KEYS[13]) or ''
 end
 return found
 """
@@ -388,13 +390,20 @@ def _queued_place(reply, event: Event) -> Place:
         rate = event.waiting_room_rate / 60
     else:
         rate = admitted_lately / span if admitted_lately else None
-    return Place(
+    place = Place(
         "queued",
         position=ahead + 1,
         ahead=ahead,
         waiting=waiting,
         estimated_wait_seconds=math.ceil(ahead / rate) if rate else None,
         seats_for_queue=seats_for_queue if seats_for_queue >= 0 else None,
+    )
+    notice = _parsed_sale_notice(reply[6])
+    if notice is None:
+        return place
+    state, waitlist_open = notice
+    return replace(
+        place, state="sold_out", seats_may_return=state == SaleState.TAKEN_FOR_NOW, waitlist_open=waitlist_open
     )
 
 
@@ -417,9 +426,9 @@ def _visit(user_id: int, event: Event, now: datetime, *, ip: str | None = None, 
         return _script(
             client,
             _VISIT,
-            12,
+            13,
             *(keys.queue, keys.early, keys.shopping, keys.seq, keys.shuffled, keys.ips, keys.user_ips),
-            *(keys.opened, keys.step, keys.admits, keys.admitting_since, keys.seats_for_queue),
+            *(keys.opened, keys.step, keys.admits, keys.admitting_since, keys.seats_for_queue, keys.sale_state),
             user_id,
             _now_ms(now),
             ip or "",
@@ -451,7 +460,7 @@ def join(user, event: Event, *, ip: str, now: datetime | None = None) -> Place:
     place = _visit(user.id, event, now, ip=ip)
     if place.state == "ip_cap":
         raise TooManyPlaces(_("Too many places in this waiting room were taken from your network. Please try later."))
-    return unless_sold_out(place, event)
+    return place
 
 
 def place_of(user_id: int, event: Event, now: datetime | None = None) -> Place:
@@ -459,7 +468,7 @@ def place_of(user_id: int, event: Event, now: datetime | None = None) -> Place:
     now = now or utcnow()
     if not configured_active(event, now):
         return Place("open")
-    return unless_sold_out(_visit(user_id, event, now), event)
+    return _visit(user_id, event, now)
 
 
 # --- moving the queue ------------------------------------------------------------------------
@@ -629,9 +638,8 @@ def note_sale_state(event: Event, now: datetime) -> str:
     return state
 
 
-def _sale_notice(event_id: int) -> tuple[str, bool] | None:
+def _parsed_sale_notice(notice) -> tuple[str, bool] | None:
     """The room's last word on what is left to sell, when nothing is: (state, waiting list open)."""
-    notice = redis_call(lambda client: client.get(Keys(event_id).sale_state))
     if not notice:
         return None
     state, waitlist_open = (notice.decode() if isinstance(notice, bytes) else notice).split()
@@ -640,20 +648,8 @@ def _sale_notice(event_id: int) -> tuple[str, bool] | None:
 
 def nothing_to_sell(event: Event) -> bool:
     """Whether the room found no seat to sell at its last step (sold out, or all held for now)."""
-    return _sale_notice(event.id) is not None
-
-
-def unless_sold_out(place: Place, event: Event) -> Place:
-    """A queued buyer's place, turned into 'sold_out' while the room has nothing to sell."""
-    if place.state != "queued":
-        return place
-    notice = _sale_notice(event.id)
-    if notice is None:
-        return place
-    state, waitlist_open = notice
-    return replace(
-        place, state="sold_out", seats_may_return=state == SaleState.TAKEN_FOR_NOW, waitlist_open=waitlist_open
-    )
+    notice = redis_call(lambda client: client.get(Keys(event.id).sale_state))
+    return _parsed_sale_notice(notice) is not None
 
 
 # --- a new on-sale -----------------------------------------------------------------------------

@@ -20,6 +20,9 @@ if [[ $what == queue ]]; then
   # Every bench buyer comes from 127.0.0.1: no cap on waiting-room places per IP; thousands of
   # buyers keep a connection each, more than gevent's default 1,000 per worker.
   export WAITING_ROOM_PLACES_PER_IP=0 GUNICORN_WORKER_CONNECTIONS=${GUNICORN_WORKER_CONNECTIONS:-4000}
+  # In production nginx keeps each buyer's connection (75 s) while the page polls; without it
+  # every poll would open a new TCP connection here, and 5,000 of them overflow the listen queue.
+  export GUNICORN_KEEPALIVE=${GUNICORN_KEEPALIVE:-75}
 fi
 BIN=.venv/bin
 GUNICORN_ARGS=${GUNICORN_ARGS:-"-c gunicorn.conf.py"}

@@ -7,8 +7,8 @@ from flask import current_app, request
 from flask_limiter.util import get_remote_address
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.auth.identity import signed_in_user_id
 from app.extensions import limiter, redacted_url
+from app.identity import signed_in_user_id
 from app.services import accounts
 from app.services.transactions import end_read
 

@@ -4,9 +4,9 @@ from flask import abort, jsonify, make_response, request, url_for
 from flask_babel import gettext as _
 
 from app import limits
-from app.auth.identity import SignedIn, signed_in_user_id
 from app.booking import bp
 from app.extensions import db
+from app.identity import SignedIn, signed_in_user_id
 from app.models import Event, EventStatus, utcnow
 from app.services import booking, seatmap, waiting_room
 from app.services.errors import InvalidRequest

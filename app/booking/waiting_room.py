@@ -9,10 +9,10 @@ from flask_limiter.util import get_remote_address
 from flask_login import current_user, login_required
 
 from app.auth.decorators import redirect_admins
-from app.auth.identity import SignedIn, signed_in_user_id
 from app.booking import bp
 from app.booking.api import visible_event
 from app.extensions import db
+from app.identity import SignedIn, signed_in_user_id
 from app.models import utcnow
 from app.services import waiting_room
 from app.services.errors import DomainError

@@ -44,7 +44,7 @@ from app.services.errors import DomainError, HoldExpired, InvalidRequest, OrderN
 from app.services.transactions import SeatsBusy, end_read, run_unit_of_work
 
 if TYPE_CHECKING:
-    from app.auth.identity import SignedIn
+    from app.identity import SignedIn
 
 __all__ = ["HoldExpired", "OrderNotPending", "SeatsBusy"]  # re-exported: callers catch booking.<Error>
 

@@ -15,9 +15,13 @@ from app.services.errors import InvalidRequest
 def visible_event(event_id: int) -> Event:
     """A published or cancelled event buyers may look at; drafts and deleted ones are 404."""
     event = db.session.get(Event, event_id)
+    _refuse_unless_visible(event)
+    return event
+
+
+def _refuse_unless_visible(event: Event | None) -> None:
     if event is None or event.is_deleted or event.status == EventStatus.DRAFT:
         abort(404, _("No such event."))
-    return event
 
 
 @bp.get("/api/events/<int:event_id>/seats")
@@ -82,8 +86,7 @@ class HoldGate:
         self.buyer, self.room_in_front = buyer, False
 
     def __call__(self, event: Event | None) -> None:
-        if event is None or event.is_deleted or event.status == EventStatus.DRAFT:
-            abort(404, _("No such event."))
+        _refuse_unless_visible(event)
         now = utcnow()
         if event.is_on_sale(now):  # else the hold itself says why not (not on sale yet, ended)
             waiting_room.require_admission(self.buyer, event, now)

@@ -367,9 +367,7 @@ def _refuse_early(ids, event_id: int, now: datetime) -> None:
     seats = db.session.execute(_seats_now_statement(), {"hold_seats": ids, "hold_event": event_id}).all()
     if len(seats) != len(ids):
         raise UnknownSeats()
-    taken = [
-        seat for seat in seats if seat_state(seat.status, seat.reservation_expires_at, now) != SeatStatus.AVAILABLE
-    ]
+    taken = [seat for seat in seats if not _free_at(seat, now)]
     if taken:
         raise _unavailable([SeatLabel(seat.id, f"{seat.row}{seat.column}") for seat in taken])
 

@@ -40,31 +40,28 @@ def _confirmed():
 @admin_required
 def waitlist_skip(event_id, entry_id):
     """Take a waiting entry off the list."""
-    event = event_or_404(event_id)
-    _confirmed()
-    entry = waitlist.find_entry(entry_id, event)
-    try:
-        waitlist.skip(entry, actor=current_user)
-    except DomainError as error:
-        flash(error.message, "error")
-    else:
-        flash(_("The entry was taken off the waiting list."), "success")
-    return _back(event_id)
+    return _change_entry(event_id, entry_id, waitlist.skip, _("The entry was taken off the waiting list."))
 
 
 @bp.route("/events/<int:event_id>/waitlist/<int:entry_id>/end-offer", methods=["POST"])
 @admin_required
 def waitlist_end_offer(event_id, entry_id):
     """End an open offer early: its seats go to the next entry, or back on sale."""
+    done = _("The offer was ended; its seats went on to the next entry or back on sale.")
+    return _change_entry(event_id, entry_id, waitlist.end_offer, done)
+
+
+def _change_entry(event_id: int, entry_id: int, change, done: str):
+    """A confirmed admin action on one entry of the event's list: `change(entry, actor=...)`."""
     event = event_or_404(event_id)
     _confirmed()
     entry = waitlist.find_entry(entry_id, event)
     try:
-        waitlist.end_offer(entry, actor=current_user)
+        change(entry, actor=current_user)
     except DomainError as error:
         flash(error.message, "error")
     else:
-        flash(_("The offer was ended; its seats went on to the next entry or back on sale."), "success")
+        flash(done, "success")
     return _back(event_id)
 
 

@@ -1,6 +1,7 @@
 """The waiting room's pages: the room itself, its JSON status, its live stream, and the way in."""
 
 import json
+import queue
 import time
 
 from flask import current_app, flash, jsonify, make_response, redirect, render_template, request, url_for
@@ -14,7 +15,7 @@ from app.booking.api import visible_event
 from app.extensions import db
 from app.identity import SignedIn, signed_in_user_id
 from app.models import utcnow
-from app.services import waiting_room
+from app.services import live, waiting_room
 from app.services.errors import DomainError
 
 STREAM_MAX_SECONDS = 600  # the browser reconnects; a stream never outlives a deploy for long
@@ -105,33 +106,50 @@ def waiting_room_enter(event_id):
 @login_required
 def waiting_room_stream(event_id):
     """The buyer's place (`place`), pushed whenever it changes; `done` when the wait is over:
-    admitted, the room opened, or the place was lost (the page joins again). The place is checked
-    as often as the page would poll, and at least every heartbeat, which a check also sends."""
+    admitted, the room opened, or the place was lost (the page joins again). The room publishes
+    whom it admits and the live hub wakes this stream at once; besides, it looks at the place as
+    often as the page would poll, with a heartbeat comment in between."""
     visible_event(event_id)
     user_id = current_user.id
     app = current_app._get_current_object()
-    longest_pause = app.config["SSE_HEARTBEAT_SECONDS"]
+    heartbeat = app.config["SSE_HEARTBEAT_SECONDS"]
+    hub = live.hub()
     db.session.remove()  # no database connection is held while the stream waits
 
+    def place_now() -> dict:
+        with app.app_context():
+            try:
+                event = room_event(event_id)
+                now = utcnow()
+                return waiting_room.place_of(user_id, event, now).to_json(now)
+            finally:
+                db.session.remove()
+
     def events():
-        yield "retry: 3000\n\n"
-        last = None
-        started = time.monotonic()
-        while time.monotonic() - started < STREAM_MAX_SECONDS:
-            with app.app_context():
+        turn = hub.await_turn(event_id, user_id)
+        try:
+            yield "retry: 3000\n\n"
+            last, look_at = None, 0.0
+            started = time.monotonic()
+            while time.monotonic() - started < STREAM_MAX_SECONDS:
+                if time.monotonic() < look_at:
+                    yield ": still waiting\n\n"
+                else:
+                    status = place_now()
+                    if status["state"] in ("admitted", "open", "none"):
+                        yield f"event: done\ndata: {json.dumps(status)}\n\n"  # the page acts on status.state
+                        return
+                    data = json.dumps(status)
+                    yield f"event: place\ndata: {data}\n\n" if data != last else ": still waiting\n\n"
+                    last = data
+                    look_at = time.monotonic() + status["poll_after_ms"] / 1000
                 try:
-                    event = room_event(event_id)
-                    now = utcnow()
-                    status = waiting_room.place_of(user_id, event, now).to_json(now)
-                finally:
-                    db.session.remove()
-            if status["state"] in ("admitted", "open", "none"):
-                yield f"event: done\ndata: {json.dumps(status)}\n\n"  # the page acts on status.state
-                return
-            data = json.dumps(status)
-            yield f"event: place\ndata: {data}\n\n" if data != last else ": still waiting\n\n"
-            last = data
-            time.sleep(min(longest_pause, status["poll_after_ms"] / 1000))
+                    turn.get(timeout=max(0.0, min(heartbeat, look_at - time.monotonic())))
+                except queue.Empty:
+                    continue
+                look_at = 0.0  # admitted, the room opened, or the hub lost Redis: look now
+        finally:
+            hub.stop_awaiting(event_id, user_id, turn)
 
     response = make_response(events())
     response.mimetype = "text/event-stream"

@@ -37,7 +37,7 @@ from itsdangerous import BadSignature, URLSafeSerializer
 
 from app.extensions import db, redis_call
 from app.models import Event, EventStatus, Seat, SeatStatus, WaitingRoomMode, utcnow
-from app.services import catalog, waitlist
+from app.services import catalog, live, waitlist
 from app.services.catalog import SaleState
 from app.services.errors import DomainError
 
@@ -152,9 +152,10 @@ return #ARGV - 1
 # Drop lapsed admissions, admit up to ARGV[2] buyers from the head of the queue, and note when
 # the queue became empty (opening the room once it stayed so for ARGV[5] ms, if ARGV[6] = 1).
 # admitting_since: the second (Unix time) this stretch of admissions began, gone after a minute
-# without any, so a new rush measures its rates from its own start.
+# without any, so a new rush measures its rates from its own start. The buyers admitted, and the
+# room opening, are published on the room's channel (ARGV[8]): their pages' streams learn at once.
 # KEYS: queue early shopping admitted ips user_ips admits_bucket empty_since opened admitting_since
-# ARGV: now_ms count deadline_ms bucket_ttl open_after_ms may_open second
+# ARGV: now_ms count deadline_ms bucket_ttl open_after_ms may_open second channel event_id
 _ADMIT = """
 local now = tonumber(ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
@@ -183,9 +184,14 @@ end
 if redis.call('ZCARD', KEYS[1]) == 0 and redis.call('SCARD', KEYS[2]) == 0 then
   redis.call('SET', KEYS[8], now, 'NX')
   local since = tonumber(redis.call('GET', KEYS[8]))
-  if ARGV[6] == '1' and now - since >= tonumber(ARGV[5]) then redis.call('SET', KEYS[9], '1') end
+  if ARGV[6] == '1' and now - since >= tonumber(ARGV[5]) and redis.call('SET', KEYS[9], '1', 'NX') then
+    redis.call('PUBLISH', ARGV[8], '{"event_id":' .. ARGV[9] .. ',"opened":true}')
+  end
 else
   redis.call('DEL', KEYS[8])
+end
+if #admitted > 0 then
+  redis.call('PUBLISH', ARGV[8], '{"event_id":' .. ARGV[9] .. ',"users":[' .. table.concat(admitted, ',') .. ']}')
 end
 return admitted
 """
@@ -604,6 +610,8 @@ def admit(event: Event, count: int, *, now: datetime | None = None) -> list[int]
             _config("WAITING_ROOM_OPEN_AFTER_EMPTY_SECONDS") * 1000,
             "1" if event.waiting_room == WaitingRoomMode.ON_SALE else "0",
             second,
+            live.room_channel(event.id),
+            event.id,
         )
         return [int(user) for user in admitted]
 

@@ -239,3 +239,33 @@ def test_an_always_on_room_never_opens_and_an_off_room_never_closes(room_event, 
     assert not waiting_room.is_active(room_event, later)
     room_event.waiting_room = WaitingRoomMode.ON_SALE
     assert not waiting_room.is_active(room_event, room_event.sales_start_at - timedelta(minutes=20))
+
+
+def test_the_room_tells_the_live_hubs_whom_it_admits_and_when_it_opens(room_event, app):
+    from app.services import live
+
+    app.config["WAITING_ROOM_OPEN_AFTER_EMPTY_SECONDS"] = 0
+    hub = live.Hub(app.config["REDIS_URL"])
+    turns = {user_id: hub.await_turn(room_event.id, user_id) for user_id in (1, 2)}
+    elsewhere = hub.await_turn(0, 1)
+    try:
+        assert hub.connected.wait(3)
+        start = room_event.sales_start_at + timedelta(seconds=1)
+        for user_id in turns:
+            waiting_room.join(buyer(user_id), room_event, ip="10.0.0.1", now=start - timedelta(minutes=1))
+        waiting_room.shuffle_early_arrivals(room_event)
+        [first] = waiting_room.admit(room_event, 1, now=start)
+        [second] = {1, 2} - {first}
+        assert isinstance(turns[first].get(timeout=3), live.RoomNews)
+        time.sleep(0.2)
+        assert turns[second].messages.empty() and elsewhere.messages.empty()
+        assert waiting_room.admit(room_event, 1, now=start) == [second]  # the queue is empty: the room opens
+        assert isinstance(turns[second].get(timeout=3), live.RoomNews)
+        assert isinstance(turns[first].get(timeout=3), live.RoomNews)  # the opening wakes every stream
+        assert elsewhere.messages.empty()
+    finally:
+        hub.stop()
+        for user_id, inbox in turns.items():
+            hub.stop_awaiting(room_event.id, user_id, inbox)
+        hub.stop_awaiting(0, 1, elsewhere)
+    assert hub.turns == {}

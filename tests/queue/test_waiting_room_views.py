@@ -1,5 +1,6 @@
 """The on-sale time and the waiting room as buyers and admins meet them through the web."""
 
+import threading
 import time
 from datetime import timedelta
 
@@ -164,6 +165,33 @@ def test_the_room_stream_pushes_the_place_and_the_admission(client, factory, app
             break
     assert chunk.startswith("event: done") and '"state": "admitted"' in chunk
     response.close()
+
+
+def test_the_room_stream_learns_of_the_admission_at_once_not_at_its_next_look(
+    client, factory, app, redis_client, monkeypatch
+):
+    """Another server admits the buyer: the room's message wakes the stream, which would
+    otherwise not look at the place again for ten minutes."""
+    from app.services import live
+
+    app.config["WAITING_ROOM_MIN_ACTIVE"] = 0
+    app.config["SSE_HEARTBEAT_SECONDS"] = 600
+    monkeypatch.setattr(waiting_room.Place, "poll_after_ms", lambda place, starts_in: 600_000)
+    event = room_event(factory)
+    log_in(client, factory.user())
+    client.get(f"/api/events/{event.id}/waiting-room")
+    response = client.get(f"/events/{event.id}/waiting-room/stream")
+    chunks = response.response
+    assert next(chunks).startswith(b"retry:") and next(chunks).startswith(b"event: place")
+    assert live.hub().connected.wait(3)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(next(chunks).decode()), daemon=True)
+    reader.start()
+    waiting_room.admit(db.session.get(Event, event.id), 1)
+    reader.join(timeout=10)
+    assert received and received[0].startswith("event: done") and '"state": "admitted"' in received[0]
+    response.close()
+    assert live.hub().turns == {}
 
 
 def test_admins_see_the_room_and_pause_it(client, factory, redis_client):

@@ -26,7 +26,7 @@ import threading
 from dataclasses import dataclass, field
 
 from app.services import seat_changes, seatmap
-from app.services.live.hub import Delivery, Hub, Inbox, Lost, Unreadable, forget_hub, hub
+from app.services.live.hub import Delivery, Hub, Inbox, Lost, RoomNews, Unreadable, forget_hub, hub
 from app.services.live.publisher import (
     STATE_KEY,
     Unsent,
@@ -34,6 +34,7 @@ from app.services.live.publisher import (
     channel_pattern,
     forget_unsent,
     publish_change,
+    room_channel,
 )
 
 __all__ = [
@@ -50,6 +51,8 @@ __all__ = [
     "hub",
     "init_app",
     "publish_change",
+    "room_channel",
+    "RoomNews",
 ]
 
 

@@ -1,5 +1,6 @@
 """The live hub: one Redis subscription per app process, fanning seat changes out to the browser
-streams of that process, each change's seats read from the database after it arrived.
+streams of that process, each change's seats read from the database after it arrived, and waking
+the waiting-room streams of buyers the room admitted.
 
 (The design, including ordering and loss, is in app/services/live/__init__.py.)
 """
@@ -21,7 +22,7 @@ from flask import current_app
 from app.extensions import db
 from app.models import utcnow
 from app.services import seatmap
-from app.services.live.publisher import STATE_KEY, channel_pattern
+from app.services.live.publisher import STATE_KEY, channel_pattern, room_channel_pattern
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,10 @@ RECEIVE_BATCH = 500
 
 class Lost:
     """The hub's subscription ended: a stream that gets this checks the hub and resyncs."""
+
+
+class RoomNews:
+    """The waiting room admitted this buyer or opened: their stream looks at their place now."""
 
 
 class Unreadable:
@@ -67,12 +72,14 @@ class Hub:
 
     `generation` counts the subscriptions made: a stream whose snapshot was read under an earlier
     one may have missed changes. Given the app, the hub reads the changed seats' states itself.
+    A waiting-room stream waits for its buyer's turn on an inbox of its own (`await_turn`).
     """
 
     def __init__(self, redis_url: str, app=None):
         self.redis_url = redis_url
         self.app = app
         self.listeners: dict[int, set[Inbox]] = {}
+        self.turns: dict[int, dict[int, set[Inbox]]] = {}  # event -> buyer -> their room streams
         self.lock = threading.Lock()
         self.connected = threading.Event()
         self.generation = 0
@@ -104,6 +111,26 @@ class Hub:
                 if not inboxes:
                     del self.listeners[event_id]
 
+    def await_turn(self, event_id: int, user_id: int) -> Inbox:
+        """An inbox that gets RoomNews when the event's room admits this buyer or opens, and Lost
+        when the hub loses Redis (news may be missed until it is back)."""
+        self.ensure_running()
+        inbox = Inbox(size=10)
+        with self.lock:
+            self.turns.setdefault(event_id, {}).setdefault(user_id, set()).add(inbox)
+        return inbox
+
+    def stop_awaiting(self, event_id: int, user_id: int, inbox: Inbox) -> None:
+        with self.lock:
+            buyers = self.turns.get(event_id, {})
+            inboxes = buyers.get(user_id)
+            if inboxes is not None:
+                inboxes.discard(inbox)
+                if not inboxes:
+                    del buyers[user_id]
+            if not buyers:
+                self.turns.pop(event_id, None)
+
     def stream_count(self) -> int:
         with self.lock:
             return sum(len(inboxes) for inboxes in self.listeners.values())
@@ -115,7 +142,9 @@ class Hub:
             try:
                 self._subscribe(pubsub)
                 while not self.stopped.is_set():
-                    self._deliver(self._receive(pubsub))
+                    changes, room_news = self._receive(pubsub)
+                    self._wake(room_news)
+                    self._deliver(changes)
             except (redis.RedisError, OSError) as error:
                 self._lose(error)
                 self.stopped.wait(RECONNECT_SECONDS)
@@ -129,17 +158,21 @@ class Hub:
         self._lose("stopped")
 
     def _subscribe(self, pubsub) -> None:
-        pattern = channel_pattern(self.redis_url)
-        pubsub.psubscribe(pattern)
+        patterns = (channel_pattern(self.redis_url), room_channel_pattern(self.redis_url))
+        pubsub.psubscribe(*patterns)
         # Subscribed only once Redis confirms it: a snapshot read before then could miss a change.
         deadline = time.monotonic() + 5
-        while (message := pubsub.get_message(timeout=1.0)) is None or message["type"] != "psubscribe":
-            if time.monotonic() > deadline:
+        confirmed = 0
+        while confirmed < len(patterns):
+            message = pubsub.get_message(timeout=1.0)
+            if message is not None and message["type"] == "psubscribe":
+                confirmed += 1
+            elif time.monotonic() > deadline:
                 raise redis.TimeoutError("Redis did not confirm the subscription")
         with self.lock:
             self.generation += 1
         self.connected.set()
-        log.info("live hub subscribed to %s", pattern)
+        log.info("live hub subscribed to %s", " and ".join(patterns))
 
     def _lose(self, error) -> None:
         if not self.connected.is_set():
@@ -149,21 +182,37 @@ class Hub:
         log.warning("live hub lost Redis (%s); streams resync once it is back", error)
         with self.lock:
             inboxes = [inbox for event_inboxes in self.listeners.values() for inbox in event_inboxes]
+            inboxes += [inbox for buyers in self.turns.values() for own in buyers.values() for inbox in own]
         for inbox in inboxes:
             inbox.put(Lost())
 
-    def _receive(self, pubsub) -> list[dict]:
-        """The changes that arrived (waiting up to a second for the first one)."""
-        changes = []
+    def _receive(self, pubsub) -> tuple[list[dict], list[dict]]:
+        """The seat changes and the room news that arrived (waiting up to a second for the first)."""
+        changes, room_news = [], []
         message = pubsub.get_message(timeout=1.0)
-        while message is not None and len(changes) < RECEIVE_BATCH:
+        while message is not None and len(changes) + len(room_news) < RECEIVE_BATCH:
             if message["type"] == "pmessage":
                 try:
-                    changes.append(json.loads(message["data"]))
+                    data = json.loads(message["data"])
                 except ValueError:
                     log.warning("live hub skipped a malformed message on %s", message["channel"])
+                else:
+                    (room_news if message["channel"].endswith(b":room") else changes).append(data)
             message = pubsub.get_message(timeout=0.0)
-        return changes
+        return changes, room_news
+
+    def _wake(self, room_news: list[dict]) -> None:
+        """Wake the room streams of the buyers admitted (all of an event's, when its room opened)."""
+        woken = []
+        with self.lock:
+            for news in room_news:
+                buyers = self.turns.get(news.get("event_id"), {})
+                if news.get("opened"):
+                    woken += [inbox for own in buyers.values() for inbox in own]
+                else:
+                    woken += [inbox for user in news.get("users", ()) for inbox in buyers.get(user, ())]
+        for inbox in woken:
+            inbox.put(RoomNews())
 
     def _deliver(self, changes: list[dict]) -> None:
         with self.lock:

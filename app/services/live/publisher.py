@@ -47,6 +47,16 @@ def channel(event_id: int, redis_url: str | None = None) -> str:
     return f"stagepass:db{_redis_db(redis_url)}:event:{event_id}:seats"
 
 
+# The waiting room's news, published by its admission script: {"users": [ids admitted], "opened": bool}.
+def room_channel_pattern(redis_url: str) -> str:
+    return f"stagepass:db{_redis_db(redis_url)}:event:*:room"
+
+
+def room_channel(event_id: int, redis_url: str | None = None) -> str:
+    redis_url = redis_url or current_app.config["REDIS_URL"]
+    return f"stagepass:db{_redis_db(redis_url)}:event:{event_id}:room"
+
+
 def _send(client, redis_url: str, event_id: int, seat_states, event_changed: bool) -> int:
     rest = json.dumps({"event_id": event_id, "seats": seat_states, "event": event_changed})[1:]
     return client.eval(_BUMP_AND_PUBLISH, 1, seatmap.counter_key(event_id), channel(event_id, redis_url), rest)

@@ -103,14 +103,16 @@ def waiting_room_enter(event_id):
 
 
 @bp.get("/events/<int:event_id>/waiting-room/stream")
-@login_required
 def waiting_room_stream(event_id):
     """The buyer's place (`place`), pushed whenever it changes; `done` when the wait is over:
     admitted, the room opened, or the place was lost (the page joins again). The room publishes
     whom it admits and the live hub wakes this stream at once; besides, it looks at the place as
-    often as the page would poll, with a heartbeat comment in between."""
-    visible_event(event_id)
-    user_id = current_user.id
+    often as the page would poll, with a heartbeat comment in between. Thousands open at once in
+    an on-sale rush: who the buyer is comes from the signed session, the event from the cache."""
+    user_id = signed_in_user_id()
+    if user_id is None:
+        return current_app.login_manager.unauthorized()
+    room_event(event_id)  # 404 unless the event is visible
     app = current_app._get_current_object()
     heartbeat = app.config["SSE_HEARTBEAT_SECONDS"]
     hub = live.hub()

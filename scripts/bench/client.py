@@ -83,6 +83,32 @@ class Browser:
             return Response(raw.status, dict(raw.getheaders()), payload, elapsed)
         raise RuntimeError("unreachable")
 
+    def events(self, path: str):
+        """Server-sent events from `path` on a connection of their own (as a page's EventSource),
+        as (event name, data) pairs; comments and `retry:` lines are skipped. Ends with the stream."""
+        connection = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        headers = {"Accept": "text/event-stream"}
+        if self.cookies:
+            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        try:
+            connection.request("GET", path, headers=headers)
+            raw = connection.getresponse()
+            if raw.status != 200:
+                raise RuntimeError(f"stream {path} answered {raw.status}")
+            name, data = "message", []
+            while line := raw.readline():
+                line = line.decode().rstrip("\r\n")
+                if not line:
+                    if data:
+                        yield name, "\n".join(data)
+                    name, data = "message", []
+                elif line.startswith("event:"):
+                    name = line[6:].strip()
+                elif line.startswith("data:"):
+                    data.append(line[5:].strip())
+        finally:
+            connection.close()
+
     def get(self, path: str, headers=None) -> Response:
         return self.request("GET", path, headers=headers)
 

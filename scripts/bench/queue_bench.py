@@ -2,15 +2,19 @@
 app servers (127.0.0.1 only) for one event's seats, each buyer a greenlet with its own keep-alive
 connection and log-in (gevent, so thousands of buyers fit in one process).
 
-Room on: a buyer asks the room's status endpoint (the first answer: a place), asks again when
-the answer says (`poll_after_ms`), as the page's polling fallback does, and once admitted loads
-the event page, the map, holds one random free seat (another while seats are left) and pays.
-Room off: a buyer does the same from the event page on. Reported per mode: arrival to first
-answer p50/p95 (room off: the first hold's answer), admitted buyers' hold p50/p95, sell-out
-time, seats sold once (database check), errors, and fairness: Spearman's rank correlation
-between queue position (room off: arrival order) and the order of purchases. Also the CPU
-seconds the app servers and this load process used during the run (both share the machine's
-cores), and how many room status requests were made.
+Room on: a buyer asks the room's status endpoint (the first answer: a place), then waits as the
+page does: on the room's stream (`--room-client stream`, the page's EventSource; the stream says
+`done` once admitted, and the buyer takes the page's way in, /waiting-room/enter) or asking the
+status endpoint again when the answer says (`--room-client poll`, the page's fallback). Once
+admitted it loads the event page, the map, holds one random free seat (another while seats are
+left) and pays. Room off: a buyer does the same from the event page on. Reported per mode:
+arrival to first answer p50/p95 (room off: the first hold's answer), admitted buyers' hold
+p50/p95, sell-out time, seats sold once (database check), errors, and fairness: Spearman's rank
+correlation between queue position and the order of purchases. Queue position is the buyer's
+place in the room's queue as Redis holds it, read right after the first answer (admitted at
+once: ahead of everyone queued, in arrival order); room off: arrival order. Also the CPU seconds
+the app servers and this load process used during the run (both share the machine's cores), and
+how many room status requests and streams were made.
 
 Writes its fixtures (an event, bench buyers) into DATABASE_URL, which must be the servers'.
 """
@@ -21,6 +25,7 @@ monkey.patch_all()
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import os  # noqa: E402
 import random  # noqa: E402
 import re  # noqa: E402
 import resource  # noqa: E402
@@ -30,6 +35,7 @@ from collections import Counter  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import gevent  # noqa: E402
+import redis  # noqa: E402
 from gevent.pool import Pool  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
@@ -71,6 +77,17 @@ def event_for(app, mode: str, rows: int, columns: int) -> int:
     return event_id
 
 
+def user_ids(app, emails) -> list[int]:
+    import sqlalchemy as sa
+
+    from app.extensions import db
+    from app.models import User
+
+    with app.app_context():
+        found = dict(db.session.execute(sa.select(User.email, User.id).where(User.email.in_(emails))).all())
+    return [found[email] for email in emails]
+
+
 def log_in_all(base_urls, emails, concurrency=200):
     pool = Pool(concurrency)
 
@@ -92,14 +109,18 @@ def log_in_all(base_urls, emails, concurrency=200):
 
 
 class Run:
-    def __init__(self, browsers, event_id, args, mode):
+    def __init__(self, browsers, event_id, args, mode, user_ids):
         self.browsers, self.event_id, self.args, self.mode = browsers, event_id, args, mode
+        self.user_ids = user_ids
+        self.redis = redis.Redis.from_url(os.environ["REDIS_URL"])
         self.first_answer, self.holds, self.errors = [], [], Counter()
         self.position = {}  # buyer -> queue position at the first answer (room off: arrival rank)
         self.bought = []  # (buyer, time) in purchase order
         self.sold_out = False
         self.started = 0.0
         self.status_requests = 0
+        self.streams = 0
+        self.queue_key = f"stagepass:wr:{event_id}:queue"
 
     def free_seats(self, browser):
         state = browser.get(f"/api/events/{self.event_id}/seats", JSON).json()
@@ -144,27 +165,62 @@ class Run:
                 browser.refresh_csrf(f"/events/{self.event_id}")  # the page an admitted buyer is sent to
                 self.buy(index, browser, arrived)
                 return
-            answered = False
+            status = self.room_status(browser)
+            if status is None:
+                return
+            self.first_answer.append(time.perf_counter() - arrived)
+            self.position[index] = self.queue_position(index, status)
             while time.perf_counter() < self.deadline and not self.sold_out:
-                response = browser.get(f"/api/events/{self.event_id}/waiting-room", JSON)
-                self.status_requests += 1
-                if response.status != 200:
-                    self.errors[f"room-{response.status}"] += 1
-                    return
-                status = response.json()
-                if not answered:
-                    answered = True
-                    self.first_answer.append(time.perf_counter() - arrived)
-                    # Admitted at once: ahead of everyone queued, in arrival order among themselves.
-                    self.position[index] = (status["position"] or 0, index)
                 if status["state"] in ("admitted", "open"):
                     browser.refresh_csrf(f"/events/{self.event_id}")
                     self.buy(index, browser)
                     return
-                pause = status.get("poll_after_ms", self.args.poll_seconds * 1000) / 1000
-                gevent.sleep(pause * random.uniform(0.8, 1.2))
+                if self.args.room_client == "stream":
+                    news = self.wait_on_stream(browser)
+                    if news is not None:
+                        status = news
+                        continue
+                else:
+                    pause = status.get("poll_after_ms", self.args.poll_seconds * 1000) / 1000
+                    gevent.sleep(pause * random.uniform(0.8, 1.2))
+                status = self.room_status(browser)  # polling, or the stream ended without news
+                if status is None:
+                    return
         except Exception as error:  # counted: a benchmark must show failures, not hide them
             self.errors[type(error).__name__] += 1
+
+    def room_status(self, browser):
+        """The room's status JSON (joining, or keeping the place); None after an error (counted)."""
+        response = browser.get(f"/api/events/{self.event_id}/waiting-room", JSON)
+        self.status_requests += 1
+        if response.status != 200:
+            self.errors[f"room-{response.status}"] += 1
+            return None
+        return response.json()
+
+    def queue_position(self, index, status):
+        """Where the buyer stands in the room's queue (its Redis score), read once it has a place."""
+        if status["state"] != "queued":
+            return (0, index)  # admitted at once: ahead of everyone queued, in arrival order
+        score = self.redis.zscore(self.queue_key, self.user_ids[index])
+        return (1, score if score is not None else float("inf"), index)
+
+    def wait_on_stream(self, browser):
+        """The room's stream until it says `done`: admitted (through the page's way in: the
+        admission cookie) or open; None if it ended otherwise (the buyer asks the status)."""
+        self.streams += 1
+        for name, data in browser.events(f"/events/{self.event_id}/waiting-room/stream"):
+            if name != "done":
+                if self.sold_out or time.perf_counter() > self.deadline:
+                    return None
+                continue
+            status = json.loads(data)
+            if status["state"] == "admitted":
+                entered = browser.get(f"/events/{self.event_id}/waiting-room/enter")
+                if not entered.headers.get("Location", "").endswith(f"/events/{self.event_id}"):
+                    self.errors[f"enter-{entered.status}"] += 1
+            return status if status["state"] in ("admitted", "open") else None
+        return None
 
     def run(self):
         servers = [pid for url in self.args.base_url for pid in server_pids(url.rsplit(":", 1)[1])]
@@ -172,7 +228,11 @@ class Run:
         self.started = time.perf_counter()
         self.deadline = self.started + self.args.seconds
         jobs = [gevent.spawn(self.buyer, index) for index in range(len(self.browsers))]
-        gevent.joinall(jobs, timeout=self.args.seconds + 30)
+        seats = self.args.rows * self.args.columns
+        bound = self.started + self.args.seconds + 30
+        # Once every seat is sold, buyers still waiting on a stream would wait out the bound.
+        while not all(job.dead for job in jobs) and time.perf_counter() < bound and len(self.bought) < seats:
+            gevent.sleep(0.5)
         gevent.killall([job for job in jobs if not job.dead], block=True, timeout=5)
         elapsed = time.perf_counter() - self.started
         servers_cpu, own_cpu = cpu_seconds(servers) - servers_cpu, _own_cpu_seconds() - own_cpu
@@ -197,7 +257,9 @@ class Run:
             "elapsed_s": round(elapsed, 1),
             "errors": dict(self.errors),
             "fairness_spearman": fairness,
+            "room_client": self.args.room_client if self.mode == "on" else None,
             "status_requests": self.status_requests,
+            "streams": self.streams,
             "servers_cpu_s": round(servers_cpu, 1),
             "load_process_cpu_s": round(own_cpu, 1),
         }
@@ -218,6 +280,12 @@ def main():
     parser.add_argument("--rows", type=int, default=20)
     parser.add_argument("--columns", type=int, default=20)
     parser.add_argument("--modes", default="on,off")
+    parser.add_argument(
+        "--room-client",
+        choices=("stream", "poll"),
+        default="stream",
+        help="how a waiting buyer hears of its admission: the room's stream (the page) or polling (its fallback)",
+    )
     args = parser.parse_args()
     app = fixtures.make_app()
     emails = fixtures.buyers(app, args.buyers)
@@ -228,7 +296,7 @@ def main():
     print(f"# logged in in {time.perf_counter() - began:.0f} s", file=sys.stderr, flush=True)
     for mode in args.modes.split(","):
         event_id = event_for(app, mode, args.rows, args.columns)
-        result = Run(browsers, event_id, args, mode).run()
+        result = Run(browsers, event_id, args, mode, user_ids(app, emails)).run()
         check = database_check(app, event_id)
         result["seats_sold"] = check["booked"]
         result["sold_once"] = check["max_live_per_seat"] <= 1 and check["consistent"]

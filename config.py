@@ -71,6 +71,9 @@ class Config:
     WAITING_ROOM_MIN_ACTIVE = _int("WAITING_ROOM_MIN_ACTIVE", 50)
     WAITING_ROOM_SHOPPING_SECONDS = _int("WAITING_ROOM_SHOPPING_SECONDS", 10)
     WAITING_ROOM_BEHIND_MS = _int("WAITING_ROOM_BEHIND_MS", 250)
+    # Holds through the room that took longer than this in the app servers on average (over the
+    # last seconds) mean the servers are behind: the room admits nobody new meanwhile.
+    WAITING_ROOM_SLOW_HOLD_MS = _int("WAITING_ROOM_SLOW_HOLD_MS", 200)
 
     # How many reverse proxies (nginx: 1) stand in front and append the client to X-Forwarded-For.
     # 0 trusts no forwarding header: per-IP limits then count the peer's own address.

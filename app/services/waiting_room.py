@@ -45,6 +45,7 @@ LATE_OFFSET = 10**12  # larger than any early crowd, far below 2**53 (scores are
 TICK_MS = 500
 TOKEN_SALT = "stagepass-waiting-room-admission"
 THROUGHPUT_WINDOW_SECONDS = 10
+SLOW_HOLD_WINDOW_SECONDS = 2  # the holds whose time says whether the servers are behind: this second's and the last two
 RATE_WINDOW_SECONDS = 30
 HOLD_GRACE_SECONDS = 60  # an admission outlives the hold a little, so checkout right at the end works
 SALE_STATE_TTL_SECONDS = 10  # the room's steps renew it while anyone waits
@@ -317,8 +318,9 @@ def set_admission_cookie(response, user_id: int, event_id: int, deadline_ms: int
     )
 
 
-def note_hold(response, user_id: int, event_id: int, hold_expires_at: datetime) -> None:
-    """After a hold: count it (throughput), free the buyer's admission slot, and admit them until the hold ends."""
+def note_hold(response, user_id: int, event_id: int, hold_expires_at: datetime, took_seconds: float) -> None:
+    """After a hold that took `took_seconds` in this server: count it and its time (throughput,
+    load), free the buyer's admission slot, and admit them until the hold ends."""
     keys = Keys(event_id)
     second = int(time.time())
 
@@ -328,6 +330,8 @@ def note_hold(response, user_id: int, event_id: int, hold_expires_at: datetime) 
         pipe.incr(keys.held)
         pipe.incr(f"{keys.holds}:{second}")
         pipe.expire(f"{keys.holds}:{second}", THROUGHPUT_WINDOW_SECONDS * 3)
+        pipe.incrbyfloat(f"{keys.hold_ms}:{second}", round(took_seconds * 1000, 1))
+        pipe.expire(f"{keys.hold_ms}:{second}", THROUGHPUT_WINDOW_SECONDS * 3)
         pipe.execute()
 
     redis_call(record)
@@ -365,7 +369,7 @@ class Place:
             return POLL_MAX_MS if self.seats_may_return else POLL_BEYOND_SEATS_MS
         if self.state != "queued" or not self.ahead:
             return POLL_MIN_MS
-        if self.seats_for_queue is not None and self.ahead >= self.seats_for_queue:
+        if self.beyond_the_seats:
             return POLL_BEYOND_SEATS_MS
         if self.estimated_wait_seconds is not None:
             guess = self.estimated_wait_seconds * 1000 // 3
@@ -373,12 +377,25 @@ class Place:
             guess = self.ahead * 20
         return max(POLL_MIN_MS, min(int(guess), POLL_MAX_MS))
 
+    @property
+    def beyond_the_seats(self) -> bool:
+        """Queued behind more buyers than there are seats left: only someone ahead giving up moves it."""
+        return self.state == "queued" and self.seats_for_queue is not None and self.ahead >= self.seats_for_queue
+
+    @property
+    def worth_a_stream(self) -> bool:
+        """Whether the page should listen on the room's stream, which tells it of its admission at
+        once: while queued within reach of a seat. Far back, or sold out, polling rarely costs the
+        servers less than thousands of streams opened in the arrival burst."""
+        return self.state == "queued" and not self.beyond_the_seats
+
     def to_json(self, now: datetime) -> dict:
         starts_in = None
         if self.sales_start_at is not None:
             starts_in = max(0, int((self.sales_start_at - now).total_seconds() * 1000))
         return {
             "poll_after_ms": self.poll_after_ms(starts_in),
+            "listen": self.worth_a_stream,
             "state": self.state,
             "position": self.position,
             "ahead": self.ahead,
@@ -505,19 +522,29 @@ def free_seats(event_id: int, now: datetime) -> int:
     return db.session.scalar(sa.select(sa.func.count(Seat.id)).where(Seat.event_id == event_id, free)) or 0
 
 
-def holds_per_second(client, keys: Keys) -> float:
+@dataclass(frozen=True)
+class RecentHolds:
+    per_second: float
+    average_ms: float | None  # how long the holds of the last seconds took in the app servers
+
+
+def recent_holds(client, keys: Keys) -> RecentHolds:
     """Holds made through the room per second, over the last THROUGHPUT_WINDOW_SECONDS whole
     seconds or, early in a stretch of admissions, over the seconds since it began (a rush ramps
-    up within seconds instead of waiting for a full window of measurements)."""
+    up within seconds instead of waiting for a full window of measurements); and how long the
+    holds of this second and the last SLOW_HOLD_WINDOW_SECONDS took on average."""
     second = int(time.time())
     pipe = client.pipeline()
     pipe.get(keys.admitting_since)
-    pipe.mget([f"{keys.holds}:{second - offset}" for offset in range(1, THROUGHPUT_WINDOW_SECONDS + 1)])
-    since, values = pipe.execute()
+    pipe.mget([f"{keys.holds}:{second - offset}" for offset in range(0, THROUGHPUT_WINDOW_SECONDS + 1)])
+    pipe.mget([f"{keys.hold_ms}:{second - offset}" for offset in range(0, SLOW_HOLD_WINDOW_SECONDS + 1)])
+    since, counts, times = pipe.execute()
+    counts = [int(count or 0) for count in counts]
+    timed = sum(counts[: SLOW_HOLD_WINDOW_SECONDS + 1])
+    average_ms = sum(float(ms or 0) for ms in times) / timed if timed else None
     span = THROUGHPUT_WINDOW_SECONDS if since is None else min(THROUGHPUT_WINDOW_SECONDS, second - int(since))
-    if span <= 0:
-        return 0.0
-    return sum(int(value) for value in values if value) / span
+    per_second = sum(counts[1:]) / span if span > 0 else 0.0
+    return RecentHolds(per_second, average_ms)
 
 
 def _fixed_rate_admissions(client, event: Event, keys: Keys, now_ms: int) -> int:
@@ -535,16 +562,19 @@ def _fixed_rate_admissions(client, event: Event, keys: Keys, now_ms: int) -> int
 def _automatic_admissions(client, event: Event, keys: Keys, now: datetime) -> int:
     """Keep as many buyers choosing seats as the measured holds per second serve in
     SHOPPING_SECONDS (at least MIN_ACTIVE), never more than the free seats: a sold-out event
-    admits nobody. While this server is behind (its own look-ups here came back late), nobody
-    new unless nobody is shopping: more buyers would only wait longer for the same CPU, and so
-    would new arrivals for their place. Notes the seats left for the queue, by which far-back
-    pages poll rarely."""
+    admits nobody. While the servers are behind (the holds of the last seconds were slow, or this
+    server's own look-ups here came back late), nobody new unless nobody is shopping: more buyers
+    would only wait longer for the same CPU, in an order the CPU decides rather than the queue,
+    and so would new arrivals for their place. Notes the seats left for the queue, by which
+    far-back pages poll rarely."""
     began = time.perf_counter()
     shopping = client.zcount(keys.shopping, _now_ms(now), "+inf")
     free = free_seats(event.id, now)
-    served = math.ceil(holds_per_second(client, keys) * _config("WAITING_ROOM_SHOPPING_SECONDS"))
+    holds = recent_holds(client, keys)
+    served = math.ceil(holds.per_second * _config("WAITING_ROOM_SHOPPING_SECONDS"))
     wanted = max(_config("WAITING_ROOM_MIN_ACTIVE"), served)
-    if (time.perf_counter() - began) * 1000 > _config("WAITING_ROOM_BEHIND_MS"):
+    slow_holds = holds.average_ms is not None and holds.average_ms > _config("WAITING_ROOM_SLOW_HOLD_MS")
+    if slow_holds or (time.perf_counter() - began) * 1000 > _config("WAITING_ROOM_BEHIND_MS"):
         wanted = min(wanted, max(shopping, math.ceil(_config("WAITING_ROOM_MIN_ACTIVE") / 10)))
     count = max(0, min(free, wanted) - shopping)
     client.set(keys.seats_for_queue, max(0, free - shopping - count), px=SEATS_FOR_QUEUE_TTL_MS)

@@ -3,9 +3,10 @@ app servers (127.0.0.1 only) for one event's seats, each buyer a greenlet with i
 connection and log-in (gevent, so thousands of buyers fit in one process).
 
 Room on: a buyer asks the room's status endpoint (the first answer: a place), then waits as the
-page does: on the room's stream (`--room-client stream`, the page's EventSource; the stream says
-`done` once admitted, and the buyer takes the page's way in, /waiting-room/enter) or asking the
-status endpoint again when the answer says (`--room-client poll`, the page's fallback). Once
+page does: on the room's stream while the answer says `listen` (`--room-client stream`, the page's
+EventSource; the stream says `done` once admitted, and the buyer takes the page's way in,
+/waiting-room/enter), else asking the status endpoint again when the answer says
+(`poll_after_ms`; `--room-client poll`: always, the page's fallback without EventSource). Once
 admitted it loads the event page, the map, holds one random free seat (another while seats are
 left) and pays. Room off: a buyer does the same from the event page on. Reported per mode:
 arrival to first answer p50/p95 (room off: the first hold's answer), admitted buyers' hold
@@ -112,7 +113,8 @@ class Run:
     def __init__(self, browsers, event_id, args, mode, user_ids):
         self.browsers, self.event_id, self.args, self.mode = browsers, event_id, args, mode
         self.user_ids = user_ids
-        self.redis = redis.Redis.from_url(os.environ["REDIS_URL"])
+        # Bounded: thousands of buyers read their place at once, and Redis caps its clients.
+        self.redis = redis.Redis(connection_pool=redis.BlockingConnectionPool.from_url(os.environ["REDIS_URL"]))
         self.first_answer, self.holds, self.errors = [], [], Counter()
         self.position = {}  # buyer -> queue position at the first answer (room off: arrival rank)
         self.bought = []  # (buyer, time) in purchase order
@@ -175,7 +177,7 @@ class Run:
                     browser.refresh_csrf(f"/events/{self.event_id}")
                     self.buy(index, browser)
                     return
-                if self.args.room_client == "stream":
+                if self.args.room_client == "stream" and status.get("listen"):
                     news = self.wait_on_stream(browser)
                     if news is not None:
                         status = news

@@ -1,6 +1,8 @@
-// The waiting room page: the buyer's place, pushed by the room's stream (polling the status
-// endpoint when push is unavailable), and the way to the seat map once admitted.
+// The waiting room page: the buyer's place, pushed by the room's stream once the server says it
+// is worth one (`listen`: within reach of a seat; far back the page polls rarely, and so without a
+// browser's EventSource), and the way to the seat map once admitted.
 const ROOM_POLL_MS = 3000;
+const listening = new Set(); // the room streams this page opened (not Alpine data: an EventSource is no state)
 
 function minutesAndSeconds(seconds) {
   const total = Math.max(0, Math.round(seconds));
@@ -28,7 +30,6 @@ document.addEventListener("alpine:init", () => {
       this.enterUrl = data.enterUrl;
       this.show(JSON.parse(data.status));
       setInterval(() => { this.clock = Date.now(); }, 1000);
-      this.listen();
       this.schedulePoll();
     },
 
@@ -41,7 +42,8 @@ document.addEventListener("alpine:init", () => {
     },
 
     listen() {
-      if (!window.EventSource) return;
+      if (!window.EventSource || listening.has(this.streamUrl)) return;
+      listening.add(this.streamUrl); // once per page: an EventSource reconnects by itself
       const source = new EventSource(this.streamUrl);
       source.addEventListener("place", (event) => { this.live = true; this.show(JSON.parse(event.data)); });
       source.addEventListener("done", (event) => {
@@ -72,6 +74,7 @@ document.addEventListener("alpine:init", () => {
       this.waiting = status.waiting === null ? "" : String(status.waiting);
       this.wait = status.estimated_wait_seconds;
       this.pollAfter = status.poll_after_ms;
+      if (status.listen) this.listen();
       this.seatsMayReturn = Boolean(status.seats_may_return);
       this.waitlistOpen = Boolean(status.waitlist_open);
       this.startsAt = status.sales_start_in_ms === null ? null : Date.now() + status.sales_start_in_ms;

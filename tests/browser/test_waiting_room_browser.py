@@ -64,11 +64,12 @@ def set_every_seat(event, status):
 
 
 def test_a_waiting_buyer_is_told_of_the_sell_out_and_the_queue_goes_on_when_seats_come_back(
-    page, factory, app, redis_client
+    page, factory, app, redis_client, monkeypatch
 ):
     app.config["WAITING_ROOM_MIN_ACTIVE"] = 0  # nobody is let in but by the test
-    # A sold-out room's pages look again only every 15-30 s (thousands wait); its stream here every 2 s.
-    app.config["SSE_HEARTBEAT_SECONDS"] = 2
+    # A sold-out room's pages look again only every 15-30 s (thousands wait); here every 2 s.
+    monkeypatch.setattr(waiting_room, "POLL_MAX_MS", 2000)
+    monkeypatch.setattr(waiting_room, "POLL_BEYOND_SEATS_MS", 2000)
     event = factory.event(name="Last Seats", rows=1, columns=4)
     event.waiting_room = WaitingRoomMode.ALWAYS
     db.session.commit()

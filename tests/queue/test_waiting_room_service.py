@@ -179,6 +179,29 @@ def test_the_automatic_rate_ramps_up_from_the_first_seconds_of_holds_unless_the_
         assert len(admitted) >= 30
 
 
+def test_the_room_admits_nobody_new_while_the_holds_of_the_last_seconds_were_slow(room_event, app):
+    """Slow holds mean the servers are behind: more shoppers would wait longer for the same CPU,
+    in whatever order it serves them. Once the holds are quick again, the room admits again."""
+    app.config["WAITING_ROOM_MIN_ACTIVE"] = 10
+    app.config["WAITING_ROOM_BEHIND_MS"] = 60_000
+    app.config["WAITING_ROOM_SLOW_HOLD_MS"] = 200
+    start = gather_early(room_event, 40)
+    first = waiting_room.advance(room_event, now=start, force=True)
+    assert len(first) == 10
+    keys, client = waiting_room.Keys(room_event.id), get_redis()
+    response = SimpleNamespace(set_cookie=lambda *args, **kwargs: None)
+    for user_id, took in zip(first[:5], (0.9, 0.7, 0.8, 0.6, 1.2), strict=True):
+        waiting_room.note_hold(response, user_id, room_event.id, start + timedelta(minutes=5), took)
+    assert waiting_room.recent_holds(client, keys).average_ms > 200
+    assert waiting_room.advance(room_event, now=start + timedelta(seconds=1), force=True) == []
+    for second in range(int(time.time()) - waiting_room.SLOW_HOLD_WINDOW_SECONDS, int(time.time()) + 1):
+        client.delete(f"{keys.hold_ms}:{second}", f"{keys.holds}:{second}")
+    for user_id in first[5:]:
+        waiting_room.note_hold(response, user_id, room_event.id, start + timedelta(minutes=5), 0.02)
+    assert waiting_room.recent_holds(client, keys).average_ms == pytest.approx(20)
+    assert len(waiting_room.advance(room_event, now=start + timedelta(seconds=2), force=True)) == 10
+
+
 def test_a_sold_out_room_admits_nobody_and_pages_behind_the_seats_left_poll_rarely(room_event, app):
     app.config["WAITING_ROOM_MIN_ACTIVE"] = 1000
     start = gather_early(room_event, 80)
@@ -187,6 +210,7 @@ def test_a_sold_out_room_admits_nobody_and_pages_behind_the_seats_left_poll_rare
     behind = waiting_room.place_of(last_in_queue, room_event, start)
     assert behind.seats_for_queue == 0
     assert behind.to_json(start)["poll_after_ms"] == waiting_room.POLL_BEYOND_SEATS_MS
+    assert not behind.to_json(start)["listen"]
     db.session.execute(sa.update(Seat).where(Seat.event_id == room_event.id).values(status=SeatStatus.BOOKED))
     db.session.commit()
     lapsed = start + timedelta(seconds=app.config["WAITING_ROOM_ADMISSION_SECONDS"] + 1)
@@ -194,13 +218,20 @@ def test_a_sold_out_room_admits_nobody_and_pages_behind_the_seats_left_poll_rare
     assert waiting_room.stats(room_event, lapsed).waiting == 30
 
 
-def test_pages_near_the_head_poll_soon_and_far_back_rarely():
+def test_pages_near_the_head_poll_soon_and_far_back_rarely_and_only_those_within_reach_listen():
     near = waiting_room.Place("queued", ahead=20, estimated_wait_seconds=2, seats_for_queue=300)
     middle = waiting_room.Place("queued", ahead=200, estimated_wait_seconds=30, seats_for_queue=300)
     beyond = waiting_room.Place("queued", ahead=400, estimated_wait_seconds=60, seats_for_queue=300)
+    sold_out = waiting_room.Place("sold_out", ahead=20, seats_for_queue=0, seats_may_return=True)
     assert near.poll_after_ms(None) == waiting_room.POLL_MIN_MS
     assert middle.poll_after_ms(None) == 10_000
     assert beyond.poll_after_ms(None) == waiting_room.POLL_BEYOND_SEATS_MS
+    assert [place.to_json(utcnow())["listen"] for place in (near, middle, beyond, sold_out)] == [
+        True,
+        True,
+        False,
+        False,
+    ]
 
 
 def test_a_fixed_rate_and_a_pause(room_event, app):

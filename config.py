@@ -66,14 +66,17 @@ class Config:
     WAITING_ROOM_OPEN_AFTER_EMPTY_SECONDS = _int("WAITING_ROOM_OPEN_AFTER_EMPTY_SECONDS", 60)
     # Automatic rate: admitted buyers choosing seats at once, at least MIN_ACTIVE, at most the free
     # seats, else as many as the measured holds per second serve in SHOPPING_SECONDS. Nobody new
-    # (a tenth of MIN_ACTIVE if nobody shops) while a room step's three look-ups (Redis, the
-    # database) take over BEHIND_MS: the app server is behind.
+    # (a tenth of MIN_ACTIVE if nobody shops) while the servers are behind: the room's recent
+    # holds took over SLOW_HOLD_MS, or a room step's three look-ups (Redis, the database) over
+    # BEHIND_MS.
     WAITING_ROOM_MIN_ACTIVE = _int("WAITING_ROOM_MIN_ACTIVE", 50)
     WAITING_ROOM_SHOPPING_SECONDS = _int("WAITING_ROOM_SHOPPING_SECONDS", 10)
     WAITING_ROOM_BEHIND_MS = _int("WAITING_ROOM_BEHIND_MS", 250)
     # Holds through the room that took longer than this in the app servers on average (over the
     # last seconds) mean the servers are behind: the room admits nobody new meanwhile.
     WAITING_ROOM_SLOW_HOLD_MS = _int("WAITING_ROOM_SLOW_HOLD_MS", 200)
+    # Once holds are measured, admissions per second at most this many times the holds per second.
+    WAITING_ROOM_ADMISSIONS_PER_HOLD = _int("WAITING_ROOM_ADMISSIONS_PER_HOLD", 2)
 
     # How many reverse proxies (nginx: 1) stand in front and append the client to X-Forwarded-For.
     # 0 trusts no forwarding header: per-IP limits then count the peer's own address.

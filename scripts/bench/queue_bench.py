@@ -11,9 +11,9 @@ admitted it loads the event page, the map, holds one random free seat (another w
 left) and pays. Room off: a buyer does the same from the event page on. Reported per mode:
 arrival to first answer p50/p95 (room off: the first hold's answer), admitted buyers' hold
 p50/p95, sell-out time, seats sold once (database check), errors, and fairness: Spearman's rank
-correlation between queue position and the order of purchases. Queue position is the buyer's
-place in the room's queue as Redis holds it, read right after the first answer (admitted at
-once: ahead of everyone queued, in arrival order); room off: arrival order. Also the CPU seconds
+correlation between queue position and the order of purchases. Queue position is the order the
+room admitted buyers in, as it publishes them (from the head of its queue; room off: arrival
+order); `fairness_by_arrival` correlates arrival order and purchases, for both modes. Also the CPU seconds
 the app servers and this load process used during the run (both share the machine's cores), and
 how many room status requests and streams were made.
 
@@ -26,6 +26,7 @@ monkey.patch_all()
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import math  # noqa: E402
 import os  # noqa: E402
 import random  # noqa: E402
 import re  # noqa: E402
@@ -36,11 +37,13 @@ from collections import Counter  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import gevent  # noqa: E402
+import gevent.event  # noqa: E402
 import redis  # noqa: E402
 from gevent.pool import Pool  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from app.services.live.publisher import room_channel  # noqa: E402
 from scripts.bench import fixtures  # noqa: E402
 from scripts.bench.client import Browser, cpu_seconds, percentile, server_pids  # noqa: E402
 from scripts.bench.http_bench import database_check  # noqa: E402
@@ -116,13 +119,13 @@ class Run:
         # Bounded: thousands of buyers read their place at once, and Redis caps its clients.
         self.redis = redis.Redis(connection_pool=redis.BlockingConnectionPool.from_url(os.environ["REDIS_URL"]))
         self.first_answer, self.holds, self.errors = [], [], Counter()
-        self.position = {}  # buyer -> queue position at the first answer (room off: arrival rank)
+        self.admission_order = {}  # user id -> its rank in the order the room admitted (off: arrival)
         self.bought = []  # (buyer, time) in purchase order
         self.sold_out = False
         self.started = 0.0
         self.status_requests = 0
+        self.admitted_at = {}  # buyer -> seconds into the run it learnt of its admission
         self.streams = 0
-        self.queue_key = f"stagepass:wr:{event_id}:queue"
 
     def free_seats(self, browser):
         state = browser.get(f"/api/events/{self.event_id}/seats", JSON).json()
@@ -163,7 +166,7 @@ class Run:
         arrived = time.perf_counter()
         try:
             if self.mode == "off":
-                self.position[index] = (0, index)
+                self.admission_order[self.user_ids[index]] = index  # the free-for-all's order: arrival
                 browser.refresh_csrf(f"/events/{self.event_id}")  # the page an admitted buyer is sent to
                 self.buy(index, browser, arrived)
                 return
@@ -171,9 +174,9 @@ class Run:
             if status is None:
                 return
             self.first_answer.append(time.perf_counter() - arrived)
-            self.position[index] = self.queue_position(index, status)
             while time.perf_counter() < self.deadline and not self.sold_out:
                 if status["state"] in ("admitted", "open"):
+                    self.admitted_at[index] = time.perf_counter() - self.started
                     browser.refresh_csrf(f"/events/{self.event_id}")
                     self.buy(index, browser)
                     return
@@ -200,13 +203,6 @@ class Run:
             return None
         return response.json()
 
-    def queue_position(self, index, status):
-        """Where the buyer stands in the room's queue (its Redis score), read once it has a place."""
-        if status["state"] != "queued":
-            return (0, index)  # admitted at once: ahead of everyone queued, in arrival order
-        score = self.redis.zscore(self.queue_key, self.user_ids[index])
-        return (1, score if score is not None else float("inf"), index)
-
     def wait_on_stream(self, browser):
         """The room's stream until it says `done`: admitted (through the page's way in: the
         admission cookie) or open; None if it ended otherwise (the buyer asks the status)."""
@@ -224,9 +220,25 @@ class Run:
             return status if status["state"] in ("admitted", "open") else None
         return None
 
+    def listen_to_the_room(self, subscribed):
+        """Note the order the room admits buyers in, as it publishes them (it admits from the head
+        of its queue, so this is the queue's order as it was served)."""
+        pubsub = self.redis.pubsub()
+        pubsub.subscribe(room_channel(self.event_id, os.environ["REDIS_URL"]))
+        for message in pubsub.listen():
+            if message["type"] == "subscribe":
+                subscribed.set()
+            elif message["type"] == "message":
+                for user_id in json.loads(message["data"]).get("users", ()):
+                    self.admission_order.setdefault(user_id, len(self.admission_order))
+
     def run(self):
         servers = [pid for url in self.args.base_url for pid in server_pids(url.rsplit(":", 1)[1])]
         servers_cpu, own_cpu = cpu_seconds(servers), _own_cpu_seconds()
+        if self.mode == "on":
+            subscribed = gevent.event.Event()
+            listener = gevent.spawn(self.listen_to_the_room, subscribed)
+            subscribed.wait(5)
         self.started = time.perf_counter()
         self.deadline = self.started + self.args.seconds
         jobs = [gevent.spawn(self.buyer, index) for index in range(len(self.browsers))]
@@ -241,7 +253,21 @@ class Run:
         sold_out_s = None
         if len(self.bought) >= self.args.rows * self.args.columns:
             sold_out_s = round(self.bought[-1][1] - self.started, 2)
-        fairness = spearman([(self.position[buyer], rank) for rank, (buyer, _) in enumerate(self.bought)])
+        if self.args.trace:
+            with open(self.args.trace, "w") as trace:
+                for rank, (buyer, when) in enumerate(self.bought):
+                    row = {
+                        "buyer": buyer,
+                        "admitted_as": self.admission_order.get(self.user_ids[buyer]),
+                        "rank": rank,
+                        "bought_s": round(when - self.started, 3),
+                    }
+                    trace.write(json.dumps({**row, "admitted_s": round(self.admitted_at.get(buyer, -1), 3)}) + "\n")
+        if self.mode == "on":
+            listener.kill()
+        admitted = [(self.admission_order.get(self.user_ids[buyer], math.inf), buyer) for buyer, _ in self.bought]
+        fairness = spearman([(order, rank) for rank, order in enumerate(admitted)])
+        by_arrival = spearman([(buyer, rank) for rank, (buyer, _) in enumerate(self.bought)])
         return {
             "room": self.mode,
             "buyers": len(self.browsers),
@@ -259,6 +285,7 @@ class Run:
             "elapsed_s": round(elapsed, 1),
             "errors": dict(self.errors),
             "fairness_spearman": fairness,
+            "fairness_by_arrival": by_arrival,
             "room_client": self.args.room_client if self.mode == "on" else None,
             "status_requests": self.status_requests,
             "streams": self.streams,
@@ -282,6 +309,7 @@ def main():
     parser.add_argument("--rows", type=int, default=20)
     parser.add_argument("--columns", type=int, default=20)
     parser.add_argument("--modes", default="on,off")
+    parser.add_argument("--trace", help="write each purchase (queue number, purchase rank, times) here as JSON lines")
     parser.add_argument(
         "--room-client",
         choices=("stream", "poll"),

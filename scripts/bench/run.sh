@@ -86,7 +86,7 @@ case $what in
     serve $PORT2
     $BIN/python scripts/bench/queue_bench.py --base-url http://127.0.0.1:$PORT --base-url http://127.0.0.1:$PORT2 \
       --buyers "${BUYERS:-5000}" --arrival-seconds "${ARRIVAL_SECONDS:-10}" --seconds "${QUEUE_SECONDS:-180}" \
-      --modes "${MODES:-on,off}" || status=1 ;;
+      --modes "${MODES:-on,off}" ${QUEUE_TRACE:+--trace "$QUEUE_TRACE"} || status=1 ;;
   rush2|all) serve $PORT2; $BIN/python scripts/bench/http_bench.py rush --base-url http://127.0.0.1:$PORT --base-url http://127.0.0.1:$PORT2 --buyers "${BUYERS:-1000}" --rounds "${ROUNDS:-3}" --seconds 120 || status=1 ;;
 esac
 exit $status

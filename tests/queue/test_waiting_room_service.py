@@ -157,8 +157,8 @@ def test_the_automatic_rate_ramps_up_from_the_first_seconds_of_holds_unless_the_
     room_event, app, behind
 ):
     """Holds measured over the two seconds since admissions began count as two seconds' worth, not
-    as a tenth of a full window: the room admits enough to keep the seats selling at once. A
-    server whose look-ups come back late admits nobody new while buyers are still shopping."""
+    as a tenth of a full window: the room moves as fast as buyers hold from the start. A server
+    whose look-ups come back late admits nobody new while buyers are still shopping."""
     app.config["WAITING_ROOM_MIN_ACTIVE"] = 10
     app.config["WAITING_ROOM_SHOPPING_SECONDS"] = 10
     app.config["WAITING_ROOM_BEHIND_MS"] = 60_000
@@ -174,9 +174,23 @@ def test_the_automatic_rate_ramps_up_from_the_first_seconds_of_holds_unless_the_
     if behind:
         assert admitted == []
     else:
-        # 10 holds in 2 s (3 s if the clock ticked meanwhile) serve 50 (34) shoppers in 10 s;
-        # over a whole window they would have served only 10.
-        assert len(admitted) >= 30
+        # 10 holds in 2 s (3 s if the clock ticked meanwhile): 5 (3.3) a second, so a step of half
+        # a second admits twice that many: 5 (4). Over a whole window it would have been 1.
+        assert len(admitted) in (4, 5)
+
+
+def test_once_holds_are_measured_a_step_admits_about_twice_the_holds_of_its_time(room_event, app):
+    app.config["WAITING_ROOM_MIN_ACTIVE"] = 50
+    app.config["WAITING_ROOM_BEHIND_MS"] = 60_000
+    start = gather_early(room_event, 200)
+    first = waiting_room.advance(room_event, now=start, force=True)
+    assert len(first) == 50  # nothing measured yet: MIN_ACTIVE at once
+    keys, second, client = waiting_room.Keys(room_event.id), int(time.time()), get_redis()
+    client.set(keys.admitting_since, second - 10)
+    client.set(f"{keys.holds}:{second - 1}", 400)  # 40 holds a second over the last 10 s
+    client.zrem(keys.shopping, *first)  # all of them held
+    admitted = waiting_room.advance(room_event, now=start + timedelta(seconds=1), force=True)
+    assert len(admitted) == 40  # 2 x 40 holds a second x half a second, not the 400 they serve in 10 s
 
 
 def test_the_room_admits_nobody_new_while_the_holds_of_the_last_seconds_were_slow(room_event, app):

@@ -255,7 +255,7 @@ def test_login_is_limited_per_account_with_retry_after(client, factory, limits_o
 def test_limits_wait_for_a_redis_connection_instead_of_failing_open(client, factory, limits_on):
     """Every connection of the limits' pool busy (a rush: more requests at once than connections):
     the next request waits for one to come back. redis-py's own pool said "Too many connections",
-    which Flask-Limiter took for a dead Redis."""
+    which the limiter would take for a dead Redis."""
     import threading
 
     pool = limiter.storage.storage.connection_pool
@@ -329,6 +329,35 @@ def test_hold_is_limited_as_json(client, factory, limits_on, per, next_buyer_ref
     else:
         assert next_hold.status_code == 201
     assert db.session.get(Seat, seat_ids[2]).status == "available"
+
+
+def test_a_holds_two_limits_are_counted_in_one_redis_round_trip(client, factory, limits_on, monkeypatch):
+    event = factory.event()
+    token = log_in_as(client, factory.user())
+    refused = client.post(f"/api/events/{event.id}/holds", json={}, headers={"X-CSRFToken": token})
+    assert refused.status_code == 400  # counted all the same, and the script is loaded by now
+    redis_client, commands = limiter.storage.storage, []
+    execute = redis_client.execute_command
+
+    def recorded(*args, **options):
+        commands.append(args[0])
+        return execute(*args, **options)
+
+    monkeypatch.setattr(redis_client, "execute_command", recorded)
+    assert hold(client, event, event_seat_ids(event)[0], token).status_code == 201
+    assert commands == ["EVALSHA"]
+    assert len(redis_client.keys("LIMITS:*booking.hold_seats*")) == 2  # per buyer and per IP
+
+
+def test_limits_count_in_memory_storage_when_configured_so(app, client, factory, monkeypatch):
+    """RATELIMIT_STORAGE_URI=memory:// (one process, e.g. a laptop): counted by the limits library, not failing open."""
+    monkeypatch.setitem(app.config, "RATELIMIT_STORAGE_URI", "memory://")
+    limiter.init_app(app)
+    limiter.enabled = True
+    app.config["RATELIMIT_LOGIN_PER_IP"] = "2 per minute"
+    assert [attempt_login(client, factory.user().email).status_code for _ in range(2)] == [400, 400]
+    assert_limited(attempt_login(client, factory.user().email))
+    assert limits.status() == {"ok": True, "detail": "enforced through memory://"}
 
 
 @PER_BUYER_OR_IP
@@ -462,11 +491,11 @@ def test_limits_fail_open_when_their_redis_stops(app, client, factory, runner, l
     assert "failing open" in healthz.get_json()["checks"]["rate limits"]["detail"]
     assert_invariants()
 
-    private_redis.start()  # Flask-Limiter looks again after 1, 2, 4... seconds
+    private_redis.start()  # a limited request looks again after 1, 2, 4... seconds of the outage
     deadline = time.monotonic() + 60
     while not [record for record in caplog.records if "shared again" in record.getMessage()]:
         assert time.monotonic() < deadline, "the limiter never noticed its Redis was back"
-        client.get("/livez")
+        hold(client, event, seat_ids[-1], token)  # refused (held already, or over the limit): counted
         time.sleep(0.2)
     assert not limiter.failing_open and limits.status()["ok"]
     assert len([record for record in caplog.records if "failing open" in record.getMessage()]) == 1

@@ -160,6 +160,8 @@ class RateLimiter:
     def _storage_failed(self, error) -> None:
         with self._state_lock:
             if self._failing_open:
+                if time.monotonic() < self._retry_at:
+                    return  # another request of this look at the storage already set the next one
                 self._retry_seconds = min(self._retry_seconds * 2, self.MAX_RETRY_SECONDS)
             else:
                 self._failing_open, self._retry_seconds = True, 1

@@ -509,6 +509,23 @@ def test_no_limiter_state_is_left_by_the_test_before(client, factory, redis_clie
     assert redis_client.keys("LIMITS:*"), "the limits count in the run's own Redis again"
 
 
+def test_failing_open_asks_the_dead_storage_again_only_after_a_pause(app, client, monkeypatch):
+    """While failing open, requests count in memory without a connection attempt each; the storage
+    is asked again after 1 s, then 2 s, and so on."""
+    monkeypatch.setitem(app.config, "RATELIMIT_STORAGE_URI", "redis://127.0.0.1:1/0")  # nothing listens
+    limiter.init_app(app)
+    limiter.enabled = True
+    asked = []
+    ask = limiter._hit_shared
+    monkeypatch.setattr(limiter, "_hit_shared", lambda counted: asked.append(1) or ask(counted))
+    emails = (f"nobody{number}@example.com" for number in range(10))
+    assert [attempt_login(client, next(emails)).status_code for _ in range(3)] == [400, 400, 400]
+    assert len(asked) == 1 and limiter.failing_open
+    limiter._retry_at = 0.0  # the pause is over
+    assert [attempt_login(client, next(emails)).status_code for _ in range(2)] == [400, 400]
+    assert len(asked) == 2 and limiter._retry_seconds == 2
+
+
 FAIL_OPEN_IN_DEVELOPMENT = """
 from app import create_app
 app = create_app()  # STAGEPASS_ENV=development: debug, as under `flask run`

@@ -82,16 +82,13 @@ class Config:
     # 0 trusts no forwarding header: per-IP limits then count the peer's own address.
     TRUSTED_PROXY_COUNT = _int("TRUSTED_PROXY_COUNT", 0)
 
-    # Rate limits (Flask-Limiter on Redis, so they hold across app servers). Generous enough that
-    # real buyers in an on-sale rush never meet them; tight enough to stop scripts.
+    # Rate limits (fixed windows counted in Redis, so they hold across app servers; app/limits.py).
+    # Generous enough that real buyers in an on-sale rush never meet them; tight enough to stop scripts.
     RATELIMIT_ENABLED = os.environ.get("RATELIMIT_ENABLED", "1") == "1"
     RATELIMIT_STORAGE_URI = os.environ.get("RATELIMIT_STORAGE_URI", REDIS_URL)
     RATELIMIT_STORAGE_OPTIONS = {"socket_connect_timeout": 1, "socket_timeout": 1}
-    # No X-RateLimit-* headers: they cost every limited request a Redis read; 429s say Retry-After.
-    RATELIMIT_HEADERS_ENABLED = False
-    # Redis down: keep selling. Errors are logged and each process limits in memory meanwhile.
-    RATELIMIT_SWALLOW_ERRORS = True
-    RATELIMIT_IN_MEMORY_FALLBACK_ENABLED = True
+    # Redis down: keep selling. It is logged and each process limits in memory meanwhile. No
+    # X-RateLimit-* headers (a Redis read per request); a 429 says Retry-After.
     RATELIMIT_LOGIN_PER_IP = os.environ.get("RATELIMIT_LOGIN_PER_IP", "30 per minute")
     RATELIMIT_LOGIN_PER_ACCOUNT = os.environ.get("RATELIMIT_LOGIN_PER_ACCOUNT", "10 per minute")
     RATELIMIT_REGISTER_PER_IP = os.environ.get("RATELIMIT_REGISTER_PER_IP", "20 per hour")

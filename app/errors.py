@@ -2,11 +2,10 @@
 
 from flask import current_app, jsonify, make_response, render_template, request
 from flask_babel import gettext as _
-from flask_limiter.errors import RateLimitExceeded
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from app import limits
+from app.extensions import RateLimitExceeded
 from app.services.errors import DomainError
 
 
@@ -65,7 +64,7 @@ def register(app):
                 "rate_limited",
             )
         )
-        response.headers["Retry-After"] = str(limits.seconds_until_retry())
+        response.headers["Retry-After"] = str(error.retry_after)  # when the broken limit's window ends
         return response
 
     @app.errorhandler(RequestEntityTooLarge)

@@ -1,22 +1,25 @@
 """Extension objects, created unbound and initialised by the app factory."""
 
 import logging
+import math
 import threading
 import time
 
-import flask_limiter
+import limits.storage
+import limits.strategies
 import redis
 import sqlalchemy as sa
-from flask import current_app, has_app_context
+from flask import current_app
 from flask_babel import Babel
-from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_mailman import Mail
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
+from limits import RateLimitItem
 from pymysql.constants import SERVER_STATUS
 from sqlalchemy.orm import DeclarativeBase
+from werkzeug.exceptions import TooManyRequests
 
 
 class Base(DeclarativeBase):
@@ -43,39 +46,49 @@ def redacted_url(url: str) -> str:
         return url.split(":", 1)[0] + "://..."
 
 
-class _StorageStateWatcher(logging.Handler):
-    """Follows Flask-Limiter's own reports, on its public `flask-limiter` logger, of falling back to
-    in-memory limits and of its storage recovering: the only public signal of either."""
+class RateLimitExceeded(TooManyRequests):
+    """A request over one of its rate limits: the description names the limit ("2 per 1 minute"),
+    `retry_after` the seconds until that limit's window lets the next attempt through."""
 
-    FAILED = "falling back to in-memory storage"
-    RECOVERED = "storage recovered"
-
-    def __init__(self, limiter):
-        super().__init__(level=logging.INFO)
-        self.limiter = limiter
-
-    def emit(self, record):
-        message = record.getMessage()
-        if self.FAILED in message:
-            self.limiter._storage_state_changed(failing_open=True)
-        elif self.RECOVERED in message:
-            self.limiter._storage_state_changed(failing_open=False)
+    def __init__(self, limit: RateLimitItem, retry_after: int):
+        super().__init__(str(limit), retry_after=retry_after)
 
 
-class Limiter(flask_limiter.Limiter):
-    """Flask-Limiter that says, once per outage, when its storage fails and when it is back."""
+# One round trip for all of a request's limits: each fixed-window counter goes up in turn (its
+# window starts with its first hit), and the first that goes over stops the count, as if the
+# limits were asked one after the other. KEYS: the counters; ARGV: amount and window of each.
+_HIT_IN_ORDER = """
+for index, key in ipairs(KEYS) do
+    local count = redis.call("INCR", key)
+    if count == 1 then
+        redis.call("EXPIRE", key, ARGV[2 * index])
+    end
+    if count > tonumber(ARGV[2 * index - 1]) then
+        return {index, redis.call("TTL", key)}
+    end
+end
+return {0, 0}
+"""
 
-    def __init__(self, *args, **kwargs):
-        self._failing_open = False
+
+class RateLimiter:
+    """Fixed-window rate limits counted in shared storage (Redis: one round trip per request, whatever
+    the number of limits); while it does not answer, each process counts in memory (failing open),
+    says so once, and looks at the storage again after 1, 2, 4... up to 32 seconds."""
+
+    MAX_RETRY_SECONDS = 32
+
+    def __init__(self):
+        self.enabled = True
+        self.storage: limits.storage.Storage | None = None
+        self._where = "its storage"
+        self._hit_in_order = None
+        self._shared_window = None
+        self._memory_window = None
         self._state_lock = threading.Lock()
-        self._watcher = _StorageStateWatcher(self)
-        super().__init__(*args, **kwargs)
-
-    def _storage_state_changed(self, *, failing_open: bool) -> None:
-        with self._state_lock:
-            if failing_open != self._failing_open:
-                self._log_change(failing_open)
-            self._failing_open = failing_open
+        self._failing_open = False
+        self._retry_at = 0.0
+        self._retry_seconds = 1
 
     @property
     def failing_open(self) -> bool:
@@ -83,54 +96,116 @@ class Limiter(flask_limiter.Limiter):
         return self._failing_open
 
     def init_app(self, app):
-        """Bind to the app's storage, which is taken to answer until it fails."""
-        self._failing_open = False
-        _wait_for_redis_connections(app)
-        super().init_app(app)
-        limiter_log = self.logger
-        if self._watcher not in limiter_log.handlers:
-            limiter_log.addHandler(self._watcher)
-        if limiter_log.getEffectiveLevel() > logging.INFO:
-            limiter_log.setLevel(logging.INFO)
+        """Bind to the app's storage (RATELIMIT_STORAGE_URI), which is taken to answer until it fails."""
+        self.enabled = bool(app.config.get("RATELIMIT_ENABLED", True))
+        uri = app.config["RATELIMIT_STORAGE_URI"]
+        self._where = redacted_url(uri)
+        self.storage = limits.storage.storage_from_string(uri, **_storage_options(app, uri))
+        if isinstance(self.storage, limits.storage.RedisStorage):
+            self._hit_in_order = self.storage.get_connection().register_script(_HIT_IN_ORDER)
+        else:
+            self._hit_in_order = None
+        self._shared_window = limits.strategies.FixedWindowRateLimiter(self.storage)
+        self._memory_window = limits.strategies.FixedWindowRateLimiter(limits.storage.MemoryStorage())
+        self._failing_open, self._retry_at, self._retry_seconds = False, 0.0, 1
+
+    def reset(self) -> None:
+        """Forget every count, shared and in memory."""
+        self.storage.reset()
+        self._memory_window.storage.reset()
+
+    def hit(self, counted: list[tuple[RateLimitItem, tuple[str, ...]]]) -> None:
+        """Count a request against each (limit, identifiers) in turn; raise RateLimitExceeded at the
+        first it breaks (the limits after it are not counted)."""
+        if not self.enabled or not counted:
+            return
+        if self._failing_open and time.monotonic() < self._retry_at:
+            return self._hit_in_memory(counted)
+        try:
+            breach = self._hit_shared(counted)
+        except redis.RedisError as error:  # down, or no free connection in time: count in memory
+            self._storage_failed(error)
+            return self._hit_in_memory(counted)
+        if self._failing_open:
+            self._storage_answers()
+        if breach is not None:
+            raise breach
+
+    def _hit_shared(self, counted):
+        if self._hit_in_order is None:  # e.g. memory://: the library's own counting, limit by limit
+            return self._hit_one_by_one(self._shared_window, counted)
+        keys, args = [], []
+        for limit, identifiers in counted:
+            keys.append(self.storage.prefixed_key(limit.key_for(*identifiers)))
+            args += (limit.amount, limit.get_expiry())
+        index, ttl = self._hit_in_order(keys, args)
+        if not index:
+            return None
+        limit = counted[int(index) - 1][0]
+        return RateLimitExceeded(limit, _clamp(int(ttl), limit))
+
+    def _hit_in_memory(self, counted) -> None:
+        breach = self._hit_one_by_one(self._memory_window, counted)
+        if breach is not None:
+            raise breach
 
     @staticmethod
-    def _log_change(dead: bool) -> None:
-        where = redacted_url(current_app.config["RATELIMIT_STORAGE_URI"]) if has_app_context() else "its storage"
-        if dead:
-            log.warning(
-                "Rate limits failing open: %s is unreachable, so each process limits in memory "
-                "(limits are no longer shared between app servers) until it answers again.",
-                where,
-            )
-        else:
-            log.info("Rate limits shared again: %s answers.", where)
+    def _hit_one_by_one(window, counted):
+        for limit, identifiers in counted:
+            if not window.hit(limit, *identifiers):
+                seconds = math.ceil(window.get_window_stats(limit, *identifiers).reset_time - time.time())
+                return RateLimitExceeded(limit, _clamp(seconds, limit))
+        return None
+
+    def _storage_failed(self, error) -> None:
+        with self._state_lock:
+            if self._failing_open:
+                if time.monotonic() < self._retry_at:
+                    return  # another request of this look at the storage already set the next one
+                self._retry_seconds = min(self._retry_seconds * 2, self.MAX_RETRY_SECONDS)
+            else:
+                self._failing_open, self._retry_seconds = True, 1
+                log.warning(
+                    "Rate limits failing open: %s is unreachable (%s), so each process limits in memory "
+                    "(limits are no longer shared between app servers) until it answers again.",
+                    self._where,
+                    error,
+                )
+            self._retry_at = time.monotonic() + self._retry_seconds
+
+    def _storage_answers(self) -> None:
+        with self._state_lock:
+            if self._failing_open:
+                self._failing_open = False
+                log.info("Rate limits shared again: %s answers.", self._where)
 
 
-def _wait_for_redis_connections(app) -> None:
-    """Give a Redis storage of the limits a pool whose callers wait for a free connection.
+def _clamp(seconds: int, limit: RateLimitItem) -> int:
+    """Seconds until a window ends, within what a window can be."""
+    return min(limit.get_expiry(), max(1, seconds))
+
+
+def _storage_options(app, uri: str) -> dict:
+    """The storage's options; a Redis storage gets a pool whose callers wait for a free connection.
 
     The pool redis-py makes by itself refuses a 101st connection ("Too many connections"), which
-    Flask-Limiter takes for a dead Redis: in the 1,000-buyer rush the limits went to per-process
-    memory. Made again at every init_app, for the storage URI the app has then.
+    would read as a dead Redis: in the 1,000-buyer rush the limits went to per-process memory.
     """
-    uri = app.config.get("RATELIMIT_STORAGE_URI") or ""
-    if not uri.startswith(("redis://", "rediss://", "unix://")):
-        return
-    options = {
-        key: value for key, value in app.config.get("RATELIMIT_STORAGE_OPTIONS", {}).items() if key != "connection_pool"
-    }
-    pool = redis.BlockingConnectionPool.from_url(
-        uri, max_connections=app.config["REDIS_MAX_CONNECTIONS"], timeout=2, **options
-    )
-    app.config["RATELIMIT_STORAGE_OPTIONS"] = {**options, "connection_pool": pool}
+    options = {key: value for key, value in app.config.get("RATELIMIT_STORAGE_OPTIONS", {}).items()}
+    options.pop("connection_pool", None)
+    if uri.startswith(("redis://", "rediss://", "unix://")):
+        options["connection_pool"] = redis.BlockingConnectionPool.from_url(
+            uri, max_connections=app.config["REDIS_MAX_CONNECTIONS"], timeout=2, **options
+        )
+    return options
 
 
 db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()
-# Per-IP by default; the views that act for an account add a per-user limit (app/limits.py).
-limiter = Limiter(key_func=get_remote_address)
+# The limits themselves, per view, are in app/limits.py.
+limiter = RateLimiter()
 
 
 def configure_engines(app):

@@ -1,10 +1,17 @@
-"""Rate limits for the endpoints worth abusing: log in, register, hold, pay, check in."""
+"""Rate limits for the endpoints worth abusing: log in, register, hold, pay, check in.
 
-import math
-import time
+Each limit is a setting ("30 per minute", read at request time, so tests and operators can change
+it) counted per key (the client's address unless said otherwise) and per view. A view's limits are
+counted together, in the order listed, in one round trip to the limiter's storage
+(`app.extensions.RateLimiter`); the first one broken refuses the request with a 429.
+"""
 
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import limits as limits_lib
 from flask import current_app, request
-from flask_limiter.util import get_remote_address
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.extensions import limiter, redacted_url
@@ -13,15 +20,15 @@ from app.services import accounts
 from app.services.transactions import end_read
 
 
-def configured(name):
-    """A limit read from config at request time, so tests and operators can change it."""
-    return lambda: current_app.config[name]
+def client_address() -> str:
+    """The client's address (behind a trusted proxy, the one it forwarded: see trust_reverse_proxies)."""
+    return request.remote_addr or "127.0.0.1"
 
 
 def per_user():
     # From the signed session: counting a request must not cost loading the account.
     user_id = signed_in_user_id()
-    return f"user:{user_id}" if user_id is not None else f"ip:{get_remote_address()}"
+    return f"user:{user_id}" if user_id is not None else f"ip:{client_address()}"
 
 
 def per_login_account():
@@ -42,45 +49,61 @@ def per_login_account():
     return "login:email:" + accounts.normalize_email(email)
 
 
+@dataclass(frozen=True)
+class Limit:
+    """How many requests (the config setting `setting` holds, e.g. "30 per minute") per `key`, on
+    the given methods (all when None)."""
+
+    setting: str
+    key: Callable[[], str] = client_address
+    methods: frozenset[str] | None = None
+
+
+POST = frozenset({"POST"})
+
 login = [
-    limiter.limit(configured("RATELIMIT_LOGIN_PER_IP"), methods=["POST"]),
-    limiter.limit(configured("RATELIMIT_LOGIN_PER_ACCOUNT"), key_func=per_login_account, methods=["POST"]),
+    Limit("RATELIMIT_LOGIN_PER_IP", methods=POST),
+    Limit("RATELIMIT_LOGIN_PER_ACCOUNT", per_login_account, methods=POST),
 ]
-register = [limiter.limit(configured("RATELIMIT_REGISTER_PER_IP"), methods=["POST"])]
-hold = [
-    limiter.limit(configured("RATELIMIT_HOLD_PER_USER"), key_func=per_user),
-    limiter.limit(configured("RATELIMIT_HOLD_PER_IP")),
-]
-pay = [
-    limiter.limit(configured("RATELIMIT_PAY_PER_USER"), key_func=per_user, methods=["POST"]),
-    limiter.limit(configured("RATELIMIT_PAY_PER_IP"), methods=["POST"]),
-]
+register = [Limit("RATELIMIT_REGISTER_PER_IP", methods=POST)]
+hold = [Limit("RATELIMIT_HOLD_PER_USER", per_user), Limit("RATELIMIT_HOLD_PER_IP")]
+pay = [Limit("RATELIMIT_PAY_PER_USER", per_user, methods=POST), Limit("RATELIMIT_PAY_PER_IP", methods=POST)]
 
 # Per staff account: one door's phone, whatever network it is on.
-checkin = [limiter.limit(configured("RATELIMIT_CHECKIN_PER_USER"), key_func=per_user, methods=["POST"])]
+checkin = [Limit("RATELIMIT_CHECKIN_PER_USER", per_user, methods=POST)]
 
 
-def apply(limits):
-    """Decorate a view with several limits: @apply(limits.hold)."""
+@functools.lru_cache(maxsize=64)
+def _parsed(text: str) -> limits_lib.RateLimitItem:
+    return limits_lib.parse(text)
+
+
+def count(view_limits: list[Limit]) -> None:
+    """Count this request against the view's limits; RateLimitExceeded if it breaks one."""
+    if not limiter.enabled:
+        return
+    config, scope, method = current_app.config, request.endpoint, request.method
+    limiter.hit(
+        [
+            (_parsed(config[limit.setting]), (limit.key(), scope))
+            for limit in view_limits
+            if limit.methods is None or method in limit.methods
+        ]
+    )
+
+
+def apply(view_limits: list[Limit]):
+    """Decorate a view with its limits: @apply(limits.hold)."""
 
     def decorate(view):
-        for limit in reversed(limits):
-            view = limit(view)
-        return view
+        @functools.wraps(view)
+        def limited(*args, **kwargs):
+            count(view_limits)
+            return view(*args, **kwargs)
+
+        return limited
 
     return decorate
-
-
-def seconds_until_retry() -> int:
-    """For Retry-After on a 429: when the limit this request broke lets the next attempt through."""
-    broken = limiter.current_limit
-    if broken is None:
-        return 60
-    window = broken.limit.get_expiry()
-    try:
-        return min(window, max(1, math.ceil(broken.reset_at - time.time())))
-    except Exception:  # its storage failed since it refused this request: a whole window is honest
-        return window
 
 
 def status() -> dict:

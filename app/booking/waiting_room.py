@@ -6,7 +6,6 @@ import time
 
 from flask import current_app, flash, jsonify, make_response, redirect, render_template, request, url_for
 from flask_babel import gettext as _
-from flask_limiter.util import get_remote_address
 from flask_login import current_user, login_required
 
 from app.auth.decorators import redirect_admins
@@ -14,6 +13,7 @@ from app.booking import bp
 from app.booking.api import visible_event
 from app.extensions import db
 from app.identity import SignedIn, signed_in_user_id
+from app.limits import client_address
 from app.models import utcnow
 from app.services import live, waiting_room
 from app.services.errors import DomainError
@@ -38,7 +38,7 @@ def waiting_room_page(event_id):
     event = visible_event(event_id)
     now = utcnow()
     try:
-        place = waiting_room.join(current_user, event, ip=get_remote_address(), now=now)
+        place = waiting_room.join(current_user, event, ip=client_address(), now=now)
     except DomainError as error:
         flash(error.message, "error")
         return redirect(url_for("booking.events"))
@@ -80,7 +80,7 @@ def waiting_room_status(event_id):
         login_url = url_for("auth.login", next=url_for("booking.waiting_room", event_id=event.id))
         return jsonify(error=_("Log in to join the waiting room."), code="login_required", login_url=login_url), 401
     now = utcnow()
-    place = waiting_room.join(SignedIn(user_id), event, ip=get_remote_address(), now=now)
+    place = waiting_room.join(SignedIn(user_id), event, ip=client_address(), now=now)
     db.session.remove()  # a room step may have counted free seats: give the connection back now
     response = jsonify(**place.to_json(now), seat_map_url=_event_url(event.id))
     if place.state == "admitted":

@@ -200,7 +200,8 @@ def hold(user: User | SignedIn, event: Event | int, seat_ids, *, now: datetime |
     statement, and refused if it is gone or an administrator's. `event` is the event or its id.
     `admit(event)`, if given, is the caller's gate (the event page's 404, the waiting room): it
     runs under the event's shared lock, with the locked event or None, and refuses by raising.
-    The hot path reads only the columns it decides on.
+    The hot path reads only the columns it decides on, and its five statements run on the
+    session's connection (Core): they build no objects, so the session has nothing to add.
     """
     ids = _checked_seat_ids(seat_ids)
     event_id = event if isinstance(event, int) else event.id
@@ -276,9 +277,13 @@ def _lock_event_for_hold(event_id: int, user_id: int, ids, now: datetime) -> Hol
     The event comes back as a snapshot outside the session holding only HOLD_EVENT_COLUMNS (and
     its id): everything a hold, its gate and its answer decide on, without building a loaded row.
     """
-    row = db.session.execute(
-        _hold_start_statement(), {"hold_event": event_id, "hold_user": user_id, "hold_seats": ids, "hold_now": now}
-    ).first()
+    row = (
+        db.session.connection()
+        .execute(
+            _hold_start_statement(), {"hold_event": event_id, "hold_user": user_id, "hold_seats": ids, "hold_now": now}
+        )
+        .first()
+    )
     if row is None:
         buyer = db.session.scalar(sa.select(User.is_admin).where(User.id == user_id))
         return HoldStart(None, None, 0, buyer)
@@ -429,8 +434,9 @@ def _add_order(user_id: int, event_id: int, prices: dict[int, Decimal], moment: 
         "updated_at": moment,
     }
     # Core INSERTs: the order and its bookings are new, so the session has nothing to track.
-    order["id"] = db.session.execute(sa.insert(Order.__table__), order).inserted_primary_key[0]
-    db.session.execute(
+    connection = db.session.connection()
+    order["id"] = connection.execute(sa.insert(Order.__table__), order).inserted_primary_key[0]
+    connection.execute(
         sa.insert(Booking.__table__),
         [
             {
@@ -493,8 +499,11 @@ def _claim_seats(event_id: int, ids, now: datetime, expires_at: datetime) -> Non
 
     The conditions repeat what was checked under the row locks (seats free, event on sale), so the
     claim stays atomic where rows cannot be locked (SQLite) and a concurrent cancellation wins.
+    It runs on the connection, so what the session changed first (a stale checkout closed) is
+    flushed before it, as an ORM statement's autoflush would.
     """
-    result = db.session.execute(
+    db.session.flush()
+    result = db.session.connection().execute(
         _claim_statement(), {"claim_ids": ids, "claim_now": now, "claim_until": expires_at, "claim_event": event_id}
     )
     if result.rowcount != len(ids):

@@ -97,7 +97,8 @@ def lock_seats_with_prices(seat_ids) -> dict[int, sa.Row]:
     seats only after its shared lock on the event was granted.
     """
     _require_unit_of_work()
-    rows = db.session.execute(_seats_with_prices_statement(), {"seat_ids": sorted(set(seat_ids))})
+    # On the session's connection: rows, not objects, so the ORM layer would only add its cost.
+    rows = db.session.connection().execute(_seats_with_prices_statement(), {"seat_ids": sorted(set(seat_ids))})
     return {row.id: row for row in rows}
 
 

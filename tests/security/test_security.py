@@ -255,7 +255,7 @@ def test_login_is_limited_per_account_with_retry_after(client, factory, limits_o
 def test_limits_wait_for_a_redis_connection_instead_of_failing_open(client, factory, limits_on):
     """Every connection of the limits' pool busy (a rush: more requests at once than connections):
     the next request waits for one to come back. redis-py's own pool said "Too many connections",
-    which Flask-Limiter took for a dead Redis."""
+    which the limiter would take for a dead Redis."""
     import threading
 
     pool = limiter.storage.storage.connection_pool
@@ -329,6 +329,35 @@ def test_hold_is_limited_as_json(client, factory, limits_on, per, next_buyer_ref
     else:
         assert next_hold.status_code == 201
     assert db.session.get(Seat, seat_ids[2]).status == "available"
+
+
+def test_a_holds_two_limits_are_counted_in_one_redis_round_trip(client, factory, limits_on, monkeypatch):
+    event = factory.event()
+    token = log_in_as(client, factory.user())
+    refused = client.post(f"/api/events/{event.id}/holds", json={}, headers={"X-CSRFToken": token})
+    assert refused.status_code == 400  # counted all the same, and the script is loaded by now
+    redis_client, commands = limiter.storage.storage, []
+    execute = redis_client.execute_command
+
+    def recorded(*args, **options):
+        commands.append(args[0])
+        return execute(*args, **options)
+
+    monkeypatch.setattr(redis_client, "execute_command", recorded)
+    assert hold(client, event, event_seat_ids(event)[0], token).status_code == 201
+    assert commands == ["EVALSHA"]
+    assert len(redis_client.keys("LIMITS:*booking.hold_seats*")) == 2  # per buyer and per IP
+
+
+def test_limits_count_in_memory_storage_when_configured_so(app, client, factory, monkeypatch):
+    """RATELIMIT_STORAGE_URI=memory:// (one process, e.g. a laptop): counted by the limits library, not failing open."""
+    monkeypatch.setitem(app.config, "RATELIMIT_STORAGE_URI", "memory://")
+    limiter.init_app(app)
+    limiter.enabled = True
+    app.config["RATELIMIT_LOGIN_PER_IP"] = "2 per minute"
+    assert [attempt_login(client, factory.user().email).status_code for _ in range(2)] == [400, 400]
+    assert_limited(attempt_login(client, factory.user().email))
+    assert limits.status() == {"ok": True, "detail": "enforced through memory://"}
 
 
 @PER_BUYER_OR_IP
@@ -462,11 +491,11 @@ def test_limits_fail_open_when_their_redis_stops(app, client, factory, runner, l
     assert "failing open" in healthz.get_json()["checks"]["rate limits"]["detail"]
     assert_invariants()
 
-    private_redis.start()  # Flask-Limiter looks again after 1, 2, 4... seconds
+    private_redis.start()  # a limited request looks again after 1, 2, 4... seconds of the outage
     deadline = time.monotonic() + 60
     while not [record for record in caplog.records if "shared again" in record.getMessage()]:
         assert time.monotonic() < deadline, "the limiter never noticed its Redis was back"
-        client.get("/livez")
+        hold(client, event, seat_ids[-1], token)  # refused (held already, or over the limit): counted
         time.sleep(0.2)
     assert not limiter.failing_open and limits.status()["ok"]
     assert len([record for record in caplog.records if "failing open" in record.getMessage()]) == 1
@@ -478,6 +507,23 @@ def test_no_limiter_state_is_left_by_the_test_before(client, factory, redis_clie
     limiter.enabled = True
     log_in(client, factory.user())
     assert redis_client.keys("LIMITS:*"), "the limits count in the run's own Redis again"
+
+
+def test_failing_open_asks_the_dead_storage_again_only_after_a_pause(app, client, monkeypatch):
+    """While failing open, requests count in memory without a connection attempt each; the storage
+    is asked again after 1 s, then 2 s, and so on."""
+    monkeypatch.setitem(app.config, "RATELIMIT_STORAGE_URI", "redis://127.0.0.1:1/0")  # nothing listens
+    limiter.init_app(app)
+    limiter.enabled = True
+    asked = []
+    ask = limiter._hit_shared
+    monkeypatch.setattr(limiter, "_hit_shared", lambda counted: asked.append(1) or ask(counted))
+    emails = (f"nobody{number}@example.com" for number in range(10))
+    assert [attempt_login(client, next(emails)).status_code for _ in range(3)] == [400, 400, 400]
+    assert len(asked) == 1 and limiter.failing_open
+    limiter._retry_at = 0.0  # the pause is over
+    assert [attempt_login(client, next(emails)).status_code for _ in range(2)] == [400, 400]
+    assert len(asked) == 2 and limiter._retry_seconds == 2
 
 
 FAIL_OPEN_IN_DEVELOPMENT = """

@@ -75,7 +75,8 @@ class Config:
     # Holds through the room that took longer than this in the app servers on average (over the
     # last seconds) mean the servers are behind: the room admits nobody new meanwhile.
     WAITING_ROOM_SLOW_HOLD_MS = _int("WAITING_ROOM_SLOW_HOLD_MS", 200)
-    # Once holds are measured, admissions per second at most this many times the holds per second.
+    # Admissions per second at most this many times the holds per second (a tenth of MIN_ACTIVE
+    # per step at least).
     WAITING_ROOM_ADMISSIONS_PER_HOLD = _int("WAITING_ROOM_ADMISSIONS_PER_HOLD", 2)
 
     # How many reverse proxies (nginx: 1) stand in front and append the client to X-Forwarded-For.

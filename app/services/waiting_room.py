@@ -576,20 +576,19 @@ def _automatic_admissions(client, event: Event, keys: Keys, now: datetime) -> in
     slow_holds = holds.average_ms is not None and holds.average_ms > _config("WAITING_ROOM_SLOW_HOLD_MS")
     if slow_holds or (time.perf_counter() - began) * 1000 > _config("WAITING_ROOM_BEHIND_MS"):
         wanted = min(wanted, max(shopping, math.ceil(_config("WAITING_ROOM_MIN_ACTIVE") / 10)))
-    count = max(0, min(free, wanted) - shopping)
-    if holds.per_second > 0:
-        count = min(count, _step_allowance(holds.per_second))
+    count = min(max(0, min(free, wanted) - shopping), _step_allowance(holds.per_second))
     client.set(keys.seats_for_queue, max(0, free - shopping - count), px=SEATS_FOR_QUEUE_TTL_MS)
     return count
 
 
 def _step_allowance(holds_per_second: float) -> int:
-    """Once holds are measured, a step admits at most ADMISSIONS_PER_HOLD times the holds of one
-    step's time (at least a tenth of MIN_ACTIVE): the queue moves about as fast as buyers leave it
-    by holding, and can grow from there. Admitted all at once, a hundred buyers without a moment's
-    thought between the map and the hold queue for the same CPU and buy in whatever order it
-    serves them (measured in the 5,000-buyer rush: fairness 0.89 and holds at 2 s p95, against
-    0.98 and 1 s with this)."""
+    """A step admits at most ADMISSIONS_PER_HOLD times the holds of one step's time, and at least
+    a tenth of MIN_ACTIVE (so a new rush fills MIN_ACTIVE within 5 s): the queue moves about as
+    fast as buyers leave it by holding, and can grow from there. Admitted all at once, a hundred
+    buyers without a moment's thought between the map and the hold queue for the same CPU and buy
+    in whatever order it serves them (measured in the 5,000-buyer rush: fairness 0.89 and holds
+    at 2 s p95, against 0.98 and 1 s with this; the 50 admitted at once at the on-sale, in the
+    arrival burst, made most of the holds over 1 s left)."""
     per_step = _config("WAITING_ROOM_ADMISSIONS_PER_HOLD") * holds_per_second * TICK_MS / 1000
     return max(math.ceil(_config("WAITING_ROOM_MIN_ACTIVE") / 10), math.ceil(per_step))
 

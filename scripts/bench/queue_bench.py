@@ -124,6 +124,7 @@ class Run:
         self.sold_out = False
         self.started = 0.0
         self.status_requests = 0
+        self.hold_log = []  # (seconds into the run, seconds taken, status) of each hold
         self.admitted_at = {}  # buyer -> seconds into the run it learnt of its admission
         self.streams = 0
 
@@ -142,6 +143,7 @@ class Run:
             began = time.perf_counter()
             response = browser.post_json(f"/api/events/{self.event_id}/holds", {"seat_ids": [random.choice(free)]})
             self.holds.append(time.perf_counter() - began)
+            self.hold_log.append((round(began - self.started, 3), round(self.holds[-1], 3), response.status))
             if arrived is not None:
                 self.first_answer.append(time.perf_counter() - arrived)
                 arrived = None
@@ -263,6 +265,8 @@ class Run:
                         "bought_s": round(when - self.started, 3),
                     }
                     trace.write(json.dumps({**row, "admitted_s": round(self.admitted_at.get(buyer, -1), 3)}) + "\n")
+                for at, took, status in self.hold_log:
+                    trace.write(json.dumps({"hold_at_s": at, "took_s": took, "status": status}) + "\n")
         if self.mode == "on":
             listener.kill()
         admitted = [(self.admission_order.get(self.user_ids[buyer], math.inf), buyer) for buyer, _ in self.bought]

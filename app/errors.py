@@ -1,12 +1,20 @@
 """Error handlers: JSON for API calls, a page for everything else."""
 
+import logging
+
 from flask import current_app, jsonify, make_response, render_template, request
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
+from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from app.extensions import RateLimitExceeded
 from app.services.errors import DomainError
+
+log = logging.getLogger(__name__)
+
+# Seconds a client is asked to wait after the database was too busy or out of reach.
+DATABASE_RETRY_AFTER_SECONDS = 5
 
 
 def wants_json() -> bool:
@@ -86,6 +94,21 @@ def register(app):
         code = (error.name or "error").lower().replace(" ", "_")
         return error_response(error.code, _translated_description(error), code)
 
+    # The database's troubles are the site's state, not a bug in the request: 503 with Retry-After.
+    # (A unit of work already turned lock conflicts into SeatsBusy and a lost commit into
+    # CommitOutcomeUnknown; what reaches here failed before anything was written.)
+    @app.errorhandler(sa_exc.TimeoutError)
+    def database_busy(error):
+        log.warning("no database connection free in time: %s", error)
+        message = _("We are very busy right now. Nothing was changed; please try again in a few seconds.")
+        return _retry_later(error_response(503, message, "busy"))
+
+    @app.errorhandler(sa_exc.OperationalError)
+    def database_unreachable(error):
+        log.error("database unavailable: %s", error)
+        message = _("We cannot reach our database right now. Nothing was changed; please try again in a moment.")
+        return _retry_later(error_response(503, message, "database_unavailable"))
+
     @app.errorhandler(500)
     def internal_error(error):
         # A failed unit of work rolled back in run_unit_of_work; the request's session is removed
@@ -93,3 +116,9 @@ def register(app):
         return error_response(
             500, _("Something went wrong on our side. Nothing was charged; please try again."), "server_error"
         )
+
+
+def _retry_later(answer):
+    response = make_response(answer)
+    response.headers["Retry-After"] = str(DATABASE_RETRY_AFTER_SECONDS)
+    return response

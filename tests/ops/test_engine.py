@@ -43,3 +43,34 @@ def test_a_connection_with_an_open_transaction_is_rolled_back_on_return(app, rol
         assert cursor.fetchone() == (0,)
         cursor.execute("DROP TEMPORARY TABLE pool_reset_probe")
     driver.rollback()  # leave it as the pool would
+
+
+@pytest.mark.mariadb
+def test_a_request_that_finds_no_free_connection_in_time_is_told_to_come_back(app, client, monkeypatch):
+    """Overload, not a bug: every pooled connection in use past the pool's timeout is a 503 with
+    Retry-After and a reason, as a page and as JSON, not a 500."""
+    pool = db.engine.pool
+    monkeypatch.setattr(pool, "_timeout", 0.2)
+    taken = [db.engine.connect() for _ in range(pool.size() + pool._max_overflow - pool.checkedout())]
+    try:
+        db.session.remove()
+        page = client.get("/")
+        answer = client.get("/api/events/1/seats")
+    finally:
+        for connection in taken:
+            connection.close()
+    assert page.status_code == 503 and page.headers["Retry-After"] == "5"
+    assert "We are very busy right now" in page.get_data(as_text=True)
+    assert answer.status_code == 503 and answer.get_json()["code"] == "busy"
+
+
+def test_a_database_out_of_reach_is_a_503_with_its_reason(client, monkeypatch):
+    from app.services import catalog
+
+    def unreachable():
+        raise sa.exc.OperationalError("SELECT 1", {}, Exception("(2003) Can't connect to MySQL server"))
+
+    monkeypatch.setattr(catalog, "upcoming_events", unreachable)
+    page = client.get("/", headers={"Accept": "application/json"})
+    assert page.status_code == 503 and page.headers["Retry-After"] == "5"
+    assert page.get_json()["code"] == "database_unavailable"

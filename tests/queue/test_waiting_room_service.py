@@ -103,6 +103,14 @@ def gather_early(event, count):
     return event.sales_start_at + timedelta(seconds=1)
 
 
+def admitted_after_the_draw(event, arrivals, count):
+    """Buyers 1..arrivals arrive early, are drawn, and the first `count` admitted: the moment just
+    after the on-sale, and the ids admitted."""
+    start = gather_early(event, arrivals)
+    waiting_room.shuffle_early_arrivals(event)
+    return start, waiting_room.admit(event, count, now=start)
+
+
 # --- admissions ---------------------------------------------------------------------------------
 
 
@@ -162,9 +170,7 @@ def test_the_automatic_rate_ramps_up_from_the_first_seconds_of_holds_unless_the_
     app.config["WAITING_ROOM_MIN_ACTIVE"] = 10
     app.config["WAITING_ROOM_SHOPPING_SECONDS"] = 10
     app.config["WAITING_ROOM_BEHIND_MS"] = 60_000
-    start = gather_early(room_event, 80)
-    waiting_room.shuffle_early_arrivals(room_event)
-    first = waiting_room.admit(room_event, 10, now=start)
+    start, first = admitted_after_the_draw(room_event, 80, 10)
     keys, second, client = waiting_room.Keys(room_event.id), int(time.time()), get_redis()
     client.set(keys.admitting_since, second - 2)  # the first ten held within two seconds
     client.set(f"{keys.holds}:{second - 1}", 10)
@@ -199,9 +205,7 @@ def test_the_room_admits_nobody_new_while_the_holds_of_the_last_seconds_were_slo
     app.config["WAITING_ROOM_MIN_ACTIVE"] = 10
     app.config["WAITING_ROOM_BEHIND_MS"] = 60_000
     app.config["WAITING_ROOM_SLOW_HOLD_MS"] = 200
-    start = gather_early(room_event, 40)
-    waiting_room.shuffle_early_arrivals(room_event)
-    first = waiting_room.admit(room_event, 10, now=start)
+    start, first = admitted_after_the_draw(room_event, 40, 10)
     keys, client = waiting_room.Keys(room_event.id), get_redis()
     response = SimpleNamespace(set_cookie=lambda *args, **kwargs: None)
     for user_id, took in zip(first[:5], (0.9, 0.7, 0.8, 0.6, 1.2), strict=True):
@@ -295,11 +299,7 @@ def test_the_room_tells_the_live_hubs_whom_it_admits_and_when_it_opens(room_even
     elsewhere = hub.await_turn(0, 1)
     try:
         assert hub.connected.wait(3)
-        start = room_event.sales_start_at + timedelta(seconds=1)
-        for user_id in turns:
-            waiting_room.join(buyer(user_id), room_event, ip="10.0.0.1", now=start - timedelta(minutes=1))
-        waiting_room.shuffle_early_arrivals(room_event)
-        [first] = waiting_room.admit(room_event, 1, now=start)
+        start, [first] = admitted_after_the_draw(room_event, len(turns), 1)
         [second] = {1, 2} - {first}
         assert isinstance(turns[first].get(timeout=3), live.RoomNews)
         time.sleep(0.2)

@@ -575,7 +575,7 @@ def _automatic_admissions(client, event: Event, keys: Keys, now: datetime) -> in
     wanted = max(_config("WAITING_ROOM_MIN_ACTIVE"), served)
     slow_holds = holds.average_ms is not None and holds.average_ms > _config("WAITING_ROOM_SLOW_HOLD_MS")
     if slow_holds or (time.perf_counter() - began) * 1000 > _config("WAITING_ROOM_BEHIND_MS"):
-        wanted = min(wanted, max(shopping, math.ceil(_config("WAITING_ROOM_MIN_ACTIVE") / 10)))
+        wanted = min(wanted, max(shopping, _fewest_per_step()))
     count = min(max(0, min(free, wanted) - shopping), _step_allowance(holds.per_second))
     client.set(keys.seats_for_queue, max(0, free - shopping - count), px=SEATS_FOR_QUEUE_TTL_MS)
     return count
@@ -590,7 +590,12 @@ def _step_allowance(holds_per_second: float) -> int:
     at 2 s p95, against 0.98 and 1 s with this; the 50 admitted at once at the on-sale, in the
     arrival burst, made most of the holds over 1 s left)."""
     per_step = _config("WAITING_ROOM_ADMISSIONS_PER_HOLD") * holds_per_second * TICK_MS / 1000
-    return max(math.ceil(_config("WAITING_ROOM_MIN_ACTIVE") / 10), math.ceil(per_step))
+    return max(_fewest_per_step(), math.ceil(per_step))
+
+
+def _fewest_per_step() -> int:
+    """A tenth of MIN_ACTIVE: what a step may always admit, the servers behind or holds unmeasured."""
+    return math.ceil(_config("WAITING_ROOM_MIN_ACTIVE") / 10)
 
 
 def _how_many_to_admit(client, event: Event, keys: Keys, now: datetime) -> int:

@@ -191,7 +191,7 @@ def _storage_options(app, uri: str) -> dict:
     The pool redis-py makes by itself refuses a 101st connection ("Too many connections"), which
     would read as a dead Redis: in the 1,000-buyer rush the limits went to per-process memory.
     """
-    options = {key: value for key, value in app.config.get("RATELIMIT_STORAGE_OPTIONS", {}).items()}
+    options = dict(app.config.get("RATELIMIT_STORAGE_OPTIONS", {}))
     options.pop("connection_pool", None)
     if uri.startswith(("redis://", "rediss://", "unix://")):
         options["connection_pool"] = redis.BlockingConnectionPool.from_url(

@@ -122,6 +122,71 @@ def _hold_queues(app, hold_events, workers, seats_per_worker):
     return queues
 
 
+def _hold_action(browsers, queues):
+    """Worker i's next hold: its buyer takes one seat of its slice ("exhausted" when none are left)."""
+
+    def hold(i):
+        try:
+            buyer, event_id, seat_id = next(queues[i])
+        except StopIteration:
+            return "exhausted"
+        response = browsers[buyer].post_json(f"/api/events/{event_id}/holds", {"seat_ids": [seat_id]})
+        return "ok" if response.status == 201 else f"error-{response.status}"
+
+    return hold
+
+
+class Interleaved:
+    """The hold's ratio to the trivial endpoint with both measured in alternating short slices.
+
+    This machine's speed drifts by a third within seconds (a fixed Python loop takes 12 ms, then
+    20 ms, then 12 ms again), so phases 8 s apart see different machines. Here the same workers
+    run `trivial` in one slice and `hold` in the next until the holds run out; each request counts
+    in the slice it started in, and no slice waits for the other's requests to drain.
+    """
+
+    def __init__(self, concurrency, slice_seconds):
+        self.concurrency, self.slice_seconds = concurrency, slice_seconds
+
+    def run(self, trivial, hold):
+        started = time.perf_counter()
+        exhausted = threading.Event()
+        done = {"trivial": Counter(), "hold": Counter()}  # slice number -> requests answered "ok"
+        lock = threading.Lock()
+
+        def worker(index):
+            while not exhausted.is_set():
+                number = int((time.perf_counter() - started) / self.slice_seconds)
+                kind = "hold" if number % 2 else "trivial"
+                outcome = (hold if kind == "hold" else trivial)(index)
+                if outcome == "exhausted":
+                    exhausted.set()
+                    break
+                if outcome == "ok":
+                    with lock:
+                        done[kind][number] += 1
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(self.concurrency)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        # Whole pairs only (a trivial slice and the hold slice after it); the last, cut short, is dropped.
+        pairs = int((time.perf_counter() - started) / self.slice_seconds) // 2
+        per_pair = [done["hold"][2 * n + 1] / (done["trivial"][2 * n] or 1) for n in range(pairs)]
+        trivial_total = sum(done["trivial"][2 * n] for n in range(pairs))
+        hold_total = sum(done["hold"][2 * n + 1] for n in range(pairs))
+        return {
+            "phase": "interleaved",
+            "slice_s": self.slice_seconds,
+            "pairs": pairs,
+            "trivial_per_s": round(trivial_total / (pairs * self.slice_seconds or 1), 1),
+            "hold_per_s": round(hold_total / (pairs * self.slice_seconds or 1), 1),
+            "ratio": round(hold_total / (trivial_total or 1), 3),
+            "ratio_median_of_pairs": round(statistics.median(per_pair), 3) if per_pair else 0,
+        }
+
+
 def throughput(args):
     """Trivial endpoint vs seat-map reads (full and 304) vs holds, on one server, in one run.
 
@@ -155,15 +220,7 @@ def throughput(args):
         hold_events = [
             fixtures.big_event(app, f"Throughput holds {time.time():.0f}", 20, 20) for _ in range(events_per_round)
         ]
-        queues = _hold_queues(app, hold_events, args.concurrency, seats_per_worker)
-
-        def hold(i, queues=queues):
-            try:
-                buyer, event_id, seat_id = next(queues[i])
-            except StopIteration:
-                return "exhausted"
-            response = browsers[buyer].post_json(f"/api/events/{event_id}/holds", {"seat_ids": [seat_id]})
-            return "ok" if response.status == 201 else f"error-{response.status}"
+        hold = _hold_action(browsers, _hold_queues(app, hold_events, args.concurrency, seats_per_worker))
 
         round_results = {}
         for name, action, workers in (
@@ -176,6 +233,11 @@ def throughput(args):
         trivial_rate = round_results["trivial"]["per_s"] or 1
         for name in ("seatmap_full", "seatmap_304", "hold"):
             round_results[name]["ratio_to_trivial"] = round(round_results[name]["per_s"] / trivial_rate, 3)
+        name = f"Throughput interleaved {time.time():.0f}"
+        interleaved_events = [fixtures.big_event(app, name, 20, 20) for _ in range(events_per_round)]
+        round_results["interleaved"] = Interleaved(args.concurrency, args.slice_seconds).run(
+            trivial, _hold_action(browsers, _hold_queues(app, interleaved_events, args.concurrency, seats_per_worker))
+        )
         results.append(round_results)
         print(json.dumps(round_results), flush=True)
 
@@ -190,6 +252,11 @@ def throughput(args):
             "server_cpu_ms_per_request": statistics.median(r[name]["server_cpu_ms_per_request"] for r in results),
         }
         for name in results[0]
+        if name != "interleaved"
+    }
+    medians["interleaved"] = {
+        key: statistics.median(r["interleaved"][key] for r in results)
+        for key in ("trivial_per_s", "hold_per_s", "ratio", "ratio_median_of_pairs")
     }
     print("MEDIANS " + json.dumps(medians))
 
@@ -390,6 +457,7 @@ def main():
     one.add_argument("--concurrency", type=int, default=16)
     one.add_argument("--rounds", type=int, default=3)
     one.add_argument("--hold-events", type=int, default=6, help="400-seat events per round for the hold phase")
+    one.add_argument("--slice-seconds", type=float, default=1.0, help="length of each slice of the interleaved ratio")
     two = sub.add_parser("rush", parents=[common])
     two.add_argument("--buyers", type=int, default=1000)
     two.add_argument("--rounds", type=int, default=3)

@@ -282,6 +282,22 @@ def get_redis():
     return client
 
 
+_script_shas: dict[str, str] = {}
+
+
+def run_script(client, source: str, key_count: int, *keys_and_args):
+    """Run a Lua script by its SHA (EVALSHA), loading it once per Redis (also after a restart):
+    the script's text is not sent, nor hashed by Redis, on every call."""
+    sha = _script_shas.get(source)
+    if sha is not None:
+        try:
+            return client.evalsha(sha, key_count, *keys_and_args)
+        except redis.exceptions.NoScriptError:
+            pass
+    _script_shas[source] = client.script_load(source)
+    return client.evalsha(_script_shas[source], key_count, *keys_and_args)
+
+
 REDIS_RETRY_AFTER_SECONDS = 5.0
 _redis_down_until = [0.0]
 

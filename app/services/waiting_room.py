@@ -29,13 +29,12 @@ import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-import redis
 import sqlalchemy as sa
 from flask import current_app, request, url_for
 from flask_babel import gettext as _
 from itsdangerous import BadSignature, URLSafeSerializer
 
-from app.extensions import db, redis_call
+from app.extensions import db, redis_call, run_script
 from app.models import Event, EventStatus, Seat, SeatStatus, WaitingRoomMode, utcnow
 from app.services import catalog, live, waitlist
 from app.services.catalog import SaleState
@@ -196,21 +195,6 @@ if #admitted > 0 then
 end
 return admitted
 """
-
-
-_script_shas: dict[str, str] = {}
-
-
-def _script(client, source: str, key_count: int, *keys_and_args):
-    """Run a Lua script by its SHA (EVALSHA), loading it once per Redis (also after a restart)."""
-    sha = _script_shas.get(source)
-    if sha is not None:
-        try:
-            return client.evalsha(sha, key_count, *keys_and_args)
-        except redis.exceptions.NoScriptError:
-            pass
-    _script_shas[source] = client.script_load(source)
-    return client.evalsha(_script_shas[source], key_count, *keys_and_args)
 
 
 def _now_ms(now: datetime) -> int:
@@ -446,7 +430,7 @@ def _visit(user_id: int, event: Event, now: datetime, *, ip: str | None = None, 
     keys = Keys(event.id)
 
     def run(client):
-        return _script(
+        return run_script(
             client,
             _VISIT,
             13,
@@ -506,7 +490,7 @@ def shuffle_early_arrivals(event: Event) -> int:
             return 0
         members = [int(member) for member in client.smembers(keys.early)]
         secrets.SystemRandom().shuffle(members)
-        return _script(
+        return run_script(
             client, _APPLY_SHUFFLE, 4, keys.queue, keys.early, keys.shuffled, keys.seq, LATE_OFFSET, *members
         )
 
@@ -636,7 +620,7 @@ def admit(event: Event, count: int, *, now: datetime | None = None) -> list[int]
 
     def run(client):
         second = int(time.time())
-        admitted = _script(
+        admitted = run_script(
             client,
             _ADMIT,
             10,

@@ -15,7 +15,7 @@ import time
 import redis
 from flask import current_app
 
-from app.extensions import redis_call
+from app.extensions import redis_call, run_script
 from app.services import seatmap
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def room_channel(event_id: int, redis_url: str | None = None) -> str:
 
 def _send(client, redis_url: str, event_id: int, seat_states, event_changed: bool) -> int:
     rest = json.dumps({"event_id": event_id, "seats": seat_states, "event": event_changed})[1:]
-    return client.eval(_BUMP_AND_PUBLISH, 1, seatmap.counter_key(event_id), channel(event_id, redis_url), rest)
+    return run_script(client, _BUMP_AND_PUBLISH, 1, seatmap.counter_key(event_id), channel(event_id, redis_url), rest)
 
 
 def publish_change(event_id: int, seat_states, event_changed: bool = False) -> None:

@@ -58,21 +58,21 @@ def hold_seats(event_id):
     buyer = SignedIn(buyer_id)
     gate = HoldGate(buyer)
     try:
-        order = booking.hold(buyer, event_id, payload["seat_ids"], admit=gate)
+        placed = booking.place_hold(buyer, event_id, payload["seat_ids"], admit=gate)
     except booking.NotSignedIn:
         return _log_in_first(event_id)
     response = make_response(
         jsonify(
-            reference=order.reference,
-            expires_at=order.hold_expires_at.isoformat() + "Z",
-            total=f"{order.total_amount:.2f}",
+            reference=placed.reference,
+            expires_at=placed.hold_expires_at.isoformat() + "Z",
+            total=f"{placed.total_amount:.2f}",
             seat_ids=sorted(int(seat_id) for seat_id in payload["seat_ids"]),
-            checkout_url=url_for("booking.checkout", reference=order.reference),
+            checkout_url=url_for("booking.checkout", reference=placed.reference),
         ),
         201,
     )
     if gate.room_in_front:
-        waiting_room.note_hold(response, buyer_id, event_id, order.hold_expires_at, time.perf_counter() - started)
+        waiting_room.note_hold(response, buyer_id, event_id, placed.hold_expires_at, time.perf_counter() - started)
     return response
 
 

@@ -8,6 +8,7 @@ confirmed booking does; the unique `bookings.live_seat_id` key makes the databas
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 from dataclasses import dataclass
@@ -194,6 +195,42 @@ def _check_on_sale(event: Event | None, now: datetime) -> Event:
 
 
 def hold(user: User | SignedIn, event: Event | int, seat_ids, *, now: datetime | None = None, admit=None) -> Order:
+    """Hold all of the seats for the buyer, or none (see place_hold): the new pending order."""
+    return _known_order(place_hold(user, event, seat_ids, now=now, admit=admit))
+
+
+@dataclass(frozen=True)
+class PlacedHold:
+    """A hold just placed: its pending order as written, with no order object built."""
+
+    order_id: int
+    reference: str
+    user_id: int
+    event_id: int
+    total_amount: Decimal
+    hold_expires_at: datetime
+    placed_at: datetime
+
+    def order_row(self) -> dict:
+        """The order's columns as they were inserted (all but its id)."""
+        return {
+            "reference": self.reference,
+            "user_id": self.user_id,
+            "event_id": self.event_id,
+            "status": OrderStatus.PENDING,
+            "payment_status": PaymentStatus.PENDING,
+            "total_amount": self.total_amount,
+            "refunded_amount": Decimal("0.00"),
+            "hold_expires_at": self.hold_expires_at,
+            "version": 1,
+            "created_at": self.placed_at,
+            "updated_at": self.placed_at,
+        }
+
+
+def place_hold(
+    user: User | SignedIn, event: Event | int, seat_ids, *, now: datetime | None = None, admit=None
+) -> PlacedHold:
     """Hold all of the seats for the buyer, or none: one pending order, one pending booking per seat.
 
     `user` may be known only by its id (SignedIn): the account is read in the hold's first
@@ -209,9 +246,10 @@ def hold(user: User | SignedIn, event: Event | int, seat_ids, *, now: datetime |
 
     def work():
         moment = now or utcnow()
+        connection = db.session.connection()
         # A shared lock on the event: holds do not block each other, but cancelling the event
         # (an exclusive lock) waits for them and they wait for it.
-        start = _lock_event_for_hold(event_id, user_id, ids, moment)
+        start = _lock_event_for_hold(connection, event_id, user_id, ids, moment)
         _check_buyer(start.buyer_is_admin)
         if admit is not None:
             admit(start.event)
@@ -219,23 +257,24 @@ def hold(user: User | SignedIn, event: Event | int, seat_ids, *, now: datetime |
         stale = _stale_checkout(start.open_checkout_id, moment)
         if start.free_seats != len(ids):
             _refuse_early(ids, event_id, moment)
-        locked = _lock_seats_closing(ids, stale, moment)
-        if _free_seats_of(locked, ids, event_id, moment) and _offered_to_waiting_list(event_id, ids, moment):
+        locked = _lock_seats_closing(connection, event_id, ids, stale, moment)
+        if _free_seats_of(locked, ids, moment) and _offered_to_waiting_list(event_id, ids, moment):
             return None  # committed: the waiting list had the first claim on those seats
         expires_at = moment + timedelta(seconds=current_app.config["HOLD_TTL_SECONDS"])
-        _claim_seats(event_id, ids, moment, expires_at)
-        return _add_order(user_id, event_id, {seat_id: locked[seat_id].price for seat_id in ids}, moment, expires_at)
+        _claim_seats(connection, event_id, ids, moment, expires_at)
+        prices = {seat_id: locked[seat_id].price for seat_id in ids}
+        return _add_order(connection, user_id, event_id, prices, moment, expires_at)
 
     try:
-        written = run_unit_of_work(work)
+        placed = run_unit_of_work(work)
     except IntegrityError as error:
         # Only reachable where row locks do not exist (SQLite): the unique keys decided the race.
         if "pending_event_id" in str(error.orig) or "one_pending" in str(error.orig):
             raise CheckoutAlreadyOpen() from None
         raise _unavailable(_seats_taken_now(ids)) from None
-    if written is None:
+    if placed is None:
         raise _unavailable(_seats_taken_now(ids))
-    return _known_order(written)
+    return placed
 
 
 @dataclass(frozen=True)
@@ -265,7 +304,7 @@ def _check_buyer(is_admin: bool | None) -> None:
         raise AdministratorsCannotBuy()
 
 
-def _lock_event_for_hold(event_id: int, user_id: int, ids, now: datetime) -> HoldStart:
+def _lock_event_for_hold(connection, event_id: int, user_id: int, ids, now: datetime) -> HoldStart:
     """One statement: the event, locked shared; the buyer's account (is it an administrator's);
     the id of the buyer's open checkout for the event, if any; and how many of the seats asked
     for are this event's and free, before any seat lock.
@@ -277,21 +316,18 @@ def _lock_event_for_hold(event_id: int, user_id: int, ids, now: datetime) -> Hol
     The event comes back as a snapshot outside the session holding only HOLD_EVENT_COLUMNS (and
     its id): everything a hold, its gate and its answer decide on, without building a loaded row.
     """
-    row = (
-        db.session.connection()
-        .execute(
-            _hold_start_statement(), {"hold_event": event_id, "hold_user": user_id, "hold_seats": ids, "hold_now": now}
-        )
-        .first()
-    )
+    row = connection.execute(
+        _hold_start_statement(), {"hold_event": event_id, "hold_user": user_id, "hold_seats": ids, "hold_now": now}
+    ).first()
     if row is None:
         buyer = db.session.scalar(sa.select(User.is_admin).where(User.id == user_id))
         return HoldStart(None, None, 0, buyer)
-    snapshot = Event(id=row.id, **{column.key: getattr(row, column.key) for column in HOLD_EVENT_COLUMNS})
+    snapshot = Event(id=event_id, **{column.key: getattr(row, column.key) for column in HOLD_EVENT_COLUMNS})
     return HoldStart(snapshot, row.open_checkout_id, row.free_seats, row.buyer_is_admin)
 
 
-# What a hold decides on (and its gate, the waiting room, reads): nothing else is read.
+# What a hold decides on (and its gate, the waiting room, reads): nothing else is read. Every
+# column costs the driver a description to parse on every hold.
 HOLD_EVENT_COLUMNS = (
     Event.status,
     Event.deleted_at,
@@ -299,7 +335,6 @@ HOLD_EVENT_COLUMNS = (
     Event.sales_ended_at,
     Event.sales_start_at,
     Event.waiting_room,
-    Event.waiting_room_rate,
 )
 
 
@@ -308,13 +343,11 @@ HOLD_EVENT_COLUMNS = (
 
 @functools.cache
 def _hold_start_statement():
+    # pending_event_id is the event's id only while the order is pending: one lookup in the unique
+    # key (user_id, pending_event_id) that allows one open checkout per buyer and event.
     open_checkout = (
         sa.select(Order.id)
-        .where(
-            Order.user_id == sa.bindparam("hold_user"),
-            Order.event_id == Event.id,
-            Order.status == OrderStatus.PENDING,
-        )
+        .where(Order.user_id == sa.bindparam("hold_user"), Order.pending_event_id == Event.id)
         .scalar_subquery()
     )
     free_seats = (
@@ -330,7 +363,6 @@ def _hold_start_statement():
     buyer_is_admin = sa.select(User.is_admin).where(User.id == sa.bindparam("hold_user")).scalar_subquery()
     return (
         sa.select(
-            Event.id,
             *HOLD_EVENT_COLUMNS,
             buyer_is_admin.label("buyer_is_admin"),
             open_checkout.label("open_checkout_id"),
@@ -387,11 +419,11 @@ class SeatLabel:
     label: str
 
 
-def _lock_seats_closing(ids, stale: Order | None, moment: datetime) -> dict:
-    """Lock the seats (and those of the buyer's earlier checkout, in one ascending pass), then
-    close that checkout, whose hold ran out. {seat_id: locked seat row, with its price}."""
+def _lock_seats_closing(connection, event_id: int, ids, stale: Order | None, moment: datetime) -> dict:
+    """Lock the event's seats (and those of the buyer's earlier checkout of it, in one ascending
+    pass), then close that checkout, whose hold ran out. {seat_id: locked seat row, with its price}."""
     stale_seat_ids = locking.order_seat_ids(stale.id) if stale is not None else []
-    locked = locking.lock_seats_with_prices(ids + stale_seat_ids)
+    locked = locking.lock_seats_with_prices(connection, event_id, ids + stale_seat_ids)
     if stale is not None:
         stale = locking.lock_order(stale.id)
         if stale.status == OrderStatus.PENDING:
@@ -401,11 +433,11 @@ def _lock_seats_closing(ids, stale: Order | None, moment: datetime) -> dict:
     return locked
 
 
-def _free_seats_of(locked: dict, ids, event_id: int, moment: datetime) -> bool:
+def _free_seats_of(locked: dict, ids, moment: datetime) -> bool:
     """Refuse unless every seat asked for is this event's and free at `moment`; whether some of
     them are free only because a hold on them ran out."""
     rows = [locked[seat_id] for seat_id in ids if seat_id in locked]
-    if len(rows) != len(ids) or any(row.event_id != event_id for row in rows):
+    if len(rows) != len(ids):  # only the event's seats were locked
         raise UnknownSeats()
     if not all(_free_at(row, moment) for row in rows):
         raise _unavailable(_seats_taken_now(ids))
@@ -418,29 +450,19 @@ def _offered_to_waiting_list(event_id: int, ids, moment: datetime) -> bool:
     return waitlist.offer_expired_seats(event_id, locking.lock_seats(ids), moment)
 
 
-def _add_order(user_id: int, event_id: int, prices: dict[int, Decimal], moment: datetime, expires_at: datetime):
-    """The pending order and one pending booking per seat, at the seats' prices: the order's values."""
-    order = {
-        "reference": new_reference(),
-        "user_id": user_id,
-        "event_id": event_id,
-        "status": OrderStatus.PENDING,
-        "payment_status": PaymentStatus.PENDING,
-        "total_amount": sum(prices.values(), Decimal("0.00")),
-        "refunded_amount": Decimal("0.00"),
-        "hold_expires_at": expires_at,
-        "version": 1,
-        "created_at": moment,
-        "updated_at": moment,
-    }
+def _add_order(
+    connection, user_id: int, event_id: int, prices: dict[int, Decimal], moment: datetime, expires_at: datetime
+) -> PlacedHold:
+    """The pending order and one pending booking per seat, at the seats' prices."""
+    total = sum(prices.values(), Decimal("0.00"))
+    placed = PlacedHold(0, new_reference(), user_id, event_id, total, expires_at, moment)
     # Core INSERTs: the order and its bookings are new, so the session has nothing to track.
-    connection = db.session.connection()
-    order["id"] = connection.execute(sa.insert(Order.__table__), order).inserted_primary_key[0]
+    order_id = connection.execute(sa.insert(Order.__table__), placed.order_row()).inserted_primary_key[0]
     connection.execute(
         sa.insert(Booking.__table__),
         [
             {
-                "order_id": order["id"],
+                "order_id": order_id,
                 "user_id": user_id,
                 "event_id": event_id,
                 "seat_id": seat_id,
@@ -453,20 +475,21 @@ def _add_order(user_id: int, event_id: int, prices: dict[int, Decimal], moment: 
         ],
     )
     seat_changes.mark_changed(event_id, list(prices), state=seatmap.STATE_CODES[SeatStatus.RESERVED])
-    return order
+    return dataclasses.replace(placed, order_id=order_id)
 
 
-def _known_order(written: dict) -> Order:
+def _known_order(placed: PlacedHold) -> Order:
     """The order just inserted, in the session as if loaded, from the values written: no re-read."""
     order = Order(
-        **written,
+        id=placed.order_id,
+        **placed.order_row(),
         payment_method=None,
         card_last4=None,
         provider_reference=None,
         failure_reason=None,
         paid_at=None,
         refunded_at=None,
-        pending_event_id=written["event_id"],
+        pending_event_id=placed.event_id,
     )
     so.make_transient_to_detached(order)
     db.session.add(order)
@@ -494,7 +517,7 @@ def _seats_taken_now(ids) -> list[Seat]:
     return [seat for seat in seats if not seat.is_free(now)] or list(seats)
 
 
-def _claim_seats(event_id: int, ids, now: datetime, expires_at: datetime) -> None:
+def _claim_seats(connection, event_id: int, ids, now: datetime, expires_at: datetime) -> None:
     """Reserve the seats with one conditional UPDATE that must match every seat, or nothing is held.
 
     The conditions repeat what was checked under the row locks (seats free, event on sale), so the
@@ -503,7 +526,7 @@ def _claim_seats(event_id: int, ids, now: datetime, expires_at: datetime) -> Non
     flushed before it, as an ORM statement's autoflush would.
     """
     db.session.flush()
-    result = db.session.connection().execute(
+    result = connection.execute(
         _claim_statement(), {"claim_ids": ids, "claim_now": now, "claim_until": expires_at, "claim_event": event_id}
     )
     if result.rowcount != len(ids):

@@ -88,17 +88,19 @@ def lock_seats(seat_ids, event_id: int | None = None) -> list[Seat]:
     return list(db.session.scalars(seats_query(seat_ids, event_id).with_for_update()))
 
 
-def lock_seats_with_prices(seat_ids) -> dict[int, sa.Row]:
-    """Lock the seats as lock_seats does, reading only what a hold decides on: {seat_id: row of
-    (id, event_id, status, reservation_expires_at, price)}. No objects are built.
+def lock_seats_with_prices(connection, event_id: int, seat_ids) -> dict[int, sa.Row]:
+    """Lock the event's seats among `seat_ids` as lock_seats does, on the unit of work's connection,
+    reading only what a hold decides on: {seat_id: row of (id, status, reservation_expires_at,
+    price)}. No objects are built; a seat of another event is not locked, nor in the answer.
 
     The price comes from a subquery, which locks no category row (holds of one category do not
     queue on it). It cannot be stale: re-pricing locks the event exclusively, and a hold reads
     seats only after its shared lock on the event was granted.
     """
     _require_unit_of_work()
-    # On the session's connection: rows, not objects, so the ORM layer would only add its cost.
-    rows = db.session.connection().execute(_seats_with_prices_statement(), {"seat_ids": sorted(set(seat_ids))})
+    rows = connection.execute(
+        _seats_with_prices_statement(), {"seat_ids": sorted(set(seat_ids)), "seats_event": event_id}
+    )
     return {row.id: row for row in rows}
 
 
@@ -107,8 +109,12 @@ def _seats_with_prices_statement():
     """Built once: every hold runs it, only the seat ids change."""
     price = sa.select(PriceCategory.price).where(PriceCategory.id == Seat.price_category_id).scalar_subquery()
     return (
-        sa.select(Seat.id, Seat.event_id, Seat.status, Seat.reservation_expires_at, price.label("price"))
-        .where(Seat.id.in_(sa.bindparam("seat_ids", expanding=True)), Seat.deleted_at.is_(None))
+        sa.select(Seat.id, Seat.status, Seat.reservation_expires_at, price.label("price"))
+        .where(
+            Seat.id.in_(sa.bindparam("seat_ids", expanding=True)),
+            Seat.event_id == sa.bindparam("seats_event"),
+            Seat.deleted_at.is_(None),
+        )
         .order_by(Seat.id)
         .with_for_update()
         .execution_options(include_deleted=True)  # said in the statement itself

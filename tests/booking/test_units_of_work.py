@@ -24,7 +24,7 @@ def lost_connection(statement="COMMIT"):
         lambda event_id: locking.get_locked_event(event_id),
         lambda event_id: locking.lock_event_seats(event_id),
         lambda event_id: locking.lock_seats([1, 2]),
-        lambda event_id: locking.lock_seats_with_prices([1]),
+        lambda event_id: locking.lock_seats_with_prices(db.session.connection(), event_id, [1]),
         lambda event_id: locking.lock_orders(),
     ],
 )

@@ -137,53 +137,44 @@ def _hold_action(browsers, queues):
 
 
 class Interleaved:
-    """The hold's ratio to the trivial endpoint with both measured in alternating short slices.
+    """The hold's ratio to the trivial endpoint with both measured in alternating short phases.
 
     This machine's speed drifts by a third within seconds (a fixed Python loop takes 12 ms, then
-    20 ms, then 12 ms again), so phases 8 s apart see different machines. Here the same workers
-    run `trivial` in one slice and `hold` in the next until the holds run out; each request counts
-    in the slice it started in, and no slice waits for the other's requests to drain.
+    20 ms, then 12 ms again), so phases 8 s apart can see different machines. Here the same
+    workers run `trivial` for one slice, then `hold` for the next, and so on until the holds run
+    out. Each slice is a Phase: it ends when its last request is answered, so a slice's time
+    includes the wait for its slowest requests (which counts against the hold, never for it).
     """
 
-    def __init__(self, concurrency, slice_seconds):
-        self.concurrency, self.slice_seconds = concurrency, slice_seconds
+    def __init__(self, concurrency, slice_seconds, ports):
+        self.concurrency, self.slice_seconds, self.ports = concurrency, slice_seconds, ports
 
     def run(self, trivial, hold):
-        started = time.perf_counter()
-        exhausted = threading.Event()
-        done = {"trivial": Counter(), "hold": Counter()}  # slice number -> requests answered "ok"
-        lock = threading.Lock()
-
-        def worker(index):
-            while not exhausted.is_set():
-                number = int((time.perf_counter() - started) / self.slice_seconds)
-                kind = "hold" if number % 2 else "trivial"
-                outcome = (hold if kind == "hold" else trivial)(index)
-                if outcome == "exhausted":
-                    exhausted.set()
-                    break
-                if outcome == "ok":
-                    with lock:
-                        done[kind][number] += 1
-
-        threads = [threading.Thread(target=worker, args=(i,)) for i in range(self.concurrency)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        # Whole pairs only (a trivial slice and the hold slice after it); the last, cut short, is dropped.
-        pairs = int((time.perf_counter() - started) / self.slice_seconds) // 2
-        per_pair = [done["hold"][2 * n + 1] / (done["trivial"][2 * n] or 1) for n in range(pairs)]
-        trivial_total = sum(done["trivial"][2 * n] for n in range(pairs))
-        hold_total = sum(done["hold"][2 * n + 1] for n in range(pairs))
+        slices = {"trivial": [], "hold": []}
+        while True:
+            trivial_slice = Phase("trivial", self.concurrency, self.slice_seconds, self.ports).run(trivial)
+            hold_slice = Phase("hold", self.concurrency, self.slice_seconds, self.ports).run(hold)
+            if hold_slice.ran_out:  # a slice cut short by the seats running out is not counted
+                break
+            slices["trivial"].append(trivial_slice)
+            slices["hold"].append(hold_slice)
+        rates = {
+            name: sum(phase.outcomes["ok"] for phase in phases) / (sum(phase.elapsed for phase in phases) or 1)
+            for name, phases in slices.items()
+        }
+        cpu = {
+            name: sum(phase.server_cpu for phase in phases) / (sum(phase.outcomes["ok"] for phase in phases) or 1)
+            for name, phases in slices.items()
+        }
         return {
             "phase": "interleaved",
             "slice_s": self.slice_seconds,
-            "pairs": pairs,
-            "trivial_per_s": round(trivial_total / (pairs * self.slice_seconds or 1), 1),
-            "hold_per_s": round(hold_total / (pairs * self.slice_seconds or 1), 1),
-            "ratio": round(hold_total / (trivial_total or 1), 3),
-            "ratio_median_of_pairs": round(statistics.median(per_pair), 3) if per_pair else 0,
+            "pairs": len(slices["hold"]),
+            "trivial_per_s": round(rates["trivial"], 1),
+            "hold_per_s": round(rates["hold"], 1),
+            "ratio": round(rates["hold"] / (rates["trivial"] or 1), 3),
+            "server_cpu_ms_per_trivial": round(1000 * cpu["trivial"], 2),
+            "server_cpu_ms_per_hold": round(1000 * cpu["hold"], 2),
         }
 
 
@@ -235,7 +226,7 @@ def throughput(args):
             round_results[name]["ratio_to_trivial"] = round(round_results[name]["per_s"] / trivial_rate, 3)
         name = f"Throughput interleaved {time.time():.0f}"
         interleaved_events = [fixtures.big_event(app, name, 20, 20) for _ in range(events_per_round)]
-        round_results["interleaved"] = Interleaved(args.concurrency, args.slice_seconds).run(
+        round_results["interleaved"] = Interleaved(args.concurrency, args.slice_seconds, ports).run(
             trivial, _hold_action(browsers, _hold_queues(app, interleaved_events, args.concurrency, seats_per_worker))
         )
         results.append(round_results)
@@ -256,7 +247,7 @@ def throughput(args):
     }
     medians["interleaved"] = {
         key: statistics.median(r["interleaved"][key] for r in results)
-        for key in ("trivial_per_s", "hold_per_s", "ratio", "ratio_median_of_pairs")
+        for key in ("trivial_per_s", "hold_per_s", "ratio", "server_cpu_ms_per_hold", "server_cpu_ms_per_trivial")
     }
     print("MEDIANS " + json.dumps(medians))
 
@@ -457,7 +448,7 @@ def main():
     one.add_argument("--concurrency", type=int, default=16)
     one.add_argument("--rounds", type=int, default=3)
     one.add_argument("--hold-events", type=int, default=6, help="400-seat events per round for the hold phase")
-    one.add_argument("--slice-seconds", type=float, default=1.0, help="length of each slice of the interleaved ratio")
+    one.add_argument("--slice-seconds", type=float, default=1.0, help="length of each phase of the interleaved ratio")
     two = sub.add_parser("rush", parents=[common])
     two.add_argument("--buyers", type=int, default=1000)
     two.add_argument("--rounds", type=int, default=3)

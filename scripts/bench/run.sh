@@ -78,7 +78,7 @@ case $what in
     median_of_rounds "$rounds"
     if ((failed)); then echo "# simulate: $failed of ${ROUNDS:-5} rounds failed" >&2; status=1; fi ;;&
   generation|all) $BIN/python scripts/bench/generation.py --runs "${RUNS:-7}" ;;&
-  checkin|all) $BIN/python scripts/bench/http_bench.py checkin --base-url http://127.0.0.1:8100 --seconds 60 --rounds "${ROUNDS:-3}" || status=1 ;;&
+  checkin|all) $BIN/python scripts/bench/http_bench.py checkin --base-url http://127.0.0.1:$PORT --seconds 60 --rounds "${ROUNDS:-3}" || status=1 ;;&
   pdf|all) $BIN/python scripts/bench/pdf.py --runs "${PDF_RUNS:-21}" ;;&
   cancellation|all) $BIN/python scripts/bench/cancellation.py --orders "${ORDERS:-200}" || status=1 ;;&
   profile) $BIN/python scripts/bench/profile_hold.py --holds "${HOLDS:-300}" ${PROFILE_ARGS:---no-profile --limits} ;;&

@@ -68,3 +68,19 @@ def test_hot_pages_cost_the_same_on_small_and_large_events(app, factory, page):
     large = statements_per_page(app, factory, app.config["MAX_SEAT_ROWS"], app.config["MAX_SEAT_COLUMNS"])
     assert small[page] == large[page], f"{page}: {small[page]} statements on 6 seats, {large[page]} on 400"
     assert large[page] <= 20, f"{page} takes {large[page]} statements"
+
+
+def test_a_hold_through_the_api_is_five_statements(app, factory, client):
+    """The hot path of a sale: the event locked (with the buyer, their open checkout and the free
+    seats in one statement), the seats locked with their prices, the claim, the order and its
+    bookings. A re-read, a user load or a per-seat statement added to it shows up here."""
+    event, free = busy_event(factory, 2, 3)
+    log_in(client, factory.user())
+    token = csrf_token(client, "/")
+    url = f"/api/events/{event.id}/holds"  # outside the count: reading event.id may reload it
+    with counted_statements() as made:
+        held = client.post(url, json={"seat_ids": free}, headers={"X-CSRFToken": token})
+    assert held.status_code == 201, held.get_json()
+    kinds = [" ".join(statement.split()[:3]).upper() for statement in made if statement.strip() != "BEGIN IMMEDIATE"]
+    assert [kind.split()[0] for kind in kinds] == ["SELECT", "SELECT", "UPDATE", "INSERT", "INSERT"], kinds
+    assert kinds[2:] == ["UPDATE SEATS SET", "INSERT INTO ORDERS", "INSERT INTO BOOKINGS"]

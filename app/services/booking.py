@@ -455,7 +455,15 @@ def _add_order(
 ) -> PlacedHold:
     """The pending order and one pending booking per seat, at the seats' prices."""
     total = sum(prices.values(), Decimal("0.00"))
-    placed = PlacedHold(0, new_reference(), user_id, event_id, total, expires_at, moment)
+    placed = PlacedHold(
+        order_id=0,  # known once the order is inserted, below
+        reference=new_reference(),
+        user_id=user_id,
+        event_id=event_id,
+        total_amount=total,
+        hold_expires_at=expires_at,
+        placed_at=moment,
+    )
     # Core INSERTs: the order and its bookings are new, so the session has nothing to track.
     order_id = connection.execute(sa.insert(Order.__table__), placed.order_row()).inserted_primary_key[0]
     connection.execute(

@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 what=${1:-all}
 DB=stagepass_bench_$$
-export DATABASE_URL="mysql+pymysql://root@127.0.0.1/${DB}?charset=utf8mb4"
+# BENCH_DB_SOCKET=/run/mysqld/mysqld.sock: the servers reach MariaDB over its Unix socket, not TCP.
+export DATABASE_URL="mysql+pymysql://root@127.0.0.1/${DB}?charset=utf8mb4${BENCH_DB_SOCKET:+&unix_socket=$BENCH_DB_SOCKET}"
 export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/9}
 export STAGEPASS_ENV=production SECRET_KEY=bench-only-secret FLASK_APP=wsgi
 export TICKET_SIGNING_KEYS=${TICKET_SIGNING_KEYS:-bench:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA}

@@ -22,9 +22,10 @@ from flask import current_app
 from app.extensions import db
 from app.models import utcnow
 from app.services import seatmap
-from app.services.live.publisher import STATE_KEY, channel_pattern, room_channel_pattern
+from app.services.live.publisher import ROOM, STATE_KEY, channel_pattern, room_channel_pattern
 
 log = logging.getLogger(__name__)
+_ROOM_CHANNEL_END = f":{ROOM}".encode()  # how a waiting room's channel name ends, as Redis gives it
 
 RECONNECT_SECONDS = 1.0
 RECEIVE_BATCH = 500
@@ -197,7 +198,7 @@ class Hub:
                 except ValueError:
                     log.warning("live hub skipped a malformed message on %s", message["channel"])
                 else:
-                    (room_news if message["channel"].endswith(b":room") else changes).append(data)
+                    (room_news if message["channel"].endswith(_ROOM_CHANNEL_END) else changes).append(data)
             message = pubsub.get_message(timeout=0.0)
         return changes, room_news
 

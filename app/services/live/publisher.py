@@ -38,23 +38,29 @@ def _redis_db(redis_url: str) -> int:
     return int(redis.connection.parse_url(redis_url).get("db", 0))
 
 
+SEATS, ROOM = "seats", "room"  # an event's two channels: its seat changes, its waiting room's news
+
+
+def _event_channel(redis_url: str, event: int | str, kind: str) -> str:
+    """The name of an event's channel of this kind (`event` "*": the pattern of all events')."""
+    return f"stagepass:db{_redis_db(redis_url)}:event:{event}:{kind}"
+
+
 def channel_pattern(redis_url: str) -> str:
-    return f"stagepass:db{_redis_db(redis_url)}:event:*:seats"
+    return _event_channel(redis_url, "*", SEATS)
 
 
 def channel(event_id: int, redis_url: str | None = None) -> str:
-    redis_url = redis_url or current_app.config["REDIS_URL"]
-    return f"stagepass:db{_redis_db(redis_url)}:event:{event_id}:seats"
+    return _event_channel(redis_url or current_app.config["REDIS_URL"], event_id, SEATS)
 
 
 # The waiting room's news, published by its admission script: {"users": [ids admitted], "opened": bool}.
 def room_channel_pattern(redis_url: str) -> str:
-    return f"stagepass:db{_redis_db(redis_url)}:event:*:room"
+    return _event_channel(redis_url, "*", ROOM)
 
 
 def room_channel(event_id: int, redis_url: str | None = None) -> str:
-    redis_url = redis_url or current_app.config["REDIS_URL"]
-    return f"stagepass:db{_redis_db(redis_url)}:event:{event_id}:room"
+    return _event_channel(redis_url or current_app.config["REDIS_URL"], event_id, ROOM)
 
 
 def _send(client, redis_url: str, event_id: int, seat_states, event_changed: bool) -> int:

@@ -253,7 +253,7 @@ class Run:
         elapsed = time.perf_counter() - self.started
         servers_cpu, own_cpu = cpu_seconds(servers) - servers_cpu, _own_cpu_seconds() - own_cpu
         sold_out_s = None
-        if len(self.bought) >= self.args.rows * self.args.columns:
+        if len(self.bought) >= seats:
             sold_out_s = round(self.bought[-1][1] - self.started, 2)
         if self.args.trace:
             with open(self.args.trace, "w") as trace:
@@ -263,8 +263,9 @@ class Run:
                         "admitted_as": self.admission_order.get(self.user_ids[buyer]),
                         "rank": rank,
                         "bought_s": round(when - self.started, 3),
+                        "admitted_s": round(self.admitted_at.get(buyer, -1), 3),
                     }
-                    trace.write(json.dumps({**row, "admitted_s": round(self.admitted_at.get(buyer, -1), 3)}) + "\n")
+                    trace.write(json.dumps(row) + "\n")
                 for at, took, status in self.hold_log:
                     trace.write(json.dumps({"hold_at_s": at, "took_s": took, "status": status}) + "\n")
         if self.mode == "on":
@@ -328,9 +329,10 @@ def main():
     began = time.perf_counter()
     browsers = log_in_all(args.base_url, emails)
     print(f"# logged in in {time.perf_counter() - began:.0f} s", file=sys.stderr, flush=True)
+    ids = user_ids(app, emails)
     for mode in args.modes.split(","):
         event_id = event_for(app, mode, args.rows, args.columns)
-        result = Run(browsers, event_id, args, mode, user_ids(app, emails)).run()
+        result = Run(browsers, event_id, args, mode, ids).run()
         check = database_check(app, event_id)
         result["seats_sold"] = check["booked"]
         result["sold_once"] = check["max_live_per_seat"] <= 1 and check["consistent"]

@@ -42,6 +42,7 @@ from app.models import (
 )
 from app.services import audit, locking, mail, orders, payments, seat_changes, seatmap, states, tickets, waitlist
 from app.services.errors import DomainError, HoldExpired, InvalidRequest, OrderNotFound, OrderNotPending
+from app.services.precompiled import Precompiled
 from app.services.transactions import SeatsBusy, end_read, run_unit_of_work
 
 if TYPE_CHECKING:
@@ -316,9 +317,9 @@ def _lock_event_for_hold(connection, event_id: int, user_id: int, ids, now: date
     The event comes back as a snapshot outside the session holding only HOLD_EVENT_COLUMNS (and
     its id): everything a hold, its gate and its answer decide on, without building a loaded row.
     """
-    row = connection.execute(
-        _hold_start_statement(), {"hold_event": event_id, "hold_user": user_id, "hold_seats": ids, "hold_now": now}
-    ).first()
+    row = _HOLD_START.first(
+        connection, {"hold_event": event_id, "hold_user": user_id, "hold_seats": ids, "hold_now": now}
+    )
     if row is None:
         buyer = db.session.scalar(sa.select(User.is_admin).where(User.id == user_id))
         return HoldStart(None, None, 0, buyer)
@@ -341,7 +342,6 @@ HOLD_EVENT_COLUMNS = (
 # Every hold runs the statements below, with only their parameters changing: each is built once.
 
 
-@functools.cache
 def _hold_start_statement():
     # pending_event_id is the event's id only while the order is pending: one lookup in the unique
     # key (user_id, pending_event_id) that allows one open checkout per buyer and event.
@@ -372,6 +372,9 @@ def _hold_start_statement():
         .with_for_update(read=True)
         .execution_options(include_deleted=True)
     )
+
+
+_HOLD_START = Precompiled(_hold_start_statement)
 
 
 @functools.cache
@@ -534,17 +537,16 @@ def _claim_seats(connection, event_id: int, ids, now: datetime, expires_at: date
     flushed before it, as an ORM statement's autoflush would.
     """
     db.session.flush()
-    result = connection.execute(
-        _claim_statement(), {"claim_ids": ids, "claim_now": now, "claim_until": expires_at, "claim_event": event_id}
+    claimed = _CLAIM.rowcount(
+        connection, {"claim_ids": ids, "claim_now": now, "claim_until": expires_at, "claim_event": event_id}
     )
-    if result.rowcount != len(ids):
+    if claimed != len(ids):
         _check_on_sale(db.session.get(Event, event_id, populate_existing=True), now)
         raise _unavailable(_seats_taken_now(ids))
 
 
-@functools.cache
 def _claim_statement():
-    """The claim's UPDATE, built once: every hold runs it, only its parameters change."""
+    """The claim's UPDATE: every hold runs it, only its parameters change."""
     now = sa.bindparam("claim_now")
     on_sale = sa.exists().where(
         Event.id == sa.bindparam("claim_event"),
@@ -559,6 +561,9 @@ def _claim_statement():
         .values(status=SeatStatus.RESERVED, reservation_expires_at=sa.bindparam("claim_until"), updated_at=now)
         .execution_options(synchronize_session=False)
     )
+
+
+_CLAIM = Precompiled(_claim_statement)
 
 
 def _expire_stale_bookings(seat_ids) -> None:

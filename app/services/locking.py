@@ -22,8 +22,6 @@ a lock taken outside a transaction that commits or rolls back would be held by n
 
 from __future__ import annotations
 
-import functools
-
 import sqlalchemy as sa
 import sqlalchemy.orm as so
 from flask_babel import gettext as _
@@ -31,6 +29,7 @@ from flask_babel import gettext as _
 from app.extensions import db
 from app.models import Booking, Event, Order, PriceCategory, Seat
 from app.services.errors import NotFound
+from app.services.precompiled import Precompiled
 
 UNIT_OF_WORK = "stagepass_unit_of_work"
 
@@ -88,7 +87,7 @@ def lock_seats(seat_ids, event_id: int | None = None) -> list[Seat]:
     return list(db.session.scalars(seats_query(seat_ids, event_id).with_for_update()))
 
 
-def lock_seats_with_prices(connection, event_id: int, seat_ids) -> dict[int, sa.Row]:
+def lock_seats_with_prices(connection, event_id: int, seat_ids) -> dict:
     """Lock the event's seats among `seat_ids` as lock_seats does, on the unit of work's connection,
     reading only what a hold decides on: {seat_id: row of (id, status, reservation_expires_at,
     price)}. No objects are built; a seat of another event is not locked, nor in the answer.
@@ -98,15 +97,12 @@ def lock_seats_with_prices(connection, event_id: int, seat_ids) -> dict[int, sa.
     seats only after its shared lock on the event was granted.
     """
     _require_unit_of_work()
-    rows = connection.execute(
-        _seats_with_prices_statement(), {"seat_ids": sorted(set(seat_ids)), "seats_event": event_id}
-    )
+    rows = _SEATS_WITH_PRICES.rows(connection, {"seat_ids": sorted(set(seat_ids)), "seats_event": event_id})
     return {row.id: row for row in rows}
 
 
-@functools.cache
 def _seats_with_prices_statement():
-    """Built once: every hold runs it, only the seat ids change."""
+    """Every hold runs it, only the seat ids change."""
     price = sa.select(PriceCategory.price).where(PriceCategory.id == Seat.price_category_id).scalar_subquery()
     return (
         sa.select(Seat.id, Seat.status, Seat.reservation_expires_at, price.label("price"))
@@ -119,6 +115,9 @@ def _seats_with_prices_statement():
         .with_for_update()
         .execution_options(include_deleted=True)  # said in the statement itself
     )
+
+
+_SEATS_WITH_PRICES = Precompiled(_seats_with_prices_statement)
 
 
 def lock_event_seats(event_id: int) -> list[Seat]:

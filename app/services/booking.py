@@ -212,8 +212,22 @@ class PlacedHold:
     hold_expires_at: datetime
     placed_at: datetime
 
+    ORDER_COLUMNS = (
+        "reference",
+        "user_id",
+        "event_id",
+        "status",
+        "payment_status",
+        "total_amount",
+        "refunded_amount",
+        "hold_expires_at",
+        "version",
+        "created_at",
+        "updated_at",
+    )
+
     def order_row(self) -> dict:
-        """The order's columns as they were inserted (all but its id)."""
+        """The order's columns as they were inserted (all but its id): ORDER_COLUMNS."""
         return {
             "reference": self.reference,
             "user_id": self.user_id,
@@ -467,26 +481,58 @@ def _add_order(
         hold_expires_at=expires_at,
         placed_at=moment,
     )
-    # Core INSERTs: the order and its bookings are new, so the session has nothing to track.
-    order_id = connection.execute(sa.insert(Order.__table__), placed.order_row()).inserted_primary_key[0]
-    connection.execute(
-        sa.insert(Booking.__table__),
-        [
-            {
-                "order_id": order_id,
-                "user_id": user_id,
-                "event_id": event_id,
-                "seat_id": seat_id,
-                "total_amount": price,
-                "status": BookingStatus.PENDING,
-                "created_at": moment,
-                "updated_at": moment,
-            }
-            for seat_id, price in prices.items()
-        ],
-    )
+    # Plain INSERTs: the order and its bookings are new, so the session has nothing to track.
+    order_id = _INSERT_ORDER.inserted_id(connection, placed.order_row())
+    bookings = {
+        "order_id": order_id,
+        "user_id": user_id,
+        "event_id": event_id,
+        "status": BookingStatus.PENDING,
+        "payment_status": PaymentStatus.PENDING,
+        "moment": moment,
+    }
+    for n, (seat_id, price) in enumerate(prices.items()):
+        bookings[f"seat_{n}"], bookings[f"price_{n}"] = seat_id, price
+    _insert_bookings(len(prices)).rowcount(connection, bookings)
     seat_changes.mark_changed(event_id, list(prices), state=seatmap.STATE_CODES[SeatStatus.RESERVED])
     return dataclasses.replace(placed, order_id=order_id)
+
+
+def _column_bind(table: sa.Table, column: str, name: str | None = None) -> sa.BindParameter:
+    """A parameter for a value of the column, of the column's type (which converts the value)."""
+    return sa.bindparam(name or column, type_=table.c[column].type)
+
+
+_INSERT_ORDER = Precompiled(
+    lambda: sa.insert(Order.__table__).values(
+        {column: _column_bind(Order.__table__, column) for column in PlacedHold.ORDER_COLUMNS}
+    )
+)
+
+
+@functools.cache
+def _insert_bookings(count: int) -> Precompiled:
+    """One INSERT of `count` pending bookings of one order (a statement per number of seats)."""
+
+    def build():
+        table = Booking.__table__
+        shared = {
+            **{column: _column_bind(table, column) for column in ("order_id", "user_id", "event_id")},
+            **{column: _column_bind(table, column) for column in ("status", "payment_status")},
+            "created_at": _column_bind(table, "created_at", "moment"),
+            "updated_at": _column_bind(table, "updated_at", "moment"),
+        }
+        rows = [
+            {
+                **shared,
+                "seat_id": _column_bind(table, "seat_id", f"seat_{n}"),
+                "total_amount": _column_bind(table, "total_amount", f"price_{n}"),
+            }
+            for n in range(count)
+        ]
+        return sa.insert(table).values(rows)
+
+    return Precompiled(build)
 
 
 def _known_order(placed: PlacedHold) -> Order:

@@ -21,8 +21,8 @@ import sqlalchemy as sa
 
 
 class Precompiled:
-    """A statement built by `build()` on first use; `rows`, `first` and `rowcount` run it on a
-    connection with a dict of its parameters (lists for its expanding IN parameters)."""
+    """A statement built by `build()` on first use; `rows`, `first`, `inserted_id` and `rowcount`
+    run it on a connection with a dict of its parameters (lists for its expanding IN parameters)."""
 
     def __init__(self, build: Callable[[], sa.Executable]):
         self._build = build
@@ -40,6 +40,14 @@ class Precompiled:
     def first(self, connection: sa.Connection, params: Mapping):
         rows = self.rows(connection, params)
         return rows[0] if rows else None
+
+    def inserted_id(self, connection: sa.Connection, params: Mapping) -> int:
+        """Run an INSERT of one row: the id the database gave it."""
+        cursor, _ = self._execute(connection, params)
+        try:
+            return cursor.lastrowid
+        finally:
+            cursor.close()
 
     def rowcount(self, connection: sa.Connection, params: Mapping) -> int:
         """The rows an UPDATE matched (the MySQL dialects count matched rows, not changed ones)."""
@@ -101,7 +109,8 @@ class _Form:
             sql=state.statement,
             constants={name: value for name, value in state.parameters.items() if name not in supplied},
             expansion=state.parameter_expansion,
-            processors=state.processors,
+            # The expanded parameters' processors, and (as Core's execution takes them) everyone else's
+            processors={**compiled._bind_processors, **state.processors},
             positions=tuple(state.positiontup) if state.positiontup is not None else None,
             columns=list(columns) if columns is not None else None,
         )

@@ -104,3 +104,15 @@ def test_driver_errors_come_as_sqlalchemy_errors_and_events_run(factory):
     with pytest.raises(sa.exc.StatementError, match="append-only"):  # as through Core
         wipe_audit.rowcount(db.session.connection(), {})
     db.session.rollback()
+
+
+def test_parameters_are_converted_by_their_types(factory):
+    """SQLite's driver takes no Decimal: the type's own processor converts it, as through Core."""
+    event = factory.event()
+    priced = Precompiled(
+        lambda: sa.select(PriceCategory.id).where(
+            PriceCategory.event_id == sa.bindparam("event"), PriceCategory.price >= sa.bindparam("at_least")
+        )
+    )
+    rows = priced.rows(db.session.connection(), {"event": event.id, "at_least": Decimal("0.00")})
+    assert {row.id for row in rows} == {category.id for category in event.price_categories}

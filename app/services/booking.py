@@ -252,8 +252,9 @@ def place_hold(
     statement, and refused if it is gone or an administrator's. `event` is the event or its id.
     `admit(event)`, if given, is the caller's gate (the event page's 404, the waiting room): it
     runs under the event's shared lock, with the locked event or None, and refuses by raising.
-    The hot path reads only the columns it decides on, and its five statements run on the
-    session's connection (Core): they build no objects, so the session has nothing to add.
+    The hot path reads only the columns it decides on, and its five statements run precompiled
+    (app.services.precompiled) on the session's connection: they build no objects, so the
+    session has nothing to add.
     """
     ids = _checked_seat_ids(seat_ids)
     event_id = event if isinstance(event, int) else event.id

@@ -499,15 +499,9 @@ def _add_order(
     return dataclasses.replace(placed, order_id=order_id)
 
 
-def _column_bind(table: sa.Table, column: str, name: str | None = None) -> sa.BindParameter:
-    """A parameter for a value of the column, of the column's type (which converts the value)."""
-    return sa.bindparam(name or column, type_=table.c[column].type)
-
-
+# A parameter given as a column's value takes the column's type (and its conversions).
 _INSERT_ORDER = Precompiled(
-    lambda: sa.insert(Order.__table__).values(
-        {column: _column_bind(Order.__table__, column) for column in PlacedHold.ORDER_COLUMNS}
-    )
+    lambda: sa.insert(Order.__table__).values({column: sa.bindparam(column) for column in PlacedHold.ORDER_COLUMNS})
 )
 
 
@@ -516,22 +510,20 @@ def _insert_bookings(count: int) -> Precompiled:
     """One INSERT of `count` pending bookings of one order (a statement per number of seats)."""
 
     def build():
-        table = Booking.__table__
-        shared = {
-            **{column: _column_bind(table, column) for column in ("order_id", "user_id", "event_id")},
-            **{column: _column_bind(table, column) for column in ("status", "payment_status")},
-            "created_at": _column_bind(table, "created_at", "moment"),
-            "updated_at": _column_bind(table, "updated_at", "moment"),
-        }
+        shared = {column: sa.bindparam(column) for column in ("order_id", "user_id", "event_id", "status")}
+        shared |= {"payment_status": sa.bindparam("payment_status")}
+        shared |= {"created_at": sa.bindparam("moment"), "updated_at": sa.bindparam("moment")}
+        # Typed here: only the first row's parameters would take their columns' types.
+        seat, price = Booking.seat_id.type, Booking.total_amount.type
         rows = [
             {
                 **shared,
-                "seat_id": _column_bind(table, "seat_id", f"seat_{n}"),
-                "total_amount": _column_bind(table, "total_amount", f"price_{n}"),
+                "seat_id": sa.bindparam(f"seat_{n}", type_=seat),
+                "total_amount": sa.bindparam(f"price_{n}", type_=price),
             }
             for n in range(count)
         ]
-        return sa.insert(table).values(rows)
+        return sa.insert(Booking.__table__).values(rows)
 
     return Precompiled(build)
 

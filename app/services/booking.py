@@ -510,14 +510,14 @@ def _insert_bookings(count: int) -> Precompiled:
     """One INSERT of `count` pending bookings of one order (a statement per number of seats)."""
 
     def build():
-        shared = {column: sa.bindparam(column) for column in ("order_id", "user_id", "event_id", "status")}
-        shared |= {"payment_status": sa.bindparam("payment_status")}
-        shared |= {"created_at": sa.bindparam("moment"), "updated_at": sa.bindparam("moment")}
-        # Typed here: only the first row's parameters would take their columns' types.
+        same_in_every_row = {name: sa.bindparam(name) for name in ("order_id", "user_id", "event_id")}
+        same_in_every_row |= {name: sa.bindparam(name) for name in ("status", "payment_status")}
+        same_in_every_row |= {"created_at": sa.bindparam("moment"), "updated_at": sa.bindparam("moment")}
+        # Typed here: a multi-row INSERT gives only its first row's parameters their columns' types.
         seat, price = Booking.seat_id.type, Booking.total_amount.type
         rows = [
             {
-                **shared,
+                **same_in_every_row,
                 "seat_id": sa.bindparam(f"seat_{n}", type_=seat),
                 "total_amount": sa.bindparam(f"price_{n}", type_=price),
             }

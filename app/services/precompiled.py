@@ -83,6 +83,7 @@ class _Form:
     """The statement as sent for one set of IN-list lengths, and how to fill it in."""
 
     sql: str
+    names: frozenset[str]  # the statement's parameters
     constants: dict  # the values compiled into the statement (e.g. a status it compares with)
     expansion: Mapping[str, list[str]]  # an IN parameter -> the names its values are sent as
     processors: Mapping[str, Callable]
@@ -97,6 +98,7 @@ class _Form:
         supplied = {name for names in state.parameter_expansion.values() for name in names} | set(params)
         return cls(
             sql=state.statement,
+            names=frozenset(compiled.binds),
             constants={name: value for name, value in state.parameters.items() if name not in supplied},
             expansion=state.parameter_expansion,
             # The expanded parameters' processors, and (as Core's execution takes them) everyone else's
@@ -106,6 +108,8 @@ class _Form:
         )
 
     def values(self, params: Mapping):
+        if not self.names.issuperset(params):  # a value the statement would silently drop
+            raise ValueError(f"not parameters of the statement: {sorted(set(params) - self.names)}")
         values = dict(self.constants)
         for name, value in params.items():
             expanded = self.expansion.get(name)

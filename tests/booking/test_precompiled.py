@@ -116,3 +116,8 @@ def test_parameters_are_converted_by_their_types(factory):
     )
     rows = priced.rows(db.session.connection(), {"event": event.id, "at_least": Decimal("0.00")})
     assert {row.id for row in rows} == {category.id for category in event.price_categories}
+
+
+def test_a_parameter_the_statement_does_not_have_is_refused(factory):
+    with pytest.raises(ValueError, match="not parameters of the statement"):
+        SEATS_WITH_FACTS.rows(db.session.connection(), {"ids": [1], "now": utcnow(), "user": 1, "usr": 2})

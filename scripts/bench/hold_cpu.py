@@ -4,7 +4,9 @@ and Redis), interleaved request by request so that both see the same machine.
     DATABASE_URL=mysql+pymysql://root@127.0.0.1/stagepass_prof REDIS_URL=redis://127.0.0.1:6379/9 \
         .venv/bin/python scripts/bench/hold_cpu.py --requests 900
 
-The database must be migrated and hold no orders of the bench buyers (a fresh one each run).
+The database must be migrated and hold no orders of the bench buyers (a fresh one each run). The
+app runs with the production config, as under gunicorn (debug mode adds work to every request);
+its secrets default to bench-only values, as in run.sh.
 Variants, one per request in turn: `hold`, `livez`, and with `--parts` also a hold without CSRF
 checking, without rate limits and without the seat-change publish, to see what each costs.
 Medians of `time.process_time()` per request; no gunicorn, so no HTTP parsing or gevent.
@@ -13,6 +15,7 @@ Medians of `time.process_time()` per request; no gunicorn, so no HTTP parsing or
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import statistics
 import sys
@@ -29,6 +32,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=900, help="in all, spread over the variants")
     parser.add_argument("--parts", action="store_true", help="also holds without CSRF, limits or publish")
     args = parser.parse_args()
+    os.environ.setdefault("STAGEPASS_ENV", "production")
+    os.environ.setdefault("SECRET_KEY", "bench-only-secret")
+    os.environ.setdefault("TICKET_SIGNING_KEYS", "bench:" + "A" * 43)
     from werkzeug.test import EnvironBuilder
 
     from app.extensions import limiter

@@ -48,7 +48,7 @@ def test_rows_and_types_are_the_same_as_through_core(factory):
     row = SEATS_WITH_FACTS.first(connection, {"ids": [ids[1]], "now": now, "user": admin.id})
     assert row.status == SeatStatus.RESERVED
     assert row.reservation_expires_at == held.reservation_expires_at  # reloaded after the commit
-    assert isinstance(row.price, Decimal) and row.price == Decimal(row.price).quantize(Decimal("0.01"))
+    assert isinstance(row.price, Decimal) and row.price == row.price.quantize(Decimal("0.01"))
     assert row.is_admin is True
     assert SEATS_WITH_FACTS.first(connection, {"ids": [-1], "now": now, "user": admin.id}) is None
 
@@ -65,8 +65,8 @@ def test_an_update_counts_the_rows_it_matched(factory):
     event = factory.event()
     rename = Precompiled(_rename_events)
     connection = db.session.connection()
-    same_name = {"events": [event.id, -1], "to": event.name, "now": utcnow()}
-    assert rename.rowcount(connection, same_name) == 1  # matched, though nothing changed
+    one_of_two = {"events": [event.id, -1], "to": event.name, "now": utcnow()}
+    assert rename.rowcount(connection, one_of_two) == 1  # only the event that exists
     assert rename.rowcount(connection, {"events": [-1], "to": "Nobody", "now": utcnow()}) == 0
     assert rename.rowcount(connection, {"events": [event.id], "to": "Renamed", "now": utcnow()}) == 1
     db.session.commit()

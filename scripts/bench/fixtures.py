@@ -70,6 +70,16 @@ def buyers(app, count: int) -> list[str]:
     return emails
 
 
+def signed_in_test_client(app, email: str):
+    """A Flask test client logged in as the bench buyer, and the CSRF token its pages carry."""
+    from scripts.bench.client import CSRF_META
+
+    client = app.test_client()
+    login_token = CSRF_META.search(client.get("/auth/login").get_data(as_text=True)).group(1)
+    client.post("/auth/login", data={"email": email, "password": BENCH_PASSWORD, "csrf_token": login_token})
+    return client, CSRF_META.search(client.get("/").get_data(as_text=True)).group(1)
+
+
 def seat_ids(app, event_id: int) -> list[int]:
     from app.extensions import db
     from app.models import Seat

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import statistics
 import sys
 import time
@@ -83,15 +82,8 @@ def _expect_success(status: str, headers, exc_info=None) -> None:
 
 def _signed_in(app, email: str) -> tuple[str, str]:
     """A buyer's session cookie and CSRF token, from a real log-in."""
-    client = app.test_client()
-    client.post("/auth/login", data={"email": email, "password": fixtures.BENCH_PASSWORD, "csrf_token": _token(client)})
-    cookie = "; ".join(f"{cookie.key}={cookie.value}" for cookie in client._cookies.values())
-    return cookie, _token(client, "/")
-
-
-def _token(client, path: str = "/auth/login") -> str:
-    page = client.get(path).get_data(as_text=True)
-    return re.search(r'<meta name="csrf-token" content="([^"]+)"', page).group(1)
+    client, token = fixtures.signed_in_test_client(app, email)
+    return "; ".join(f"{cookie.key}={cookie.value}" for cookie in client._cookies.values()), token
 
 
 if __name__ == "__main__":

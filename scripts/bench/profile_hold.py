@@ -33,13 +33,7 @@ def main() -> None:
     app = fixtures.make_app()
     limiter.enabled = False
     emails = fixtures.buyers(app, args.holds)
-    clients = []
-    for email in emails:
-        client = app.test_client()
-        client.post(
-            "/auth/login", data={"email": email, "password": fixtures.BENCH_PASSWORD, "csrf_token": _token(client)}
-        )
-        clients.append((client, _token(client, "/")))
+    clients = [fixtures.signed_in_test_client(app, email) for email in emails]
     limiter.enabled = args.limits
     seats, took = [], []
     cpu_started = time.process_time()
@@ -75,13 +69,6 @@ def main() -> None:
     print(profiler.output_text(unicode=False, color=False, show_all=False))
     if args.html:
         Path(args.html).write_text(profiler.output_html())
-
-
-def _token(client, path="/auth/login"):
-    import re
-
-    page = client.get(path).get_data(as_text=True)
-    return re.search(r'<meta name="csrf-token" content="([^"]+)"', page).group(1)
 
 
 if __name__ == "__main__":

@@ -84,7 +84,7 @@ class _Form:
 
     sql: str
     names: frozenset[str]  # the statement's parameters
-    constants: dict  # the values compiled into the statement (e.g. a status it compares with)
+    constants: dict  # the values compiled into the statement (e.g. a status it compares with), converted
     expansion: Mapping[str, list[str]]  # an IN parameter -> the names its values are sent as
     processors: Mapping[str, Callable]
     positions: tuple[str, ...] | None  # the parameters' order, for positional drivers (SQLite)
@@ -96,13 +96,15 @@ class _Form:
     def expanded(cls, compiled, params: Mapping, columns) -> _Form:
         state = compiled.construct_expanded_state(dict(params))
         supplied = {name for names in state.parameter_expansion.values() for name in names} | set(params)
+        # The expanded parameters' processors, and (as Core's execution takes them) everyone else's
+        processors = {**compiled._bind_processors, **state.processors}
+        constants = {name: value for name, value in state.parameters.items() if name not in supplied}
         return cls(
             sql=state.statement,
             names=frozenset(compiled.binds),
-            constants={name: value for name, value in state.parameters.items() if name not in supplied},
+            constants={name: _converted(processors.get(name), value) for name, value in constants.items()},
             expansion=state.parameter_expansion,
-            # The expanded parameters' processors, and (as Core's execution takes them) everyone else's
-            processors={**compiled._bind_processors, **state.processors},
+            processors=processors,
             positions=tuple(state.positiontup) if state.positiontup is not None else None,
             columns=list(columns) if columns is not None else None,
         )
@@ -110,16 +112,11 @@ class _Form:
     def values(self, params: Mapping):
         if not self.names.issuperset(params):  # a value the statement would silently drop
             raise ValueError(f"not parameters of the statement: {sorted(set(params) - self.names)}")
-        values = dict(self.constants)
+        values = dict(self.constants)  # converted once, when the form was made
         for name, value in params.items():
             expanded = self.expansion.get(name)
-            if expanded is None:
-                values[name] = value
-            else:
-                values.update(zip(expanded, value, strict=True))
-        for name, process in self.processors.items():
-            if name in values:
-                values[name] = process(values[name])
+            for key, item in ((name, value),) if expanded is None else zip(expanded, value, strict=True):
+                values[key] = _converted(self.processors.get(key), item)
         if self.positions is not None:
             return tuple(values[name] for name in self.positions)
         return values
@@ -139,3 +136,7 @@ class _Form:
             make(value if convert is None else convert(value) for convert, value in zip(converters, row, strict=True))
             for row in fetched
         ]
+
+
+def _converted(process: Callable | None, value):
+    return value if process is None else process(value)

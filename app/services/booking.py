@@ -510,8 +510,8 @@ def _insert_bookings(count: int) -> Precompiled:
     """One INSERT of `count` pending bookings of one order (a statement per number of seats)."""
 
     def build():
-        same_in_every_row = {name: sa.bindparam(name) for name in ("order_id", "user_id", "event_id")}
-        same_in_every_row |= {name: sa.bindparam(name) for name in ("status", "payment_status")}
+        shared = ("order_id", "user_id", "event_id", "status", "payment_status")
+        same_in_every_row = {column: sa.bindparam(column) for column in shared}
         same_in_every_row |= {"created_at": sa.bindparam("moment"), "updated_at": sa.bindparam("moment")}
         # Typed here: a multi-row INSERT gives only its first row's parameters their columns' types.
         seat, price = Booking.seat_id.type, Booking.total_amount.type
